@@ -1,0 +1,188 @@
+"""Run ``model.generate`` with streaming, honest timing and best-of-N scoring.
+
+We keep transformers' own decoding loop (it owns caches, sampling and assisted decoding) and
+only listen to it through a streamer that timestamps every token as it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from llmlab.devices import peak_memory_bytes, reset_peak_memory, synchronize
+from llmlab.errors import LabError
+from llmlab.generation.result import Candidate, GenerationResult, GenerationStats
+from llmlab.generation.settings import GenerationSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from llmlab.models.loaded import LoadedModel
+
+Messages = list[dict[str, str]]
+#: Called for every new token of a single-sequence run: (new token ids so far, seconds since start).
+TokenCallback = Callable[[list[int], float], None]
+
+
+def encode_prompt(lm: LoadedModel, prompt: str | Messages, *, raw: bool = False) -> torch.Tensor:
+    """Token ids of a prompt, shape ``(1, n)``.
+
+    A string goes through the model's chat template as one user turn (instruct models answer
+    best that way) unless ``raw`` is set or the tokenizer has no template; a list of messages
+    always uses the template.
+    """
+    tok = lm.tokenizer
+    if isinstance(prompt, str) and not prompt.strip():
+        raise LabError("the prompt is empty")
+    if isinstance(prompt, list) or (not raw and lm.has_chat_template):
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        if not lm.has_chat_template:
+            raise LabError(f"{lm.name} has no chat template; use generate --raw instead of chat")
+        encoded = tok.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        ids = encoded["input_ids"]
+    else:
+        ids = tok(prompt, return_tensors="pt").input_ids
+    if ids.shape[1] >= lm.context_length:
+        raise LabError(
+            f"the prompt is {ids.shape[1]} tokens but {lm.name}'s context is "
+            f"{lm.context_length}; shorten it"
+        )
+    return ids.to(lm.device)
+
+
+class _TokenClock:
+    """A transformers streamer that timestamps tokens; generate() calls put() per step."""
+
+    def __init__(self, batch: int, start: float, on_token: TokenCallback | None):
+        self.batch, self.start, self.on_token = batch, start, on_token
+        self.times: list[float] = []
+        self.steps: list[list[int]] = []  # per step: the new token(s), batch-major
+        self._seen_prompt = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._seen_prompt:  # the first put() is the prompt itself
+            self._seen_prompt = True
+            return
+        now = time.perf_counter() - self.start
+        flat = value.reshape(-1).tolist()
+        if self.batch == 1:
+            # Assisted decoding delivers several accepted tokens in one put().
+            for token in flat:
+                self.steps.append([token])
+                self.times.append(now)
+            if self.on_token is not None:
+                self.on_token([s[0] for s in self.steps], now)
+        else:
+            self.steps.append(flat)
+            self.times.append(now)
+
+    def end(self) -> None:
+        pass
+
+    def sequences(self) -> list[list[int]]:
+        return [[step[b] for step in self.steps] for b in range(self.batch)]
+
+
+def generate(
+    lm: LoadedModel,
+    prompt: str | Messages,
+    settings: GenerationSettings | None = None,
+    *,
+    raw: bool = False,
+    on_token: TokenCallback | None = None,
+    generate_kwargs: dict[str, Any] | None = None,
+) -> GenerationResult:
+    """Generate from ``lm`` and measure it. Ctrl-C stops early and keeps the partial text."""
+    import torch
+
+    settings = settings or GenerationSettings()
+    input_ids = encode_prompt(lm, prompt, raw=raw)
+    n_prompt = input_ids.shape[1]
+    max_new = min(settings.max_new_tokens, lm.context_length - n_prompt)
+    kwargs = settings.generate_kwargs() | {"max_new_tokens": max_new}
+    kwargs["pad_token_id"] = lm.tokenizer.pad_token_id
+    scoring = settings.n_candidates > 1
+    if scoring:
+        kwargs.update(output_logits=True, return_dict_in_generate=True)
+    kwargs.update(generate_kwargs or {})
+
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    reset_peak_memory(lm.device)
+    synchronize(lm.device)
+    start = time.perf_counter()
+    clock = _TokenClock(settings.n_candidates, start, on_token)
+    stopped = None
+    try:
+        with torch.inference_mode():
+            out = lm.model.generate(
+                input_ids, attention_mask=torch.ones_like(input_ids), streamer=clock, **kwargs
+            )
+    except KeyboardInterrupt:
+        out, stopped = None, "interrupted"
+    synchronize(lm.device)
+    total = time.perf_counter() - start
+
+    if out is None:
+        sequences, logits = clock.sequences(), None
+    else:
+        seqs = out.sequences if scoring else out
+        sequences = seqs[:, n_prompt:].tolist()
+        logits = torch.stack(out.logits, dim=1) if scoring else None  # (batch, steps, vocab)
+
+    candidates = [_candidate(lm, ids, logits, b) for b, ids in enumerate(sequences)]
+    chosen = 0
+    if settings.best_of > 1 and stopped is None:
+        chosen = max(range(len(candidates)), key=lambda i: candidates[i].mean_logprob)
+    best = candidates[chosen]
+    if stopped is None:
+        eos = set(_eos_ids(lm))
+        stopped = "eos" if best.token_ids and best.token_ids[-1] in eos else "length"
+    stats = GenerationStats(
+        prompt_tokens=n_prompt,
+        new_tokens=len(best.token_ids),
+        ttft_s=clock.times[0] if clock.times else None,
+        total_s=total,
+        token_times_s=clock.times,
+        peak_memory_bytes=peak_memory_bytes(lm.device),
+        peak_memory_kind="CUDA peak allocated" if lm.device == "cuda" else "process peak RSS",
+        device=lm.device,
+        dtype=lm.dtype,
+        stopped=stopped,
+    )
+    text_prompt = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    return GenerationResult(
+        model=lm.name,
+        prompt=text_prompt,
+        text=best.text,
+        token_ids=best.token_ids,
+        stats=stats,
+        settings=settings,
+        candidates=candidates if len(candidates) > 1 else [],
+        chosen=chosen,
+    )
+
+
+def _eos_ids(lm: LoadedModel) -> list[int]:
+    eos = lm.model.generation_config.eos_token_id
+    if eos is None:
+        eos = lm.tokenizer.eos_token_id
+    return eos if isinstance(eos, list) else [eos]
+
+
+def _candidate(lm: LoadedModel, ids: list[int], logits: Any, row: int) -> Candidate:
+    """Cut one sequence at its end-of-sequence token and score it if logits are at hand."""
+    eos = set(_eos_ids(lm))
+    end = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+    ids = ids[:end]
+    score = None
+    if logits is not None and ids:
+        import torch
+
+        logprobs = torch.log_softmax(logits[row, :end].float(), dim=-1)
+        chosen = logprobs.gather(-1, torch.tensor(ids, device=logprobs.device)[:, None])
+        score = float(chosen.mean())
+    return Candidate(lm.tokenizer.decode(ids, skip_special_tokens=True), ids, score)

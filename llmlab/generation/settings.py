@@ -1,0 +1,95 @@
+"""Generation settings: one validated record, shared by the engine, the magics and the results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llmlab.errors import LabError
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to pick each next token.
+
+    Greedy unless a temperature is given (``temperature=0`` is greedy too). ``top_k`` / ``top_p``
+    alone sample at temperature 1. ``best_of=N`` samples N candidates and keeps the one with the
+    highest mean log-probability under the model; ``num_return_sequences`` returns them all.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    num_return_sequences: int = 1
+    best_of: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise LabError(f"max new tokens must be a positive integer, got {self.max_new_tokens}")
+        if self.temperature is not None and self.temperature < 0:
+            raise LabError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise LabError(f"top-k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise LabError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.num_return_sequences < 1 or self.best_of < 1:
+            raise LabError("--num-return-sequences and --best-of must be >= 1")
+        if self.num_return_sequences > 1 and self.best_of > 1:
+            raise LabError("use either --best-of or --num-return-sequences, not both")
+        if self.n_candidates > 1 and not self.do_sample:
+            raise LabError(
+                "several candidates need sampling (greedy gives the same text each time); "
+                "add --temperature, e.g. --temperature 0.8"
+            )
+
+    @property
+    def do_sample(self) -> bool:
+        if self.temperature is not None:
+            return self.temperature > 0
+        return self.top_k is not None or self.top_p is not None
+
+    @property
+    def n_candidates(self) -> int:
+        return max(self.num_return_sequences, self.best_of)
+
+    def describe(self) -> str:
+        if not self.do_sample:
+            how = "greedy"
+        else:
+            parts = [f"T={self.temperature if self.temperature is not None else 1.0:g}"]
+            if self.top_k is not None:
+                parts.append(f"top-k={self.top_k}")
+            if self.top_p is not None:
+                parts.append(f"top-p={self.top_p:g}")
+            if self.seed is not None:
+                parts.append(f"seed={self.seed}")
+            how = "sampling " + " ".join(parts)
+        if self.best_of > 1:
+            how += f", best of {self.best_of}"
+        elif self.num_return_sequences > 1:
+            how += f", {self.num_return_sequences} sequences"
+        return how
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``model.generate`` that switch off every default we did not ask for
+        (a model's generation_config may carry its own top-k/top-p/temperature)."""
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            num_return_sequences=self.n_candidates,
+            top_k=None,
+            top_p=None,
+            temperature=None,
+        )
+        if self.do_sample:
+            kwargs.update(
+                temperature=self.temperature if self.temperature is not None else 1.0,
+                top_k=self.top_k if self.top_k is not None else 0,
+                top_p=self.top_p if self.top_p is not None else 1.0,
+            )
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

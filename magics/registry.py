@@ -1,0 +1,91 @@
+"""Subcommands of ``%llm``: each is a function plus an argparse parser built from ``arg()`` specs.
+
+Each feature lives in its own module under ``magics/commands/`` and registers itself with
+:func:`command`, so adding a subcommand never touches the dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.error import UsageError
+
+
+@dataclass
+class Context:
+    """What a subcommand gets besides its parsed arguments."""
+
+    lab: Any  # llmlab.Lab
+    shell: Any  # IPython InteractiveShell
+    body: str | None  # the cell body for %%llm, taken literally (see --format-body)
+
+    @property
+    def in_kernel(self) -> bool:
+        """True in Jupyter (display updates work); False in a terminal IPython."""
+        return getattr(self.shell, "kernel", None) is not None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one-line UsageErrors instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"%llm {self.prog}: {message} (see %llm help {self.prog})")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise UsageError(message or f"%llm {self.prog}: stopped")
+
+
+@dataclass
+class Arg:
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    """One argparse argument, declared next to the command that takes it."""
+    return Arg(flags, options)
+
+
+@dataclass
+class Command:
+    name: str
+    summary: str
+    run: Callable[[Context, argparse.Namespace], Any]
+    args: list[Arg] = field(default_factory=list)
+    body: str = "none"  # what a %%llm cell body means: "none", or e.g. "the prompt"
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = _Parser(
+            prog=self.name,
+            description=self.summary,
+            add_help=False,
+            allow_abbrev=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=(
+                f"As a cell magic (%%llm {self.name}), the cell body is {self.body}."
+                if self.body != "none"
+                else None
+            ),
+        )
+        for a in self.args:
+            parser.add_argument(*a.flags, **a.options)
+        return parser
+
+    def help(self) -> str:
+        return self.parser().format_help().replace("usage: ", "usage: %llm ", 1)
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, summary: str, *args: Arg, body: str = "none") -> Callable:
+    """Register ``%llm NAME``; ``summary`` is its one-line help."""
+
+    def register(run: Callable[[Context, argparse.Namespace], Any]) -> Callable:
+        COMMANDS[name] = Command(name, summary, run, list(args), body)
+        return run
+
+    return register

@@ -1,0 +1,39 @@
+"""Shared fixtures. Nothing here may reach a model hub: tests run offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def default_lm():
+    """The real embedded default model, loaded once per test session (slow tier)."""
+    from llmlab.models.registry import load_model
+
+    return load_model("default")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    from llmlab.models.registry import load_model
+
+    return load_model("tiny:llama")
+
+
+@pytest.fixture
+def ip():
+    """An IPython shell with `%load_ext llmlab` done and a fresh default session."""
+    from IPython.testing.globalipapp import start_ipython
+
+    import llmlab.session
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "llmlab")
+    llmlab.session._default_lab = None
+    yield shell
+    llmlab.session._default_lab = None

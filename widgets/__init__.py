@@ -1,0 +1,15 @@
+"""The visual front door: live anywidget views of engine results.
+
+Importing it registers each view with the engine (``llmlab.results.register_view``), so a
+result displays as its widget, with a static HTML fallback for exported notebooks.
+Importable as ``llmlab.widgets``.
+"""
+
+from llmlab.widgets.next_token import NextTokenView
+
+from llmlab.generation.next_token import NextTokenDistribution
+from llmlab.results import register_view
+
+register_view(NextTokenDistribution, NextTokenView)
+
+__all__ = ["NextTokenView"]
