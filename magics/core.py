@@ -1,4 +1,4 @@
-"""The ``%llm`` / ``%%llm`` magic: split the line, find the subcommand, turn errors into one line."""
+"""The ``%llm`` / ``%%llm`` magic: split the line, find the subcommand, report errors."""
 
 from __future__ import annotations
 
