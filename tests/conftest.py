@@ -28,11 +28,11 @@ def tiny_llama():
 @pytest.fixture
 def ip():
     """An IPython shell with `%load_ext llmlab` done and a fresh default session."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython
 
     import llmlab.session
 
-    shell = start_ipython()
+    shell = get_ipython()
     shell.run_line_magic("load_ext", "llmlab")
     llmlab.session._default_lab = None
     yield shell

@@ -90,7 +90,11 @@ def load_model(
 
 def _from_pretrained(folder, device, torch_dtype, attn_implementation, trust_remote_code):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    # The per-tensor "Loading weights" bar is noise for a sub-second load; hub downloads keep
+    # their own bars (huggingface_hub's, not this one).
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -103,4 +107,6 @@ def _from_pretrained(folder, device, torch_dtype, attn_implementation, trust_rem
     except (OSError, ValueError, ImportError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LabError(f"could not load {folder!r}: {first_line}") from err
+    finally:
+        hf_logging.enable_progress_bar()
     return model, tokenizer

@@ -1,0 +1,228 @@
+"""Drive JupyterLab in headless Chromium, as a user would, and take screenshots.
+
+Uses Debian's Chromium (never a browser a tool downloads). One JupyterLab server is started
+on first use and stopped when the test process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+VIEWPORT = {"width": 1280, "height": 1000}
+
+_server: dict | None = None
+
+
+def require_browser() -> None:
+    """Skip (with the reason) where Chromium or Playwright is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (scripts/bootstrap.sh installs it as root)")
+    pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server() -> dict:
+    global _server
+    if _server is not None:
+        return _server
+    root = Path(tempfile.mkdtemp(prefix="llmlab-lab-"))
+    port, token = _free_port(), secrets.token_hex(16)
+    # No "get notified about news?" toast over the screenshots, and nothing fetched.
+    settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(root / ".settings"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--ServerApp.disable_check_xsrf=True",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited; see {root / 'server.log'}") from None
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("jupyter lab did not start in 90 s")
+    _server = {"proc": proc, "url": url, "token": token, "root": root}
+    atexit.register(_stop_server)
+    return _server
+
+
+def _stop_server() -> None:
+    if _server is not None:
+        _server["proc"].terminate()
+        try:
+            _server["proc"].wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _server["proc"].kill()
+
+
+def _browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def run_cells_in_jupyterlab(
+    cells: list[str],
+    out_png: Path,
+    *,
+    wait_for: str | None = None,
+    actions: Callable | None = None,
+    timeout_s: float = 240,
+) -> Path:
+    """Open a new notebook with ``cells`` in JupyterLab, run them all, wait for ``wait_for``
+    (a CSS selector inside the outputs), call ``actions(page)`` if given, and screenshot the page.
+
+    Raises if a cell's output shows a Python error, so a broken view fails the test.
+    """
+    import nbformat
+    from playwright.sync_api import sync_playwright
+
+    require_browser()
+    server = _start_server()
+    name = f"nb_{secrets.token_hex(4)}.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, server["root"] / name)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(f"{server['url']}/lab/tree/{name}?token={server['token']}")
+            page.wait_for_selector(".jp-Notebook", timeout=timeout_s * 1000)
+            # Wait until the kernel is connected, then run everything.
+            page.wait_for_function(
+                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                " && window.jupyterapp.shell.currentWidget.sessionContext"
+                " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                ".connectionStatus === 'connected'",
+                timeout=timeout_s * 1000,
+            )
+            accept = page.locator(".jp-Dialog .jp-mod-accept")
+            if accept.count():
+                accept.first.click()
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            # Done when no cell shows the running marker [*].
+            page.wait_for_function(
+                "() => { const p = [...document.querySelectorAll('.jp-InputPrompt')];"
+                " return p.length && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }",
+                timeout=timeout_s * 1000,
+            )
+            if wait_for:
+                page.wait_for_selector(wait_for, timeout=60_000)
+            errors = page.locator(
+                ".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
+            )
+            tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+            if actions is not None:
+                actions(page)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(out_png), full_page=True)
+            if tracebacks:
+                raise AssertionError("a cell failed in JupyterLab:\n" + tracebacks[0][:2000])
+        finally:
+            browser.close()
+    return out_png
+
+
+def screenshot_offline_html(
+    html_path: Path,
+    out_png: Path,
+    *,
+    wait_for: str | None = None,
+    actions: Callable | None = None,
+) -> Path:
+    """Open a local HTML file with every network request blocked, and screenshot it.
+
+    Returns the screenshot path; raises if the page tried to reach the network.
+    """
+    from playwright.sync_api import sync_playwright
+
+    require_browser()
+    blocked: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:", "blob:")):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.route("**/*", route)
+            page.goto(Path(html_path).resolve().as_uri())
+            if wait_for:
+                page.wait_for_selector(wait_for, timeout=30_000)
+            if actions is not None:
+                actions(page)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(out_png), full_page=True)
+        finally:
+            browser.close()
+    if blocked:
+        raise AssertionError(f"the page tried to reach the network: {blocked[:3]}")
+    return Path(out_png)

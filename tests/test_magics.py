@@ -1,0 +1,124 @@
+"""The %llm front door: parsing, help, interpolation, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from llmlab.generation.result import GenerationResult
+from tests.helpers import run_magic
+
+
+@pytest.fixture
+def tiny(ip):
+    run_magic(ip, "load tiny:llama")
+    return ip
+
+
+def test_generate_returns_an_assignable_result(tiny, capsys):
+    r = run_magic(tiny, "generate --max-new-tokens 5 hello there")
+    assert isinstance(r, GenerationResult) and r.prompt == "hello there"
+    assert r.stats.new_tokens <= 5
+    out = capsys.readouterr().out
+    assert "5 new" in out or "new ·" in out  # the stats footer was printed
+    assert r._shown_live
+
+
+def test_sampling_flags_reach_the_engine(tiny):
+    r = run_magic(
+        tiny, "generate --max-new-tokens 4 --temperature 0.8 --top-k 5 --top-p 0.9 --seed 1 hi"
+    )
+    assert (r.settings.temperature, r.settings.top_k, r.settings.top_p) == (0.8, 5, 0.9)
+    r = run_magic(tiny, "generate --max-new-tokens 3 --temperature 1 --best-of 3 hi")
+    assert len(r.candidates) == 3
+
+
+def test_line_interpolates_variables_and_body_stays_literal(tiny):
+    tiny.user_ns["topic"] = "dragons"
+    tiny.run_cell(
+        'r = get_ipython().run_line_magic("llm", "generate --max-new-tokens 2 About {topic}")'
+    )
+    assert tiny.user_ns["r"].prompt == "About dragons"
+    r = run_magic(tiny, "generate --max-new-tokens 2", "def f(): return {'a': {topic}}\n")
+    assert r.prompt == "def f(): return {'a': {topic}}"
+    r = run_magic(tiny, "generate --max-new-tokens 2 --format-body", "About {topic}")
+    assert r.prompt == "About dragons"
+
+
+def test_chat_cell_keeps_history_and_resets(tiny, capsys):
+    run_magic(tiny, "chat --max-new-tokens 3", "My name is Ada.")
+    run_magic(tiny, "chat --max-new-tokens 3", "What is my name?")
+    from llmlab.session import default_lab
+
+    assert len(default_lab().histories["tiny-llama"]) == 4
+    run_magic(tiny, "chat --reset")
+    assert default_lab().histories["tiny-llama"] == []
+
+
+def test_models_use_unload(tiny, capsys):
+    run_magic(tiny, "load tiny:qwen2 --name q")
+    table = run_magic(tiny, "models")
+    assert list(table.index) == ["tiny-llama", "q"] and table.loc["q", "active"] == "●"
+    run_magic(tiny, "use tiny-llama")
+    run_magic(tiny, "unload q")
+    assert "unloaded q" in capsys.readouterr().out
+
+
+def test_next_returns_the_distribution(tiny):
+    d = run_magic(tiny, 'next --top-k 3 "hello"')
+    assert d.top_k == 3 and len(d.tokens) > 3
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("frobnicate", "unknown subcommand 'frobnicate'"),
+        ("genrate hi", "did you mean 'generate'"),
+        ("generate --bogus 1 hi", "unrecognized arguments: --bogus"),
+        ("generate --max-new-tokens 0 hi", "positive"),
+        ("generate --max-new-tokens -3 hi", "positive"),
+        ("generate --temperature -1 hi", "temperature must be >= 0"),
+        ("generate --top-p 1.5 hi", "top-p must be in"),
+        ('generate ""', "empty"),
+        ("generate 'unbalanced", "quote the text"),
+        ("load /no/such/path", "unknown model"),
+        ("load tiny:llama --dtype float16", "float16 is not supported on CPU"),
+        ("use nobody", "no model named 'nobody'"),
+        ("help nothing", "no subcommand 'nothing'"),
+    ],
+)
+def test_mistakes_are_one_line_and_the_session_keeps_working(tiny, line, message):
+    with pytest.raises(UsageError, match=message) as err:
+        run_magic(tiny, line)
+    assert "\n" not in str(err.value)
+    assert run_magic(tiny, "generate --max-new-tokens 2 still works").stats.new_tokens >= 1
+
+
+def test_too_long_prompt_is_one_line(tiny):
+    with pytest.raises(UsageError, match="context is 2048"):
+        run_magic(tiny, "generate --raw " + "x" * 2100)
+
+
+def test_cell_body_refused_where_meaningless(tiny):
+    with pytest.raises(UsageError, match="takes no cell body"):
+        run_magic(tiny, "models", "text")
+
+
+def test_help_lists_every_subcommand(ip, capsys):
+    from llmlab.magics.core import LlmMagics
+    from llmlab.magics.registry import COMMANDS
+
+    doc = LlmMagics.llm.__doc__
+    for name in COMMANDS:
+        assert f"usage: %llm {name}" in doc
+    run_magic(ip, "help generate")
+    out = capsys.readouterr().out
+    assert "--temperature" in out and "--best-of" in out
+    run_magic(ip, "generate --help")
+    assert "--top-p" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_generate_before_any_load_loads_the_default(ip):
+    r = run_magic(ip, 'generate "What is the capital of France?"')
+    assert r.model == "smollm2" and "Paris" in r.text
