@@ -110,3 +110,6 @@ def build_tiny(name: str, seed: int = 0) -> tuple[Any, PreTrainedTokenizerFast]:
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
     return model, tiny_tokenizer()
+
+
+from llmlab.models import tiny_moe  # noqa: E402,F401

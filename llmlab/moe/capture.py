@@ -1,0 +1,202 @@
+"""Record which experts each token went to, in a forward pass or during generation.
+
+A forward pre-hook on each experts module reads the ``(top_k_index, top_k_weights)`` it is
+called with: the selection the layer actually computed with, whatever the family's rule.
+Hooks live only inside :func:`recording`, which removes them also when the run raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llmlab.errors import LabError
+from llmlab.moe.adapters import (
+    MoeLayer,
+    adapter_for,
+    decoder_layers,
+    moe_layers,
+    routing_shape,
+)
+from llmlab.moe.result import MoeRouting, RoutedInput
+
+if TYPE_CHECKING:
+    import torch
+
+    from llmlab.models.loaded import LoadedModel
+
+
+class RoutingRecorder:
+    """Per MoE layer, the chunks of ``(indices, weights)`` seen so far, in call order.
+
+    Each forward call routes ``batch × new tokens`` rows (the whole prompt at prefill, one
+    token per decoding step), so concatenating the chunks gives one row per token position.
+    """
+
+    def __init__(self, layers: list[MoeLayer]):
+        self.layers = layers
+        self.chunks: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {
+            layer.index: [] for layer in layers
+        }
+
+    def hook_for(self, layer: MoeLayer):
+        def record(module: Any, args: tuple, kwargs: dict) -> None:
+            # experts(hidden_states, top_k_index, top_k_weights): positional in every family;
+            # read keywords too (their names differ: top_k_index / router_indices ...).
+            rest = list(args[1:]) + list(kwargs.values())
+            if len(rest) < 2:
+                raise LabError(f"unexpected call of {type(module).__name__}: no routing inputs")
+            index, weights = rest[0], rest[1]
+            self.chunks[layer.index].append(
+                (index.detach().to("cpu"), weights.detach().to("cpu", dtype=_float32()))
+            )
+
+        return record
+
+    def reset(self) -> None:
+        for chunks in self.chunks.values():
+            chunks.clear()
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``experts`` (layers, tokens, k) int16 and ``weights`` float32, each token's
+        choices sorted by weight, heaviest first (DeepSeek's top-k comes unsorted)."""
+        import torch
+
+        per_layer = []
+        for layer in self.layers:
+            chunks = self.chunks[layer.index]
+            if not chunks:
+                raise LabError(
+                    f"layer {layer.index}'s experts were never called; "
+                    "this model may route through a fused kernel that capture cannot see"
+                )
+            index = torch.cat([c[0].reshape(-1, c[0].shape[-1]) for c in chunks])
+            weights = torch.cat([c[1].reshape(-1, c[1].shape[-1]) for c in chunks])
+            order = torch.sort(weights, dim=-1, descending=True, stable=True).indices
+            per_layer.append((index.gather(-1, order), weights.gather(-1, order)))
+        lengths = {int(ix.shape[0]) for ix, _ in per_layer}
+        if len(lengths) != 1:
+            raise LabError(f"MoE layers routed different token counts {sorted(lengths)}")
+        experts = np.stack([ix.numpy() for ix, _ in per_layer]).astype(np.int16)
+        weights = np.stack([w.numpy() for _, w in per_layer]).astype(np.float32)
+        return experts, weights
+
+
+def _float32() -> Any:
+    import torch
+
+    return torch.float32
+
+
+@contextmanager
+def recording(model: Any, layers: list[MoeLayer] | None = None) -> Iterator[RoutingRecorder]:
+    """Hook every MoE layer of ``model`` for the duration of the block; always unhooks."""
+    if layers is None:
+        layers = moe_layers(model, adapter_for(model))
+    recorder = RoutingRecorder(layers)
+    handles = []
+    try:
+        for layer in layers:
+            handles.append(
+                layer.experts.register_forward_pre_hook(recorder.hook_for(layer), with_kwargs=True)
+            )
+        yield recorder
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def capture_routing(
+    lm: LoadedModel,
+    texts: str | Sequence[str] | Mapping[str, str],
+    *,
+    generate: int = 0,
+    layer: int | None = None,
+) -> MoeRouting:
+    """Route each text through ``lm`` and record every MoE layer's choice for every token.
+
+    ``texts``: one string, several, or ``{name: text}`` to compare inputs (domains).
+    ``generate``: also generate this many tokens greedily after each text and record the
+    routing of the generated tokens (the last one is never fed back, so it has no routing).
+    ``layer``: the MoE layer the views open on (a true decoder-layer index).
+    """
+    import torch
+
+    from llmlab.generation.engine import encode_prompt
+    from llmlab.generation.engine import generate as run_generate
+    from llmlab.generation.settings import GenerationSettings
+
+    adapter = adapter_for(lm.model)
+    layers = moe_layers(lm.model, adapter)
+    n_experts, top_k = routing_shape(layers[0])
+    named = _named(texts)
+    if generate < 0:
+        raise LabError("--generate takes a number of tokens ≥ 0")
+    indices = [m.index for m in layers]
+    if layer is not None and layer not in indices:
+        raise LabError(f"layer {layer} is not a MoE layer; MoE layers: {indices}")
+
+    inputs = []
+    with recording(lm.model, layers) as recorder:
+        for name, text in named.items():
+            recorder.reset()
+            prompt_ids = encode_prompt(lm, text, raw=True)[0].tolist()
+            new_ids: list[int] = []
+            if generate:
+                result = run_generate(
+                    lm, text, GenerationSettings(max_new_tokens=generate), raw=True
+                )
+                new_ids = result.token_ids
+            else:
+                with torch.inference_mode():
+                    lm.model(torch.tensor([prompt_ids], device=lm.device))
+            experts, weights = recorder.result()
+            ids = (prompt_ids + new_ids)[: experts.shape[1]]
+            if len(ids) != experts.shape[1]:
+                raise LabError(f"routed {experts.shape[1]} tokens but the text has {len(ids)}")
+            inputs.append(
+                RoutedInput(
+                    name=name,
+                    text=text,
+                    token_ids=ids,
+                    tokens=[lm.tokenizer.decode([i]) for i in ids],
+                    n_prompt=len(prompt_ids),
+                    experts=experts,
+                    weights=weights,
+                )
+            )
+    notes = []
+    if lm.spec.startswith("tiny:") or "random" in lm.source:
+        notes.append("random weights: this routing is untrained and shows no learned structure")
+    return MoeRouting(
+        model=lm.name,
+        family=adapter.label,
+        rule=adapter.describe(),
+        n_experts=n_experts,
+        top_k=top_k,
+        moe_layers=[m.index for m in layers],
+        n_layers=len(decoder_layers(lm.model)),
+        inputs=inputs,
+        focus_layer=layer if layer is not None else layers[0].index,
+        notes=notes,
+    )
+
+
+def _named(texts: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if isinstance(texts, Mapping):
+        named = dict(texts)
+    else:
+        named = {}
+        for i, text in enumerate(texts):
+            named[f"text {i + 1}"] = text
+    if not named:
+        raise LabError("give at least one text to route")
+    for name, text in named.items():
+        if not text.strip():
+            raise LabError(f"{name} is empty")
+    return named
