@@ -1,0 +1,59 @@
+"""Memory read bandwidth, measured once per machine and device, then cached on disk.
+
+The roofline of LLM decoding is set by how fast weights stream from memory; we measure it with
+a reduction over a buffer far larger than any cache, which reads every byte once.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from llmlab.measure.latency import time_call
+
+BUFFER_BYTES = 256 * 1024 * 1024
+
+
+def _cache_file() -> Path:
+    from llmlab.models.default import cache_root
+
+    return cache_root() / "bandwidth.json"
+
+
+def machine_key(device: str) -> str:
+    """What identifies the memory system measured: host, CPU or GPU model, and thread count."""
+    import torch
+
+    if device == "cuda":
+        what = torch.cuda.get_device_name()
+    else:
+        what = f"{platform.processor() or platform.machine()} threads={torch.get_num_threads()}"
+    return f"{platform.node()}|{device}|{what}"
+
+
+def measure_bandwidth(device: str = "cpu", *, nbytes: int = BUFFER_BYTES) -> float:
+    """Read bandwidth in bytes/s: median of 5 timed sums over a ``nbytes`` float32 buffer."""
+    import torch
+
+    buffer = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    spread = time_call(lambda: buffer.sum(), repeats=5, warmup=1, device=device)
+    return nbytes / spread.median
+
+
+def memory_bandwidth(device: str = "cpu", *, refresh: bool = False) -> float:
+    """The cached bandwidth of this machine's ``device`` in bytes/s; measured on first use."""
+    path = _cache_file()
+    key = machine_key(device)
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if refresh or key not in cache:
+        cache[key] = measure_bandwidth(device)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cache, indent=1))
+        except OSError:
+            pass  # a read-only cache only costs a re-measurement next time
+    return float(cache[key])

@@ -1,0 +1,140 @@
+"""What a configuration costs: memory, bytes moved per token, dollars, share of the roofline."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from llmlab.errors import LabError
+
+#: Illustrative on-demand prices in US$ per device-hour; pass your own (``prices=``,
+#: ``--price cpu=0.05``). CPU: a small 2-vCPU cloud VM; CUDA: one H100 at a cloud list price.
+DEFAULT_PRICES_USD_PER_HOUR: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
+
+
+def price_per_hour(device: str, prices: dict[str, float] | None = None) -> float:
+    table = DEFAULT_PRICES_USD_PER_HOUR | (prices or {})
+    if device not in table:
+        raise LabError(f"no hourly price for device {device!r}; pass e.g. {device}=1.0")
+    return table[device]
+
+
+def usd_per_million_tokens(seconds_per_token: float, usd_per_hour: float) -> float:
+    """Dollars for a million output tokens at this speed, with the device billed by the hour."""
+    return usd_per_hour / 3600.0 * seconds_per_token * 1e6
+
+
+def model_weight_bytes(model: Any) -> int:
+    """Bytes of a model's weights, including quantized modules whose packed weights are not
+    ``parameters()`` (torch.ao dynamic int8 keeps them in ``_packed_params``)."""
+    import torch
+
+    seen: dict[Any, int] = {}
+
+    def add(value: Any) -> None:
+        if isinstance(value, tuple | list):
+            for v in value:
+                add(v)
+        elif isinstance(value, torch.Tensor):
+            if value.is_quantized:
+                # Quantized tensors have no plain storage to deduplicate; count their payload.
+                seen[("q", id(value))] = value.numel() * value.element_size()
+            else:
+                storage = value.untyped_storage()
+                seen[storage.data_ptr()] = storage.nbytes()
+
+    for value in model.state_dict(keep_vars=True).values():
+        add(value)
+    return sum(seen.values())
+
+
+def kv_cache_bytes(config: Any, tokens: int, bytes_per_value: int) -> int:
+    """Bytes of a full K and V cache for ``tokens`` positions: 2 x layers x KV heads x head dim."""
+    text = config.get_text_config()
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return 2 * text.num_hidden_layers * kv_heads * head_dim * tokens * bytes_per_value
+
+
+def _current_rss() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class MemoryReading:
+    peak_bytes: int
+    kind: str  # what was measured, in words
+    reserved_bytes: int | None = None  # CUDA only: what the caching allocator held
+
+
+class PeakMemory:
+    """Peak memory over a block: CUDA allocated + reserved, else process RSS sampled by a
+    background thread (the OS only keeps the lifetime peak, useless for comparing configs
+    run one after another in the same process)."""
+
+    INTERVAL_S = 0.005
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.reading: MemoryReading | None = None
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        elif (rss := _current_rss()) is not None:
+            self._peak = rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self._peak = max(self._peak, _current_rss() or 0)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            self.reading = MemoryReading(
+                int(torch.cuda.max_memory_allocated()),
+                "CUDA peak allocated",
+                int(torch.cuda.max_memory_reserved()),
+            )
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _current_rss() or 0)
+            self.reading = MemoryReading(self._peak, "process peak RSS (sampled)")
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            rss = rss if sys.platform == "darwin" else rss * 1024
+            self.reading = MemoryReading(rss, "process lifetime peak RSS")
+
+
+def roofline_fraction(bytes_per_token: float, bandwidth_bytes_s: float, tpot_s: float) -> float:
+    """Share of the memory-bandwidth roofline reached: the time the bytes read per token need at
+    the measured bandwidth over the time a token actually took. Speculative decoding can pass
+    1.0, since one pass over the weights then yields several tokens."""
+    if tpot_s <= 0 or bandwidth_bytes_s <= 0:
+        raise LabError("roofline needs a positive time per token and bandwidth")
+    return bytes_per_token / bandwidth_bytes_s / tpot_s
+
+
+def bytes_per_value(dtype_name: str) -> int:
+    return {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}.get(dtype_name, 4)

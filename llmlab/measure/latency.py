@@ -1,0 +1,108 @@
+"""The latency harness: warm-up, repetitions, device synchronisation, median with spread.
+
+Two entry points share the same discipline:
+
+- :func:`time_call` times any callable (warm-up calls first, then ``repeats`` timed calls,
+  with ``torch.cuda.synchronize`` around each on CUDA, since kernels run asynchronously);
+- :func:`summarize_generations` turns the :class:`GenerationResult` of repeated generations into
+  TTFT / TPOT / decode tok/s / end-to-end figures, each a :class:`Spread`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmlab.devices import synchronize
+from llmlab.errors import LabError
+from llmlab.measure.stats import Spread
+
+MIN_REPEATS = 3
+
+
+def check_repeats(repeats: int, warmup: int) -> None:
+    if repeats < MIN_REPEATS:
+        raise LabError(f"use at least {MIN_REPEATS} repetitions for a median with spread")
+    if warmup < 0:
+        raise LabError(f"warm-up runs must be >= 0, got {warmup}")
+
+
+def time_call(
+    fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, device: str = "cpu"
+) -> Spread:
+    """Seconds per call of ``fn``: ``warmup`` untimed calls, then ``repeats`` timed ones."""
+    check_repeats(repeats, warmup)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return Spread(times)
+
+
+@dataclass
+class LatencySummary:
+    """Latency of repeated generations, each figure with its spread.
+
+    One sample per run for ``ttft_s``, ``tpot_s`` (time per output token after the first:
+    ``(end - first token) / (tokens - 1)``, the usual serving definition, which stays honest
+    under speculative decoding where several tokens arrive at once), ``decode_tps``, ``e2e_s``
+    and ``s_per_token`` (end-to-end seconds per output token: what a bill is based on).
+    ``itl_s`` holds every gap between consecutive tokens of all runs (inter-token latency;
+    bursts of accepted draft tokens show up as zero gaps).
+    """
+
+    ttft_s: Spread
+    tpot_s: Spread
+    itl_s: Spread
+    decode_tps: Spread
+    e2e_s: Spread
+    s_per_token: Spread
+    new_tokens: Spread
+    runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name).to_dict()
+            for name in (
+                "ttft_s",
+                "tpot_s",
+                "itl_s",
+                "decode_tps",
+                "e2e_s",
+                "s_per_token",
+                "new_tokens",
+            )
+        } | {"runs": self.runs}
+
+
+def summarize_generations(results: Sequence[Any]) -> LatencySummary:
+    """Summarize :class:`~llmlab.generation.result.GenerationResult` objects of timed runs."""
+    gaps: list[float] = []
+    for r in results:
+        gaps.extend(r.stats.inter_token_s)
+    return LatencySummary(
+        ttft_s=Spread.of(r.stats.ttft_s for r in results),
+        tpot_s=Spread.of(_tpot(r) for r in results),
+        itl_s=Spread(gaps),
+        decode_tps=Spread.of(r.stats.decode_tokens_per_s for r in results),
+        e2e_s=Spread.of(r.stats.total_s for r in results),
+        s_per_token=Spread.of(
+            r.stats.total_s / r.stats.new_tokens for r in results if r.stats.new_tokens
+        ),
+        new_tokens=Spread.of(r.stats.new_tokens for r in results),
+        runs=len(results),
+    )
+
+
+def _tpot(result: Any) -> float | None:
+    times = result.stats.token_times_s
+    if len(times) < 2:
+        return None
+    return (times[-1] - times[0]) / (len(times) - 1)

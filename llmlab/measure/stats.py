@@ -1,0 +1,116 @@
+"""A figure with its spread: every number the tradeoff tool shows carries one."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    # Linear interpolation between closest ranks (numpy's default), written out so a Spread
+    # does not need numpy and stays exact for the small samples a sweep collects.
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def format_number(x: float, digits: int = 3) -> str:
+    """Readable significant digits: ``1,234``, ``12.3``, ``0.0123``, ``1.2e-05``."""
+    if abs(x) >= 10 ** (digits - 1):
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+@dataclass
+class Spread:
+    """Samples of one quantity and their summary: median, quartiles, p10/p90, mean.
+
+    ``headline`` says which summary is *the* figure: latencies use the median (robust to a
+    noisy neighbour), averaged quantities such as mean KL use the mean.
+    """
+
+    values: list[float] = field(default_factory=list)
+    headline: str = "median"
+
+    @classmethod
+    def of(cls, values: Iterable[float | None], headline: str = "median") -> Spread:
+        return cls([float(v) for v in values if v is not None], headline)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def quantile(self, q: float) -> float | None:
+        return _quantile(sorted(self.values), q) if self.values else None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def q1(self) -> float | None:
+        return self.quantile(0.25)
+
+    @property
+    def q3(self) -> float | None:
+        return self.quantile(0.75)
+
+    @property
+    def p10(self) -> float | None:
+        return self.quantile(0.10)
+
+    @property
+    def p90(self) -> float | None:
+        return self.quantile(0.90)
+
+    @property
+    def iqr(self) -> float | None:
+        return None if not self.values else self.q3 - self.q1
+
+    @property
+    def value(self) -> float | None:
+        """The headline figure."""
+        return self.mean if self.headline == "mean" else self.median
+
+    def scaled(self, factor: float) -> Spread:
+        return Spread([v * factor for v in self.values], self.headline)
+
+    def relative_spread(self) -> float | None:
+        """IQR over the headline: how noisy this figure is, as a fraction."""
+        v = self.value
+        return None if not v or self.iqr is None else self.iqr / abs(v)
+
+    def format(self, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+        """``"12.3 ms (IQR 11.9–12.8, p90 13.1, n=84)"``."""
+        if not self.values:
+            return "n/a"
+
+        def f(x: float) -> str:
+            return format_number(x * scale, digits)
+
+        sep = " " if unit else ""
+        return (
+            f"{f(self.value)}{sep}{unit} (IQR {f(self.q1)}–{f(self.q3)}, "
+            f"p90 {f(self.p90)}, n={self.n})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "median": self.median,
+            "mean": self.mean,
+            "q1": self.q1,
+            "q3": self.q3,
+            "p10": self.p10,
+            "p90": self.p90,
+            "n": self.n,
+        }

@@ -1,0 +1,447 @@
+"""How a sweep looks: the axes a user can plot, the plotly figure (shared by the static HTML
+and the live widget), the table with every spread, and a plain-text table for terminals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmlab.errors import LabError
+from llmlab.html import card, esc, json_for_script
+from llmlab.measure.stats import format_number
+from llmlab.tradeoff.result import APPROXIMATING, KL_PRESERVING, PRESERVING
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from llmlab.tradeoff.result import Sweep, SweepPoint
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str
+    column: str  # in SweepPoint.row()
+    title: str
+    better: str  # "low" or "high"
+    log: bool = False
+    spread: bool = True  # the row has _q1/_q3/_p90 columns
+
+
+X_AXES = {
+    a.key: a
+    for a in [
+        Axis("tpot", "tpot_ms", "time per output token (ms, median, IQR bars)", "low"),
+        Axis("ttft", "ttft_ms", "time to first token (ms)", "low"),
+        Axis("e2e", "e2e_s", "end-to-end time per answer (s)", "low"),
+        Axis("tps", "decode_tps", "decode tokens / s", "high"),
+        Axis("cost", "usd_per_mtok", "US$ per 1M output tokens", "low"),
+        Axis("memory", "peak_mem_mb", "peak memory (MB)", "low", spread=False),
+        Axis("weights", "weight_mb", "weight bytes (MB)", "low", spread=False),
+        Axis("roofline", "roofline_pct", "% of memory-bandwidth roofline", "high"),
+    ]
+}
+Y_AXES = {
+    a.key: a
+    for a in [
+        Axis("kl", "kl", "mean KL vs reference (nats, log; 0 drawn at the floor)", "low", log=True),
+        Axis("top1", "top1", "top-1 agreement with reference", "high"),
+        Axis(
+            "greedy", "greedy_match", "greedy outputs identical to reference", "high", spread=False
+        ),
+        Axis("ppl", "perplexity", "perplexity on the text", "low", spread=False),
+        Axis("acceptance", "acceptance", "draft acceptance rate", "high"),
+    ]
+}
+COLORS = {PRESERVING: "#1a7f37", APPROXIMATING: "#bc4c00", None: "#8c959f"}
+
+
+def check_axes(axes: tuple[str, str] | list[str]) -> tuple[str, str]:
+    if len(axes) != 2:
+        raise LabError("--axes takes two names, x then y, e.g. --axes tpot,kl")
+    x, y = axes
+    # Either order works; quality names belong on y.
+    if x in Y_AXES and y in X_AXES:
+        x, y = y, x
+    if x not in X_AXES:
+        raise LabError(f"unknown x axis {x!r}; choose one of {', '.join(X_AXES)}")
+    if y not in Y_AXES:
+        raise LabError(f"unknown y axis {y!r}; choose one of {', '.join(Y_AXES)}")
+    return x, y
+
+
+def parse_axes(text: str) -> tuple[str, str]:
+    return check_axes([a.strip() for a in text.split(",")])
+
+
+# -- the figure -------------------------------------------------------------------------------
+def _plotted(sweep: Sweep, xa: Axis, ya: Axis) -> list[tuple[int, SweepPoint, dict]]:
+    out = []
+    for i, p in enumerate(sweep.points):
+        row = p.row()
+        if p.status == "ok" and row.get(xa.column) is not None and row.get(ya.column) is not None:
+            out.append((i, p, row))
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]], x_low: bool, y_low: bool) -> list[int]:
+    """Indices of the points no other point beats on both axes, ordered along x."""
+    sx, sy = (1 if x_low else -1), (1 if y_low else -1)
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            sx * x2 <= sx * x and sy * y2 <= sy * y and (x2, y2) != (x, y)
+            for j, (x2, y2) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def hover_text(p: SweepPoint, sweep: Sweep) -> str:
+    """Every metric of a point, with spreads, for the tooltip (plotly renders <br>)."""
+    lat = p.latency
+    lines = [f"<b>{esc(p.name)}</b>"]
+    label = p.measured_label or "quality not measured"
+    claim = f" (registry claims {p.claimed_label})" if p.claimed_label else ""
+    lines.append(("⚠ " if p.label_disagrees else "") + f"measured: {label}{claim}")
+    if lat:
+        lines += [
+            f"TTFT {lat.ttft_s.format('ms', 1e3)}",
+            f"TPOT {lat.tpot_s.format('ms', 1e3)}",
+            f"decode {lat.decode_tps.format('tok/s')}",
+            f"end-to-end {lat.e2e_s.format('s')}",
+        ]
+    if p.usd_per_mtok:
+        lines.append(f"$/1M tokens {p.usd_per_mtok.format('', 1, 3)}")
+    if p.roofline and p.roofline.n:
+        lines.append(f"roofline {p.roofline.format('%', 100)}")
+    mem = [
+        f"{k} {format_number(v / 2**20)} MB"
+        for k, v in (("peak", p.peak_memory_bytes), ("weights", p.weight_bytes), ("KV", p.kv_bytes))
+        if v is not None
+    ]
+    if mem:
+        lines.append(" · ".join(mem))
+    if p.kl and p.kl.n:
+        lines.append(f"KL mean {format_number(p.kl.mean)} nats (p90 {format_number(p.kl.p90)})")
+    if p.top1 and p.top1.n:
+        lines.append(f"top-1 agreement {100 * p.top1.mean:.1f}%")
+    if p.greedy_matches is not None:
+        lines.append(f"greedy identical {sum(p.greedy_matches)}/{len(p.greedy_matches)} prompts")
+    if p.perplexity is not None:
+        lines.append(f"perplexity {p.perplexity:.3f} ({p.perplexity_tokens} tokens)")
+    if p.acceptance_rate and p.acceptance_rate.n:
+        lines.append(f"acceptance {p.acceptance_rate.format('', 1)}")
+    if p.nondeterministic:
+        lines.append("⚠ repeated greedy runs differed")
+    return "<br>".join(lines)
+
+
+def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure:
+    """The tradeoff scatter: one point per configuration with IQR error bars, coloured by the
+    *measured* label, a red ring where it disagrees with the registry, and the Pareto front."""
+    import plotly.graph_objects as go
+
+    x_key, y_key = check_axes(axes or sweep.axes)
+    xa, ya = X_AXES[x_key], Y_AXES[y_key]
+    plotted = _plotted(sweep, xa, ya)
+    positive = [r[ya.column] for _, _, r in plotted if r[ya.column] and r[ya.column] > 0]
+    floor = min([*positive, KL_PRESERVING]) / 10 if ya.log else None
+
+    def yv(v: float) -> float:
+        return max(v, floor) if ya.log and floor else v
+
+    fig = go.Figure()
+    for label, name in (
+        (PRESERVING, "output-preserving (measured)"),
+        (APPROXIMATING, "approximating (measured)"),
+        (None, "quality not measured"),
+    ):
+        group = [(i, p, r) for i, p, r in plotted if p.measured_label == label]
+        if not group:
+            continue
+        xs = [r[xa.column] for _, _, r in group]
+        ys = [yv(r[ya.column]) for _, _, r in group]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers+text",
+                name=name,
+                text=[("⚠ " if p.label_disagrees else "") + p.name for _, p, _ in group],
+                textposition="top center",
+                customdata=[i for i, _, _ in group],
+                hovertext=[hover_text(p, sweep) for _, p, _ in group],
+                hoverinfo="text",
+                marker=dict(
+                    size=13,
+                    color=COLORS[label],
+                    symbol=[
+                        "circle-open" if p.repeat_of_baseline else "circle" for _, p, _ in group
+                    ],
+                    line=dict(
+                        width=[3 if p.label_disagrees else 1 for _, p, _ in group],
+                        color=["#cf222e" if p.label_disagrees else "#ffffff" for _, p, _ in group],
+                    ),
+                ),
+                error_x=_error_bars(group, xa) if xa.spread else None,
+                error_y=_error_bars(group, ya, yv) if ya.spread else None,
+            )
+        )
+    if len(plotted) >= 2:
+        pts = [(r[xa.column], yv(r[ya.column])) for _, p, r in plotted if not p.repeat_of_baseline]
+        front = pareto_front(pts, xa.better == "low", ya.better == "low")
+        fig.add_trace(
+            go.Scatter(
+                x=[pts[i][0] for i in front],
+                y=[pts[i][1] for i in front],
+                mode="lines",
+                line=dict(color="#0969da", dash="dash", shape="hv" if len(front) > 1 else "linear"),
+                name="Pareto front",
+                hoverinfo="skip",
+            )
+        )
+    if ya.log:
+        fig.add_hline(
+            y=KL_PRESERVING,
+            line=dict(color="#57606a", dash="dot", width=1),
+            annotation_text="KL 1e-4: output-preserving below (with identical greedy text)",
+            annotation_position="bottom right",
+            annotation_font_size=10,
+        )
+    title = (
+        f"{sweep.model} on {sweep.device}: {len(sweep.points)} of {len(sweep.configs) + 1} measured"
+    )
+    if sweep.status != "running":
+        title += f" · {sweep.status}"
+    fig.update_layout(
+        template="plotly_white",
+        title=dict(text=esc(title), font_size=14),
+        height=460,
+        margin=dict(l=60, r=20, t=50, b=50),
+        legend=dict(orientation="h", y=-0.18),
+        xaxis_title=xa.title + ("  (better ←)" if xa.better == "low" else "  (better →)"),
+        yaxis_title=ya.title,
+        hoverlabel=dict(align="left", font_size=11),
+        clickmode="event",
+    )
+    if ya.log:
+        fig.update_yaxes(type="log", exponentformat="power")
+    if ya.better == "low":
+        fig.update_yaxes(autorange="reversed" if not ya.log else None)
+    return fig
+
+
+def _error_bars(group, axis: Axis, transform=lambda v: v) -> dict[str, Any]:
+    plus, minus = [], []
+    for _, _, r in group:
+        v, q1, q3 = r[axis.column], r.get(axis.column + "_q1"), r.get(axis.column + "_q3")
+        tv = transform(v)
+        plus.append(max(0.0, transform(q3) - tv) if q3 is not None else 0.0)
+        minus.append(max(0.0, tv - transform(q1)) if q1 is not None else 0.0)
+    return dict(type="data", array=plus, arrayminus=minus, thickness=1.2, width=4, color="#57606a")
+
+
+# -- the table --------------------------------------------------------------------------------
+COLUMNS = [
+    ("TTFT ms", "ttft_ms"),
+    ("TPOT ms", "tpot_ms"),
+    ("decode tok/s", "decode_tps"),
+    ("$ / 1M tok", "usd_per_mtok"),
+    ("roofline %", "roofline_pct"),
+    ("KL mean", "kl"),
+    ("top-1", "top1"),
+]
+
+
+def _cell(row: dict, column: str, spread: bool = True) -> str:
+    v = row.get(column)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    main = format_number(v)
+    if not spread or row.get(column + "_q1") is None:
+        return main
+    q1, q3, p90 = (format_number(row[column + s]) for s in ("_q1", "_q3", "_p90"))
+    return f"{main}<br><small>IQR {q1}–{q3} · p90 {p90} · n={row[column + '_n']}</small>"
+
+
+def table_html(sweep: Sweep) -> str:
+    head = "".join(
+        f"<th>{esc(h)}</th>"
+        for h in [
+            "configuration",
+            "label (measured / registry)",
+            *[c for c, _ in COLUMNS],
+            "greedy same",
+            "perplexity",
+            "accept.",
+            "peak mem",
+            "weights",
+            "KV",
+            "note",
+        ]
+    )
+    rows = []
+    for i, p in enumerate(sweep.points):
+        r = p.row()
+        label = esc(r["measured"] or "–") + " / " + esc(r["claimed"] or "–")
+        if p.label_disagrees:
+            label = f'<span class="llmlab-sw-flag">⚠ {label}</span>'
+        greedy = (
+            f"{sum(p.greedy_matches)}/{len(p.greedy_matches)}"
+            if p.greedy_matches is not None
+            else "–"
+        )
+        mem = [
+            esc(f"{format_number(r[k])} MB") if r[k] is not None else "–"
+            for k in ("peak_mem_mb", "weight_mb", "kv_mb")
+        ]
+        note = (
+            p.error
+            or p.quality_note
+            or ("repeated greedy runs differed" if p.nondeterministic else "")
+        )
+        cls = "llmlab-sw-failed" if p.status != "ok" else ""
+        cells = [_cell(r, c) for _, c in COLUMNS]
+        rows.append(
+            f'<tr class="{cls}" data-index="{i}"><td><b>{esc(p.name)}</b></td><td>{label}</td>'
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + f"<td>{greedy}</td><td>{_cell(r, 'perplexity', False)}</td>"
+            f"<td>{_cell(r, 'acceptance')}</td>"
+            + "".join(f"<td>{m}</td>" for m in mem)
+            + f"<td class='llmlab-sw-note'>{esc(note)}</td></tr>"
+        )
+    table = f'<table class="llmlab-sw-table"><tr>{head}</tr>{"".join(rows)}</table>'
+    return f'<div class="llmlab-sw-scroll">{table}</div>'
+
+
+def header_html(sweep: Sweep) -> str:
+    s = sweep.settings
+    facts = [
+        f"{len(sweep.prompts)} prompts × {sweep.repeats} repeats (+{sweep.warmup} warm-up)",
+        f"greedy, {s.get('max_new_tokens')} new tokens",
+        f"{sweep.device}/{sweep.dtype}",
+    ]
+    if sweep.bandwidth_bytes_s:
+        facts.append(f"measured read bandwidth {sweep.bandwidth_bytes_s / 1e9:.1f} GB/s")
+    if sweep.usd_per_hour is not None:
+        facts.append(f"price ${sweep.usd_per_hour:g}/h")
+    if sweep.seconds:
+        facts.append(f"{sweep.seconds:.0f} s")
+    warn = "".join(f'<div class="llmlab-note">⚠ {esc(w)}</div>' for w in sweep.warnings)
+    return (
+        f"<div><b>Tradeoff sweep · {esc(sweep.model)}</b> · {esc(sweep.status)}</div>"
+        f'<div class="llmlab-stats">{esc(" · ".join(facts))}</div>{warn}'
+    )
+
+
+TABLE_CSS = """
+.llmlab-sw-scroll{overflow-x:auto}
+.llmlab-card table.llmlab-sw-table td{vertical-align:top;white-space:nowrap}
+.llmlab-sw-table small{color:#57606a}
+.llmlab-sw-failed td{color:#cf222e}
+.llmlab-sw-flag{color:#cf222e;font-weight:600}
+.llmlab-card td.llmlab-sw-note{white-space:normal;min-width:180px;color:#57606a}
+.llmlab-sw-compare{display:grid;grid-template-columns:1fr 1fr;gap:10px;margin-top:8px}
+.llmlab-sw-compare>div{border:1px solid #eaeef2;border-radius:6px;padding:6px}
+.llmlab-sw-compare h4{margin:0 0 4px 0;font-size:12px}
+"""
+
+
+def compare_html(sweep: Sweep, index: int | None) -> str:
+    """The selected point's texts next to the reference's, prompt by prompt."""
+    if index is None or not 0 <= index < len(sweep.points):
+        return (
+            '<div class="llmlab-stats">Click a point to see its text next to the reference.</div>'
+        )
+    p = sweep.points[index]
+    parts = []
+    for j, prompt in enumerate(sweep.prompts):
+        ref = sweep.reference_texts[j] if j < len(sweep.reference_texts) else "–"
+        text = p.texts[j] if j < len(p.texts) else "–"
+        same = p.greedy_matches[j] if p.greedy_matches and j < len(p.greedy_matches) else None
+        mark = (
+            ""
+            if same is None
+            else (" ✓ identical" if same else f" ✗ differs from token {p.first_divergence[j]}")
+        )
+        parts.append(
+            f'<div class="llmlab-prompt">{esc(prompt)}{esc(mark)}</div>'
+            '<div class="llmlab-sw-compare">'
+            f'<div><h4>reference (baseline)</h4><div class="llmlab-text">{esc(ref)}</div></div>'
+            f'<div><h4>{esc(p.name)}</h4><div class="llmlab-text">{esc(text)}</div></div></div>'
+        )
+    return "".join(parts)
+
+
+def sweep_payload(sweep: Sweep) -> dict[str, Any]:
+    """Plain JSON of a sweep: the table rows plus the texts (for the static page's clicks)."""
+    return {
+        "rows": [p.row() for p in sweep.points],
+        "names": [p.name for p in sweep.points],
+        "prompts": sweep.prompts,
+        "reference": sweep.reference_texts,
+        "texts": [p.texts for p in sweep.points],
+        "matches": [p.greedy_matches for p in sweep.points],
+        "status": sweep.status,
+        "warnings": sweep.warnings,
+    }
+
+
+def sweep_html(sweep: Sweep, axes: tuple[str, str]) -> str:
+    """Self-contained: plotly.js is inlined (~4.6 MB) so the chart works with no network."""
+    import uuid
+
+    fig = build_figure(sweep, axes)
+    uid = "llmlab-sweep-" + uuid.uuid4().hex[:10]
+    chart = fig.to_html(
+        full_html=False, include_plotlyjs=True, div_id=uid, config={"displaylogo": False}
+    )
+    data = json_for_script(sweep_payload(sweep))
+    script = (HERE / "static_page.js").read_text("utf-8")
+    panel = f'<div id="{uid}-texts">{compare_html(sweep, _first_other(sweep))}</div>'
+    return card(
+        header_html(sweep)
+        + chart
+        + table_html(sweep)
+        + panel
+        + f'<script type="application/json" id="{uid}-data">{data}</script>'
+        + f'<script>{script}\nllmlabSweepPage("{uid}");</script>',
+        css=TABLE_CSS,
+    )
+
+
+def _first_other(sweep: Sweep) -> int | None:
+    for i, p in enumerate(sweep.points):
+        if not p.is_baseline and p.status == "ok":
+            return i
+    return 0 if sweep.points else None
+
+
+def text_table(sweep: Sweep) -> str:
+    lines = [sweep.summary(), *("! " + w for w in sweep.warnings)]
+    for p in sweep.points:
+        r = p.row()
+        if p.status != "ok":
+            lines.append(f"  {p.name:<28} {p.status}: {p.error}")
+            continue
+        bits = [f"TPOT {_plain(r, 'tpot_ms')} ms", f"TTFT {_plain(r, 'ttft_ms')} ms"]
+        if r["kl"] is not None:
+            bits.append(f"KL {format_number(r['kl'])}")
+        if r["greedy_match"] is not None:
+            bits.append(f"greedy same {100 * r['greedy_match']:.0f}%")
+        bits.append(f"{r['measured'] or '?'}" + (" (!= registry)" if p.label_disagrees else ""))
+        lines.append(f"  {p.name:<28} " + " · ".join(bits))
+    return "\n".join(lines)
+
+
+def _plain(row: dict, column: str) -> str:
+    if row.get(column) is None:
+        return "–"
+    q1, q3 = format_number(row[column + "_q1"]), format_number(row[column + "_q3"])
+    return f"{format_number(row[column])} [IQR {q1}–{q3}]"

@@ -1,0 +1,248 @@
+"""A sweep's results: one :class:`SweepPoint` per configuration, collected in a :class:`Sweep`.
+
+Every figure keeps its samples (a :class:`~llmlab.measure.stats.Spread`), so tables show the
+median with its IQR and p90, and plots draw error bars, never a bare number.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmlab.measure.latency import LatencySummary
+from llmlab.measure.stats import Spread
+from llmlab.results import Result
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: The measured label needs both: next-token distributions this close, and the same greedy text.
+KL_PRESERVING = 1e-4
+PRESERVING = "output-preserving"
+APPROXIMATING = "approximating"
+
+
+@dataclass
+class SweepPoint:
+    """The measurements of one configuration (``status`` "ok", "failed" or "interrupted")."""
+
+    config: str
+    claimed_output_preserving: bool | None
+    status: str = "ok"
+    error: str | None = None
+    is_baseline: bool = False
+    repeat_of_baseline: bool = False  # the baseline measured again at the end of the sweep
+    latency: LatencySummary | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str = ""
+    reserved_memory_bytes: int | None = None
+    weight_bytes: int | None = None
+    kv_bytes: int | None = None  # KV cache at the median final length
+    usd_per_mtok: Spread | None = None
+    roofline: Spread | None = None  # fraction of the memory-bandwidth roofline, per run
+    kl: Spread | None = None  # per position, nats; headline: mean
+    top1: Spread | None = None  # per prompt; headline: mean
+    greedy_matches: list[bool] | None = None  # per prompt
+    first_divergence: list[int] | None = None  # per prompt: index of the first differing token
+    perplexity: float | None = None
+    perplexity_tokens: int | None = None
+    acceptance_rate: Spread | None = None
+    texts: list[str] = field(default_factory=list)  # first timed run per prompt
+    token_ids: list[list[int]] = field(default_factory=list)
+    nondeterministic: bool = False  # repeated greedy runs gave different tokens
+    quality_note: str | None = None  # why quality figures are missing
+    seconds: float = 0.0  # wall time spent on this point
+
+    @property
+    def name(self) -> str:
+        return f"{self.config} (again)" if self.repeat_of_baseline else self.config
+
+    @property
+    def greedy_match_rate(self) -> float | None:
+        m = self.greedy_matches
+        return sum(m) / len(m) if m else None
+
+    @property
+    def measured_label(self) -> str | None:
+        if self.kl is None or not self.kl.n or self.greedy_matches is None:
+            return None
+        same = all(self.greedy_matches)
+        return PRESERVING if self.kl.mean < KL_PRESERVING and same else APPROXIMATING
+
+    @property
+    def claimed_label(self) -> str | None:
+        if self.claimed_output_preserving is None:
+            return None
+        return PRESERVING if self.claimed_output_preserving else APPROXIMATING
+
+    @property
+    def label_disagrees(self) -> bool:
+        measured, claimed = self.measured_label, self.claimed_label
+        return measured is not None and claimed is not None and measured != claimed
+
+    def row(self) -> dict[str, Any]:
+        """Flat figures: ``x`` is the headline, ``x_q1``/``x_q3``/``x_p90``/``x_n`` its spread."""
+        out: dict[str, Any] = {
+            "config": self.name,
+            "status": self.status,
+            "claimed": self.claimed_label,
+            "measured": self.measured_label,
+            "disagrees": self.label_disagrees,
+        }
+        lat = self.latency
+
+        def put(name: str, spread: Spread | None, scale: float = 1.0) -> None:
+            ok = spread is not None and spread.n
+            for suffix, attr in (("", "value"), ("_q1", "q1"), ("_q3", "q3"), ("_p90", "p90")):
+                out[name + suffix] = getattr(spread, attr) * scale if ok else None
+            out[name + "_n"] = spread.n if spread is not None else 0
+
+        put("ttft_ms", lat and lat.ttft_s, 1e3)
+        put("tpot_ms", lat and lat.tpot_s, 1e3)
+        put("decode_tps", lat and lat.decode_tps)
+        put("e2e_s", lat and lat.e2e_s)
+        put("usd_per_mtok", self.usd_per_mtok)
+        put("roofline_pct", self.roofline, 100.0)
+        put("kl", self.kl)
+        put("top1", self.top1)
+        put("acceptance", self.acceptance_rate)
+        out.update(
+            greedy_match=self.greedy_match_rate,
+            perplexity=self.perplexity,
+            peak_mem_mb=_mb(self.peak_memory_bytes),
+            weight_mb=_mb(self.weight_bytes),
+            kv_mb=_mb(self.kv_bytes),
+            new_tokens=lat.new_tokens.median if lat else None,
+            nondeterministic=self.nondeterministic,
+            error=self.error or self.quality_note,
+            seconds=self.seconds,
+        )
+        return out
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else n / 2**20
+
+
+@dataclass(repr=False)
+class Sweep(Result):
+    """A tradeoff sweep: each configuration run over the same prompts, against the baseline.
+
+    It fills while it runs (``status`` "running"); ``wait()`` blocks until it is done and
+    ``stop()`` ends it after the configuration in flight, keeping the finished points.
+    """
+
+    model: str
+    device: str
+    dtype: str
+    prompts: list[str]
+    settings: dict[str, Any]
+    repeats: int
+    warmup: int
+    configs: list[str]
+    points: list[SweepPoint] = field(default_factory=list)
+    reference_texts: list[str] = field(default_factory=list)
+    bandwidth_bytes_s: float | None = None
+    usd_per_hour: float | None = None
+    perplexity_text: str = ""
+    warnings: list[str] = field(default_factory=list)
+    status: str = "running"  # running | done | stopped | failed
+    total_units: int = 0  # progress: generations planned
+    done_units: int = 0
+    current: str = ""  # what is running now, in words
+    started_at: float = field(default_factory=time.time)
+    seconds: float = 0.0
+    axes: tuple[str, str] = ("tpot", "kl")
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _listeners: list[Any] = field(default_factory=list, repr=False)
+
+    # -- control ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the sweep to stop; finished points are kept."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> Sweep:
+        """Block until the sweep ends. Ctrl-C here stops it and keeps the finished points."""
+        try:
+            while not self._done.wait(0.2 if timeout is None else timeout):
+                if timeout is not None:
+                    break
+        except KeyboardInterrupt:
+            self.stop()
+            self._done.wait()
+        return self
+
+    def subscribe(self, listener: Any) -> None:
+        """``listener(sweep, event)`` is called on "progress", "point" and "end"."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self, event)
+            except Exception:  # noqa: BLE001 - a broken view must not break the measurement
+                import traceback
+
+                traceback.print_exc()
+
+    # -- views --------------------------------------------------------------------------
+    @property
+    def baseline(self) -> SweepPoint | None:
+        return next((p for p in self.points if p.is_baseline and not p.repeat_of_baseline), None)
+
+    def point(self, config: str) -> SweepPoint:
+        for p in self.points:
+            if p.name == config or p.config == config:
+                return p
+        raise KeyError(config)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per configuration; ``x_q1``/``x_q3``/``x_p90`` columns carry each spread."""
+        import pandas as pd
+
+        frame = pd.DataFrame([p.row() for p in self.points])
+        return frame.set_index("config") if len(frame) else frame
+
+    def summary(self) -> str:
+        ok = sum(p.status == "ok" for p in self.points)
+        return (
+            f"Sweep({self.model} on {self.device}: {ok}/{len(self.points)} configurations ok, "
+            f"{len(self.prompts)} prompts x {self.repeats} repeats, {self.status})"
+        )
+
+    def to_text(self) -> str:
+        from llmlab.tradeoff.render import text_table
+
+        return text_table(self)
+
+    def to_html(self, axes: tuple[str, str] | None = None) -> str:
+        """Self-contained HTML: an interactive plotly chart (plotly.js inlined, no network),
+        the table of figures with spreads, and the texts of the point you click."""
+        from llmlab.tradeoff.render import sweep_html
+
+        return sweep_html(self, axes or self.axes)
+
+    def payload(self) -> dict[str, Any]:
+        from llmlab.tradeoff.render import sweep_payload
+
+        return sweep_payload(self)
+
+    def save_html(self, path, title: str | None = None):  # type: ignore[override]
+        return super().save_html(path, title or f"llmlab tradeoff sweep: {self.model}")
+
+    def compare(self, other: Sweep, *, names: tuple[str, str] | None = None):
+        """Side by side with another sweep (e.g. the same configurations on CPU and GPU)."""
+        from llmlab.tradeoff.compare import compare_sweeps
+
+        return compare_sweeps(self, other, names=names)
