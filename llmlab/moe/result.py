@@ -189,6 +189,8 @@ class MoeRouting(Result):
 
     def payload(self) -> dict[str, Any]:
         """Compact JSON for the live view: per-choice arrays packed as bytes (base64)."""
+        from llmlab.moe.render import expert_palette
+
         experts, weights = self.experts, self.weights
         top1, topk = self.load_counts()
         cv1, mm1 = stats.imbalance(top1)
@@ -209,6 +211,7 @@ class MoeRouting(Result):
             "n_layers": self.n_layers,
             "focus_layer": self.focus_layer,
             "notes": self.notes,
+            "palette": expert_palette(self.n_experts),
             "inputs": [
                 {"name": i.name, "start": s, "n": i.n_tokens, "n_prompt": i.n_prompt}
                 for i, s in zip(self.inputs, starts)
