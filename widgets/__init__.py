@@ -5,6 +5,7 @@ result displays as its widget, with a static HTML fallback for exported notebook
 Importable as ``llmlab.widgets``.
 """
 
+from llmlab.widgets import attention as _attention  # noqa: F401  (registers its view)
 from llmlab.widgets import moe as _moe  # noqa: F401  (registers the MoE routing view)
 from llmlab.widgets.next_token import NextTokenView
 

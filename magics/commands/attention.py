@@ -1,0 +1,46 @@
+"""%llm attention: head view, layer × head grid, per-head table, diff between two variants."""
+
+from __future__ import annotations
+
+from IPython.display import display
+from llmlab.magics.registry import Context, arg, command
+from llmlab.magics.text import TEXT_ARGS, text_of
+
+from llmlab.attention import attention as capture_attention
+from llmlab.attention import compare
+
+
+@command(
+    "attention",
+    "show every layer's and head's attention (head view, grid, head table, diff with --compare)",
+    arg("--layer", type=int, help="the layer the head view opens on"),
+    arg("--head", type=int, help="the head the head view opens on (default: all heads)"),
+    arg(
+        "--compare",
+        metavar="VARIANT",
+        help="also run a variant and show differences: another loaded model with the same "
+        "tokenizer, or an acceleration config (int8, dtype=bf16, quant=int8,attn=eager, ...)",
+    ),
+    arg("--generate", type=int, default=0, metavar="N", help="generate N tokens and include them"),
+    arg(
+        "--chat",
+        action="store_true",
+        help="wrap the text in the chat template (default with --generate)",
+    ),
+    arg("--raw", action="store_true", help="never use the chat template, even with --generate"),
+    arg("--model", help="use this loaded model instead of the active one"),
+    *TEXT_ARGS,
+    body="the text",
+)
+def attention(ctx: Context, args):
+    text = text_of(ctx, args, "text")
+    lm = ctx.lab.model(args.model)
+    chat = False if args.raw else (True if args.chat else None)
+    options = dict(layer=args.layer, head=args.head, generate=args.generate, chat=chat)
+    if args.compare:
+        result = compare(lm, args.compare, text, lab=ctx.lab, **options)
+    else:
+        result = capture_attention(lm, text, **options)
+    display(result)
+    result._shown_live = True
+    return result

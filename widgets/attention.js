@@ -1,0 +1,576 @@
+// Attention views in one widget: head view, layer × head grid, per-head table, diff between
+// two variants. The payload carries 8-bit thumbnails and one layer's head-view lines; full
+// heads, other layers and exact rows are fetched from the kernel on demand (custom messages).
+// Every token is inserted with textContent, never as markup.
+
+const ROW = 18; // px per token in the head view
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+// -- decoding (mirrors llmlab/attention/encode.py) -------------------------------------------
+export function fromB64(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+const u16 = (bytes) => new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+export const sqrt8Value = (code) => (code / 255) ** 2;
+export function signed8Value(code) {
+  const x = (code - 127.5) / 127.5;
+  return Math.sign(x) * x * x;
+}
+
+function ramp(stops) {
+  const lut = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const x = i / 255;
+    let j = 0;
+    while (j < stops.length - 2 && x > stops[j + 1][0]) j++;
+    const [p0, c0] = stops[j], [p1, c1] = stops[j + 1];
+    const t = Math.min(1, Math.max(0, (x - p0) / (p1 - p0)));
+    for (let c = 0; c < 3; c++) lut[i * 3 + c] = Math.round(c0[c] + t * (c1[c] - c0[c]));
+  }
+  return lut;
+}
+const BLUES = ramp([[0, [255, 255, 255]], [0.5, [66, 133, 244]], [1, [8, 29, 88]]]);
+const DIVERGING = ramp([[0, [33, 102, 172]], [0.5, [255, 255, 255]], [1, [178, 24, 43]]]);
+
+// Draw a size×size image whose pixel i has colour index codeAt(i) into a canvas.
+function paint(canvas, size, codeAt, lut) {
+  canvas.width = size;
+  canvas.height = size;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(size, size);
+  for (let i = 0; i < size * size; i++) {
+    const c = codeAt(i) * 3;
+    img.data[i * 4] = lut[c];
+    img.data[i * 4 + 1] = lut[c + 1];
+    img.data[i * 4 + 2] = lut[c + 2];
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}
+const weightCode = (w) => Math.round(255 * Math.sqrt(Math.min(1, Math.max(0, w))));
+const diffCode = (d, scale) => {
+  const x = Math.max(-1, Math.min(1, d / scale));
+  return Math.round(127.5 + 127.5 * Math.sign(x) * Math.sqrt(Math.abs(x)));
+};
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+const shown = (tok) => tok.replace(/\n/g, "↵").replace(/\t/g, "→");
+const fmt = (x, d = 3) => (x === undefined || x === null ? "–" : Number(x).toFixed(d));
+
+function render({ model, el: root }) {
+  const p = model.get("payload");
+  const n = p.tokens.length, H = p.n_heads, L = p.n_layers;
+  const group = H / p.n_kv_heads;
+  const cmp = p.compare;
+  const variants = { a: p.a, b: cmp };
+  const state = {
+    which: "a",
+    layer: p.layer,
+    heads: new Set(p.head === null || p.head === undefined ? [...Array(H).keys()] : [p.head]),
+    focus: null, // {side: "q" | "k", index}
+    hover: null,
+  };
+  const linesCache = { [`a:${p.lines.layer}`]: decodeLines(p.lines) };
+  const thumbs = { a: fromB64(p.a.thumb.data), b: cmp ? fromB64(cmp.thumb.data) : null };
+  const T = p.a.thumb.size;
+
+  // -- comm: request/reply by id ------------------------------------------------------------
+  let nextId = 1;
+  const pending = new Map();
+  model.on("msg:custom", (msg, buffers) => {
+    const done = pending.get(msg.id);
+    if (!done) return;
+    pending.delete(msg.id);
+    const bufs = (buffers || []).map((b) =>
+      new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
+    done(msg, bufs);
+  });
+  function request(req) {
+    return new Promise((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, (msg, bufs) => (msg.error ? reject(new Error(msg.error)) : resolve([msg, bufs])));
+      model.send({ ...req, id });
+      setTimeout(() => { if (pending.delete(id)) reject(new Error("no reply from the kernel")); }, 30000);
+    });
+  }
+  function decodeLines(lines) {
+    return { k: lines.k, index: u16(fromB64(lines.index)), value: u16(fromB64(lines.value)) };
+  }
+  async function getLines(which, layer) {
+    const key = `${which}:${layer}`;
+    if (!linesCache[key]) {
+      const [msg] = await request({ kind: "lines", layer, which });
+      linesCache[key] = decodeLines(msg.lines);
+    }
+    return linesCache[key];
+  }
+  const headCache = new Map();
+  async function getHead(which, layer, head) {
+    const key = `${which}:${layer}:${head}`;
+    if (!headCache.has(key)) {
+      const [msg, [buf]] = await request({ kind: "head", layer, head, which });
+      const data = msg.enc === "s16" ? new Int16Array(buf.buffer) : new Uint16Array(buf.buffer);
+      const scale = msg.enc === "s16" ? 32767 : 65535;
+      headCache.set(key, { n: msg.n, at: (i) => data[i] / scale });
+      if (headCache.size > 12) headCache.delete(headCache.keys().next().value);
+    }
+    return headCache.get(key);
+  }
+
+  // -- frame: header and tabs ---------------------------------------------------------------
+  const box = el("div", "llmlab-att");
+  const header = el("div", "llmlab-att-header");
+  const gen = n - p.n_prompt;
+  header.append(
+    el("b", null, "Attention "),
+    el("span", "llmlab-att-muted",
+      `${p.a.label} · ${p.n_prompt} tokens${gen ? ` + ${gen} generated` : ""} · ${L} layers × ${H} heads · ` +
+      `${p.n_kv_heads} KV heads (each shared by ${group} query heads)`));
+  const variantPick = el("select", "llmlab-att-variant");
+  if (cmp) {
+    for (const [v, label] of [["a", `A: ${p.a.label}`], ["b", `B: ${cmp.label}`]]) {
+      const o = el("option", null, label);
+      o.value = v;
+      variantPick.append(o);
+    }
+    const wrap = el("label", "llmlab-att-pick", "showing ");
+    wrap.append(variantPick);
+    header.append(wrap);
+  }
+  const tabs = el("div", "llmlab-att-tabs");
+  const panels = el("div", "llmlab-att-panels");
+  const status = el("div", "llmlab-att-status");
+  box.append(header, tabs, panels, status);
+  root.append(box);
+  const tabNames = ["Head view", "Grid", "Heads table"].concat(cmp ? ["Diff"] : []);
+  const panel = {}, tabButton = {};
+  for (const name of tabNames) {
+    const b = el("button", "llmlab-att-tab", name);
+    b.addEventListener("click", () => show(name));
+    tabs.append(b);
+    tabButton[name] = b;
+    panel[name] = el("div", "llmlab-att-panel");
+    panels.append(panel[name]);
+  }
+  function show(name) {
+    for (const t of tabNames) {
+      tabButton[t].classList.toggle("llmlab-att-active", t === name);
+      panel[t].style.display = t === name ? "" : "none";
+    }
+    if (name === "Head view") drawLines();
+  }
+  const say = (text) => { status.textContent = text; };
+  const fail = (err) => say(`could not fetch: ${err.message}`);
+
+  // -- head view ----------------------------------------------------------------------------
+  const hv = panel["Head view"];
+  const controls = el("div", "llmlab-att-controls");
+  const layerPick = el("select");
+  for (let l = 0; l < L; l++) {
+    const o = el("option", null, `layer ${l}`);
+    o.value = String(l);
+    layerPick.append(o);
+  }
+  const chips = el("div", "llmlab-att-chips");
+  const chipOf = [];
+  for (let g = 0; g < p.n_kv_heads; g++) {
+    const kv = el("span", "llmlab-att-kv");
+    kv.append(el("span", "llmlab-att-muted", `KV ${g}:`));
+    for (let h = g * group; h < (g + 1) * group; h++) {
+      const c = el("button", "llmlab-att-chip", `h${h}`);
+      c.style.setProperty("--head", PALETTE[h % PALETTE.length]);
+      c.title = `query head ${h} reads key/value head ${g}`;
+      c.addEventListener("click", (e) => {
+        if (e.shiftKey || e.metaKey || e.ctrlKey) {
+          state.heads.has(h) ? state.heads.delete(h) : state.heads.add(h);
+        } else {
+          state.heads = state.heads.size === 1 && state.heads.has(h) ? new Set([...Array(H).keys()]) : new Set([h]);
+        }
+        updateHeadView();
+      });
+      chipOf[h] = c;
+      kv.append(c);
+    }
+    chips.append(kv);
+  }
+  const allBtn = el("button", "llmlab-att-small", "all heads");
+  allBtn.addEventListener("click", () => { state.heads = new Set([...Array(H).keys()]); updateHeadView(); });
+  controls.append(layerPick, chips, allBtn);
+  const hint = el("div", "llmlab-att-muted",
+    "Click a head to show it alone (shift-click: add), click a token to focus it, hover for weights. " +
+    "Left: queries, right: keys.");
+  const scroll = el("div", "llmlab-att-scroll");
+  const cols = el("div", "llmlab-att-cols");
+  const left = el("div", "llmlab-att-col llmlab-att-left");
+  const mid = el("div", "llmlab-att-mid");
+  const right = el("div", "llmlab-att-col llmlab-att-right");
+  const canvas = el("canvas", "llmlab-att-canvas");
+  mid.append(canvas);
+  mid.style.height = left.style.height = right.style.height = `${n * ROW}px`;
+  cols.append(left, mid, right);
+  scroll.append(cols);
+  const tip = el("div", "llmlab-att-tip");
+  hv.append(controls, hint, scroll, tip);
+  const leftTok = [], rightTok = [];
+  for (let i = 0; i < n; i++) {
+    for (const [col, list, side] of [[left, leftTok, "q"], [right, rightTok, "k"]]) {
+      const t = el("div", "llmlab-att-tok", shown(p.tokens[i]));
+      if (i >= p.n_prompt) t.classList.add("llmlab-att-gen");
+      if (i === p.n_prompt && gen) t.classList.add("llmlab-att-genstart");
+      t.addEventListener("mouseenter", (e) => { state.hover = { side, index: i }; drawLines(); showTip(e, side, i); });
+      t.addEventListener("mouseleave", () => { state.hover = null; tip.style.display = "none"; drawLines(); });
+      t.addEventListener("click", () => {
+        const same = state.focus && state.focus.side === side && state.focus.index === i;
+        state.focus = same ? null : { side, index: i };
+        if (!same && side === "q") fetchRow(i);
+        drawLines();
+      });
+      list.push(t);
+      col.append(t);
+    }
+  }
+  const rowCache = new Map();
+  function fetchRow(q) {
+    const key = `${state.which}:${state.layer}:${q}`;
+    if (rowCache.has(key)) return;
+    request({ kind: "row", layer: state.layer, query: q, which: state.which })
+      .then(([, [buf]]) => { rowCache.set(key, new Float32Array(buf.buffer)); drawLines(); })
+      .catch(() => {});
+  }
+  // Weight of query q on key k in head h: the exact row if fetched, else the top-k lines.
+  function weight(lines, h, q, k) {
+    const row = rowCache.get(`${state.which}:${state.layer}:${q}`);
+    if (row) return row[h * n + k];
+    const base = (h * n + q) * lines.k;
+    for (let j = 0; j < lines.k; j++) if (lines.index[base + j] === k) return lines.value[base + j] / 65535;
+    return null; // below the top-k
+  }
+  function showTip(e, side, i) {
+    const lines = linesCache[`${state.which}:${state.layer}`];
+    if (!lines) return;
+    tip.replaceChildren();
+    const heads = [...state.heads].sort((a, b) => a - b);
+    if (side === "k" && state.focus && state.focus.side === "q") {
+      const q = state.focus.index;
+      tip.append(el("div", "llmlab-att-tiphead", `${shown(p.tokens[q])} → ${shown(p.tokens[i])}`));
+      for (const h of heads) {
+        const w = weight(lines, h, q, i);
+        tip.append(el("div", null, `h${h}: ${w === null ? "< top-" + lines.k : fmt(w)}`));
+      }
+    } else if (side === "q") {
+      tip.append(el("div", "llmlab-att-tiphead", `${shown(p.tokens[i])} attends to`));
+      for (const h of heads.slice(0, 4)) {
+        const base = (h * n + i) * lines.k;
+        const parts = [];
+        for (let j = 0; j < Math.min(3, lines.k); j++) {
+          const w = lines.value[base + j] / 65535;
+          if (w > 0) parts.push(`${shown(p.tokens[lines.index[base + j]])} ${fmt(w, 2)}`);
+        }
+        tip.append(el("div", null, `h${h}: ${parts.join(" · ")}`));
+      }
+      if (heads.length > 4) tip.append(el("div", "llmlab-att-muted", `… ${heads.length - 4} more heads`));
+    } else {
+      tip.append(el("div", "llmlab-att-tiphead", `attention into ${shown(p.tokens[i])}`));
+      tip.append(el("div", "llmlab-att-muted", "click a query token on the left for exact weights"));
+    }
+    const r = hv.getBoundingClientRect(), t = e.target.getBoundingClientRect();
+    tip.style.left = `${t.right - r.left + 8}px`;
+    tip.style.top = `${t.top - r.top}px`;
+    tip.style.display = "block";
+  }
+  function drawLines() {
+    const lines = linesCache[`${state.which}:${state.layer}`];
+    const viewH = Math.min(scroll.clientHeight || 560, n * ROW);
+    const width = mid.clientWidth || 240;
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = width * dpr;
+    canvas.height = viewH * dpr;
+    canvas.style.width = `${width}px`;
+    canvas.style.height = `${viewH}px`;
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, viewH);
+    const top = scroll.scrollTop;
+    canvas.style.top = "0px";
+    const focus = state.focus || state.hover;
+    const shade = new Float32Array(n);
+    if (!lines) return;
+    for (const h of state.heads) {
+      ctx.strokeStyle = PALETTE[h % PALETTE.length];
+      for (let q = 0; q < n; q++) {
+        if (focus && focus.side === "q" && focus.index !== q) continue;
+        const y1 = q * ROW + ROW / 2 - top;
+        const base = (h * n + q) * lines.k;
+        for (let j = 0; j < lines.k; j++) {
+          const k = lines.index[base + j];
+          if (focus && focus.side === "k" && focus.index !== k) continue;
+          const w = lines.value[base + j] / 65535;
+          if (focus) shade[focus.side === "q" ? k : q] = Math.max(shade[focus.side === "q" ? k : q], w);
+          if (w < 0.01) continue;
+          const y2 = k * ROW + ROW / 2 - top;
+          if ((y1 < -ROW && y2 < -ROW) || (y1 > viewH + ROW && y2 > viewH + ROW)) continue;
+          ctx.globalAlpha = Math.min(1, focus ? 0.15 + w : w / Math.sqrt(state.heads.size));
+          ctx.lineWidth = focus ? 1 + 3 * w : 2;
+          ctx.beginPath();
+          ctx.moveTo(0, y1);
+          ctx.lineTo(width, y2);
+          ctx.stroke();
+        }
+      }
+    }
+    ctx.globalAlpha = 1;
+    // Shade the other side's tokens by their weight while a token is focused (exact row if any).
+    const row = focus && focus.side === "q" ? rowCache.get(`${state.which}:${state.layer}:${focus.index}`) : null;
+    for (let i = 0; i < n; i++) {
+      let w = shade[i];
+      if (row) { w = 0; for (const h of state.heads) w = Math.max(w, row[h * n + i]); }
+      const target = focus ? (focus.side === "q" ? rightTok[i] : leftTok[i]) : null;
+      leftTok[i].style.background = rightTok[i].style.background = "";
+      if (target && w > 0.005) target.style.background = `rgba(66,133,244,${Math.min(0.85, 0.1 + Math.sqrt(w))})`;
+      leftTok[i].classList.toggle("llmlab-att-focus", !!focus && focus.side === "q" && focus.index === i);
+      rightTok[i].classList.toggle("llmlab-att-focus", !!focus && focus.side === "k" && focus.index === i);
+    }
+  }
+  scroll.addEventListener("scroll", () => requestAnimationFrame(drawLines));
+  function updateHeadView() {
+    layerPick.value = String(state.layer);
+    chipOf.forEach((c, h) => c.classList.toggle("llmlab-att-on", state.heads.has(h)));
+    const key = `${state.which}:${state.layer}`;
+    if (!linesCache[key]) {
+      say(`fetching layer ${state.layer}…`);
+      getLines(state.which, state.layer).then(() => { say(""); drawLines(); }).catch(fail);
+    }
+    if (state.focus && state.focus.side === "q") fetchRow(state.focus.index);
+    drawLines();
+  }
+  layerPick.addEventListener("change", () => { state.layer = Number(layerPick.value); updateHeadView(); });
+  function openHead(layer, head) {
+    state.layer = layer;
+    state.heads = new Set([head]);
+    show("Head view");
+    updateHeadView();
+  }
+
+  // -- grid -----------------------------------------------------------------------------------
+  function gridOf(kind, onPick) {
+    // kind: "a" | "b" | "diff"
+    const wrap = el("div", "llmlab-att-gridwrap");
+    const table = el("table", "llmlab-att-grid");
+    const hdr = el("tr"), sub = el("tr");
+    hdr.append(el("th"));
+    sub.append(el("th"));
+    for (let g = 0; g < p.n_kv_heads; g++) {
+      const th = el("th", "llmlab-att-kvhead", `KV ${g}`);
+      th.colSpan = group;
+      hdr.append(th);
+    }
+    for (let h = 0; h < H; h++) sub.append(el("th", null, `h${h}`));
+    table.append(hdr, sub);
+    const cells = [];
+    let scale = 1;
+    let diffCodes = null;
+    if (kind === "diff") {
+      diffCodes = fromB64(cmp.diff.data);
+      scale = Math.max(1e-6, ...cmp.max_abs.flat());
+    }
+    for (let l = 0; l < L; l++) {
+      const tr = el("tr");
+      tr.append(el("th", null, `L${l}`));
+      for (let h = 0; h < H; h++) {
+        const td = el("td");
+        const c = el("canvas", "llmlab-att-thumb");
+        const off = (l * H + h) * T * T;
+        if (kind === "diff") {
+          paint(c, T, (i) => diffCode(signed8Value(diffCodes[off + i]), scale), DIVERGING);
+          c.title = `L${l} H${h} (KV ${Math.floor(h / group)}) · change ${fmt(cmp.change[l][h], 4)} · max |Δ| ${fmt(cmp.max_abs[l][h], 4)}`;
+        } else {
+          const codes = thumbs[kind];
+          paint(c, T, (i) => codes[off + i], BLUES);
+          const s = variants[kind].stats;
+          c.title = `L${l} H${h} (KV ${Math.floor(h / group)}) · entropy ${fmt(s.entropy[l][h], 2)} bits · ` +
+            `sink ${fmt(s.sink[l][h], 2)} · prev ${fmt(s.prev[l][h], 2)} · distance ${fmt(s.distance[l][h], 1)}`;
+        }
+        c.addEventListener("click", () => {
+          cells.forEach((x) => x.classList.remove("llmlab-att-picked"));
+          c.classList.add("llmlab-att-picked");
+          onPick(l, h);
+        });
+        cells.push(c);
+        td.append(c);
+        tr.append(td);
+      }
+      table.append(tr);
+    }
+    wrap.append(table);
+    return { wrap, scale };
+  }
+
+  // A large view of one head; draws the thumbnail at once, then the full-resolution head.
+  function bigHead(title, kind, layer, head, scale) {
+    const card = el("div", "llmlab-att-big");
+    card.append(el("div", "llmlab-att-bigtitle", title));
+    const c = el("canvas", "llmlab-att-bigcanvas");
+    const readout = el("div", "llmlab-att-readout", "hover for weights");
+    card.append(c, readout);
+    const off = (layer * H + head) * T * T;
+    const lut = kind === "diff" ? DIVERGING : BLUES;
+    if (kind === "diff") {
+      const codes = fromB64(cmp.diff.data);
+      paint(c, T, (i) => diffCode(signed8Value(codes[off + i]), scale), lut);
+    } else {
+      paint(c, T, (i) => thumbs[kind][off + i], lut);
+    }
+    let full = null;
+    getHead(kind, layer, head).then((data) => {
+      full = data;
+      paint(c, n, (i) => (kind === "diff" ? diffCode(data.at(i), scale) : weightCode(data.at(i))), lut);
+    }).catch(fail);
+    c.addEventListener("mousemove", (e) => {
+      const r = c.getBoundingClientRect();
+      const q = Math.floor(((e.clientY - r.top) / r.height) * n);
+      const k = Math.floor(((e.clientX - r.left) / r.width) * n);
+      if (q < 0 || k < 0 || q >= n || k >= n) return;
+      const v = full ? fmt(full.at(q * n + k), 4) : "…";
+      readout.textContent = `query ${q} ${shown(p.tokens[q])} → key ${k} ${shown(p.tokens[k])}: ${v}`;
+    });
+    return card;
+  }
+
+  function statsLine(kind, l, h) {
+    const s = variants[kind].stats;
+    return `entropy ${fmt(s.entropy[l][h], 2)} bits · sink ${fmt(s.sink[l][h])} · ` +
+      `previous-token ${fmt(s.prev[l][h])} · mean distance ${fmt(s.distance[l][h], 1)}`;
+  }
+
+  const gridPanel = panel.Grid;
+  function buildGrid() {
+    gridPanel.replaceChildren();
+    const side = el("div", "llmlab-att-side");
+    side.append(el("div", "llmlab-att-muted", "Click a thumbnail to enlarge it (colour: √weight; rows: query, columns: key)."));
+    const { wrap } = gridOf(state.which, (l, h) => {
+      side.replaceChildren();
+      const kv = Math.floor(h / group);
+      side.append(bigHead(`layer ${l}, head ${h} (KV ${kv}, shared with heads ${kv * group}–${(kv + 1) * group - 1})`, state.which, l, h));
+      side.append(el("div", "llmlab-att-muted", statsLine(state.which, l, h)));
+      const go = el("button", "llmlab-att-small", "open in head view");
+      go.addEventListener("click", () => openHead(l, h));
+      side.append(go);
+    });
+    const row = el("div", "llmlab-att-split");
+    row.append(wrap, side);
+    gridPanel.append(row);
+  }
+
+  // -- table ----------------------------------------------------------------------------------
+  const tablePanel = panel["Heads table"];
+  let sortKey = "layer", sortDesc = false;
+  function buildTable() {
+    tablePanel.replaceChildren();
+    const s = variants[state.which].stats;
+    const columns = [
+      ["layer", "layer"], ["head", "head"], ["kv", "KV head"], ["entropy", "entropy (bits)"],
+      ["sink", "sink mass"], ["prev", "previous-token"], ["distance", "mean distance"],
+    ].concat(cmp ? [["change", "change vs other"]] : []);
+    const rows = [];
+    for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) {
+      rows.push({ layer: l, head: h, kv: Math.floor(h / group), entropy: s.entropy[l][h], sink: s.sink[l][h],
+        prev: s.prev[l][h], distance: s.distance[l][h], change: cmp ? cmp.change[l][h] : null });
+    }
+    rows.sort((x, y) => (sortDesc ? y[sortKey] - x[sortKey] : x[sortKey] - y[sortKey]) || x.layer - y.layer || x.head - y.head);
+    const max = {};
+    for (const [k] of columns) max[k] = Math.max(1e-9, ...rows.map((r) => r[k] ?? 0));
+    const hint = el("div", "llmlab-att-muted",
+      "Click a column to sort, a row to open that head. Sink mass: share of attention on the first token; " +
+      "previous-token: weight on the token just before; mean distance: how far back a head looks (tokens).");
+    const box = el("div", "llmlab-att-tablebox");
+    const table = el("table", "llmlab-att-table");
+    const tr = el("tr");
+    for (const [k, label] of columns) {
+      const th = el("th", null, label + (k === sortKey ? (sortDesc ? " ▼" : " ▲") : ""));
+      th.addEventListener("click", () => {
+        sortDesc = k === sortKey ? !sortDesc : k !== "layer" && k !== "head" && k !== "kv";
+        sortKey = k;
+        buildTable();
+      });
+      tr.append(th);
+    }
+    table.append(tr);
+    for (const r of rows) {
+      const row = el("tr");
+      for (const [k] of columns) {
+        const v = r[k];
+        const integer = k === "layer" || k === "head" || k === "kv";
+        const td = el("td", integer ? null : "llmlab-att-num", integer ? String(v) : fmt(v, k === "change" ? 4 : 3));
+        if (!integer) td.style.setProperty("--fill", `${(100 * (v ?? 0)) / max[k]}%`);
+        row.append(td);
+      }
+      row.addEventListener("click", () => openHead(r.layer, r.head));
+      table.append(row);
+    }
+    box.append(table);
+    tablePanel.append(hint, box);
+  }
+
+  // -- diff -----------------------------------------------------------------------------------
+  function buildDiff() {
+    const dp = panel.Diff;
+    const side = el("div", "llmlab-att-side");
+    const { wrap, scale } = gridOf("diff", (l, h) => pickDiff(l, h));
+    dp.append(el("div", "llmlab-att-muted",
+      `B − A per head: red = more attention in B (${cmp.label}), blue = less. Colour scale ±${fmt(scale, 4)} ` +
+      "(the largest change anywhere). Click a head or a ranking row to compare it."));
+    const ranking = el("div", "llmlab-att-ranking");
+    ranking.append(el("div", "llmlab-att-bigtitle", "Most changed heads (mean total variation per query)"));
+    const order = [];
+    for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) order.push([cmp.change[l][h], l, h]);
+    order.sort((x, y) => y[0] - x[0]);
+    const top = order[0][0] || 1e-9;
+    for (const [v, l, h] of order.slice(0, 15)) {
+      const r = el("div", "llmlab-att-rank");
+      const bar = el("span", "llmlab-att-rankbar");
+      bar.style.width = `${(100 * v) / top}%`;
+      r.append(el("span", "llmlab-att-ranklabel", `L${l} H${h}`), el("span", "llmlab-att-ranktrack"), el("span", "llmlab-att-muted", fmt(v, 4)));
+      r.children[1].append(bar);
+      r.addEventListener("click", () => pickDiff(l, h));
+      ranking.append(r);
+    }
+    function pickDiff(l, h) {
+      side.replaceChildren();
+      const trio = el("div", "llmlab-att-trio");
+      trio.append(bigHead(`A: ${p.a.label}`, "a", l, h), bigHead(`B: ${cmp.label}`, "b", l, h),
+        bigHead(`B − A (±${fmt(cmp.max_abs[l][h], 4)})`, "diff", l, h, Math.max(1e-6, cmp.max_abs[l][h])));
+      side.append(el("div", "llmlab-att-bigtitle", `layer ${l}, head ${h}: change ${fmt(cmp.change[l][h], 4)}`), trio);
+    }
+    const row = el("div", "llmlab-att-split");
+    const rightCol = el("div");
+    rightCol.append(ranking, side);
+    row.append(wrap, rightCol);
+    dp.append(row);
+    pickDiff(order[0][1], order[0][2]);
+  }
+
+  variantPick.addEventListener("change", () => {
+    state.which = variantPick.value;
+    buildGrid();
+    buildTable();
+    updateHeadView();
+  });
+  buildGrid();
+  buildTable();
+  if (cmp) buildDiff();
+  show(cmp ? "Diff" : "Head view");
+  updateHeadView();
+  // The canvas needs the scroll box's real size, known only once the widget is attached.
+  requestAnimationFrame(() => drawLines());
+}
+
+export default { render };
