@@ -273,7 +273,7 @@ function acrossView(p, d, state) {
     box.append(note("Give several texts (--texts a.txt b.txt, or a list / dict in Python) to compare inputs."));
   }
   box.append(note("Vocabulary specialization: share of a token id's occurrences (ids seen twice or more) " +
-    "routed first to its most frequent expert, against ids shuffled over positions."));
+    "routed first to its most frequent expert (purple), against ids shuffled over positions (grey)."));
   const values = [];
   p.layers.forEach((layer, l) => {
     values.push({ v: p.vocab_mean[l] ?? 0, color: "#8250df", label: `L${layer}`, title: `layer ${layer}: ${((p.vocab_mean[l] ?? 0) * 100).toFixed(1)}%` });
