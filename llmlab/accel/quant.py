@@ -1,0 +1,175 @@
+"""Weight quantization that runs on CPU here, applied in place to a model copy.
+
+What is fast where (2 shared AVX-512 cores, SmolLM2-135M, one token at a time):
+
+- int8: torch's dynamic quantization (fbgemm int8 GEMM, activations quantized on the fly) is the
+  fast CPU path: the 49,152 x 576 output head runs ~3.7x faster than fp32. The aten weight-only
+  kernel ``_weight_int8pack_mm`` is ~6x *slower* than fp32 with float32 activations (it is fast
+  only with bfloat16 ones), and torchao's int8 weight-only without compile ran at 15 tok/s vs 26.
+- int4: ``_weight_int4pack_mm_for_cpu`` with bfloat16 activations matches fp32 on the small
+  layer shapes and is slow on the huge output head, so int4 keeps the head in dynamic int8.
+- CUDA: weight-only int8 (``_weight_int8pack_mm``) / int4 (tinygemm) kernels, or bitsandbytes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+from llmlab.errors import LabError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+INT4_GROUP = 32
+INT4_INNER_K_TILES = 8
+
+
+def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
+    """Every ``nn.Linear`` (output head included) -> fbgemm dynamic int8, in place."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization warns it moves to torchao
+        return torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+        )
+
+
+def _int4_module_class():
+    # Defined inside a function so that importing llmlab.accel does not import torch.
+    import torch
+
+    class _Int4Linear(torch.nn.Module):
+        """Weight-only int4 (asymmetric, groups of 32 along K) via torch's CPU int4pack kernel;
+        activations run in bfloat16 inside the matmul, as that kernel is only fast there."""
+
+        def __init__(self, linear: torch.nn.Linear, group: int = INT4_GROUP):
+            super().__init__()
+            w = linear.weight.detach().float()
+            n, k = w.shape
+            if k % group:
+                raise LabError(f"int4 needs in-features divisible by {group}; got {k}")
+            wg = w.reshape(n, k // group, group)
+            lo, hi = wg.amin(-1, keepdim=True), wg.amax(-1, keepdim=True)
+            scale = ((hi - lo) / 15).clamp(min=1e-8)
+            q = torch.round((wg - lo) / scale).clamp(0, 15).to(torch.int32).reshape(n, k)
+            # The kernel computes (q - 8) * scale + zero, so zero = lo + 8 * scale.
+            zeros = lo + 8 * scale
+            sz = torch.stack([scale.squeeze(-1), zeros.squeeze(-1)], -1).transpose(0, 1)
+            self.register_buffer(
+                "packed", torch._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
+            )
+            self.register_buffer("scales_and_zeros", sz.contiguous().to(torch.bfloat16))
+            self.bias = linear.bias
+            self.group, self.out_features, self.in_features = group, n, k
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            y = torch._weight_int4pack_mm_for_cpu(
+                x.reshape(-1, shape[-1]).to(torch.bfloat16),
+                self.packed,
+                self.group,
+                self.scales_and_zeros,
+            ).to(x.dtype)
+            y = y.reshape(*shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+
+    return _Int4Linear
+
+
+def quantize_int4_weight_only(model: nn.Module) -> nn.Module:
+    """Decoder ``nn.Linear`` layers -> int4 weight-only; the output head -> dynamic int8."""
+    import torch
+
+    cls = _int4_module_class()
+    head = model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear) and child is not head:
+                setattr(parent, child_name, cls(child))
+    if isinstance(head, torch.nn.Linear):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantized = torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(head), {torch.nn.Linear}, dtype=torch.qint8
+            )[0]
+        for parent in model.modules():
+            for child_name, child in list(parent.named_children()):
+                if child is head:
+                    setattr(parent, child_name, quantized)
+    return model
+
+
+def quantize(model: nn.Module, method: str, device: str) -> nn.Module:
+    """Quantize ``model`` (a private copy) in place with ``method`` on ``device``."""
+    if device != "cpu" and method in ("int8", "int4"):
+        raise LabError(
+            f"quant={method} is wired to torch's CPU kernels here; on CUDA use quant=bnb8/bnb4"
+        )
+    if method == "int8":
+        return quantize_int8_dynamic(model)
+    if method == "int4":
+        return quantize_int4_weight_only(model)
+    if method in ("bnb8", "bnb4"):
+        return _bitsandbytes(model, method)
+    raise LabError(f"unknown quantization {method!r}")
+
+
+def _bitsandbytes(model: nn.Module, method: str) -> nn.Module:
+    """Swap Linear layers for bitsandbytes ones (CUDA only; not exercised on CPU machines)."""
+    import bitsandbytes as bnb
+    import torch
+
+    head = model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if not isinstance(child, torch.nn.Linear) or child is head:
+                continue
+            has_bias = child.bias is not None
+            if method == "bnb8":
+                new = bnb.nn.Linear8bitLt(
+                    child.in_features, child.out_features, has_bias, has_fp16_weights=False
+                )
+                new.weight = bnb.nn.Int8Params(child.weight.data.cpu(), requires_grad=False)
+            else:
+                new = bnb.nn.Linear4bit(
+                    child.in_features,
+                    child.out_features,
+                    has_bias,
+                    compute_dtype=torch.bfloat16,
+                    quant_type="nf4",
+                )
+                new.weight = bnb.nn.Params4bit(
+                    child.weight.data.cpu(), requires_grad=False, quant_type="nf4"
+                )
+            if has_bias:
+                new.bias = child.bias
+            setattr(parent, child_name, new.to(child.weight.device))
+    return model
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of weights, counting quantized modules' packed storage (which parameters() misses)
+    and tied tensors once."""
+
+    seen: dict[int, int] = {}
+
+    def add(t: torch.Tensor) -> None:
+        if t.is_quantized:
+            seen[id(t)] = t.numel() * t.element_size() + 8 * t.shape[0]
+        else:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        add(t)
+    for m in model.modules():
+        packed = getattr(m, "_packed_params", None)
+        if packed is not None and hasattr(packed, "_weight_bias"):
+            w, b = packed._weight_bias()
+            add(w)
+            if b is not None:
+                add(b)
+    return sum(seen.values())

@@ -1,0 +1,408 @@
+"""One registry of named, composable accelerations, and the parsed configuration of a run.
+
+A configuration is written ``key=value,key=value`` (``"spec=prompt-lookup,quant=int8"``); each
+key names one :class:`Acceleration`. What a part needs (CUDA, a package, a draft model) is checked
+against a loaded model by :func:`check`; what cannot go together is refused by
+:func:`parse_config` in one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmlab.errors import LabError
+
+if TYPE_CHECKING:
+    from llmlab.generation.settings import GenerationSettings
+    from llmlab.models.loaded import LoadedModel
+
+#: Prompt-lookup window: how many tokens one n-gram match proposes.
+PROMPT_LOOKUP_TOKENS = 10
+DRAFT_PREFIX = "draft:"
+
+Availability = tuple[bool, str]
+
+
+def has_package(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _needs_cuda(lm: LoadedModel | None) -> Availability:
+    if lm is not None and lm.device != "cuda":
+        return False, f"needs a CUDA GPU; {lm.name} is on {lm.device}"
+    return True, ""
+
+
+def _needs_package(module: str, pip: str) -> Callable[[LoadedModel | None], Availability]:
+    def check(lm: LoadedModel | None) -> Availability:
+        if not has_package(module):
+            return False, f"needs the {pip} package: pip install {pip}"
+        return True, ""
+
+    return check
+
+
+def _all(*checks: Callable[[LoadedModel | None], Availability]):
+    def check(lm: LoadedModel | None) -> Availability:
+        for c in checks:
+            ok, why = c(lm)
+            if not ok:
+                return ok, why
+        return True, ""
+
+    return check
+
+
+def _fp16_device(lm: LoadedModel | None) -> Availability:
+    if lm is not None and lm.device == "cpu":
+        return False, "float16 has few fast CPU kernels here; use dtype=bf16 on CPU"
+    return True, ""
+
+
+def _compiler(lm: LoadedModel | None) -> Availability:
+    import shutil
+
+    if lm is not None and lm.device == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
+        return False, "torch.compile on CPU needs a C++ compiler (g++) on PATH"
+    return True, ""
+
+
+def _ok(lm: LoadedModel | None) -> Availability:
+    return True, ""
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """One named acceleration and the values it takes.
+
+    ``output_preserving``: by design, do its non-default values keep greedy output identical?
+    ``default``: the value that means "unchanged" (not an acceleration at all).
+    ``value_checks``: per value, what it needs on this machine (CUDA, a package...).
+    """
+
+    name: str
+    values: tuple[str, ...]
+    changes: str
+    output_preserving: bool
+    needs: str
+    applied: str  # "load" (a changed copy of the model) or "generate" (how generate() runs)
+    default: str
+    value_help: dict[str, str] = field(default_factory=dict)
+    value_checks: dict[str, Callable[[LoadedModel | None], Availability]] = field(
+        default_factory=dict
+    )
+    #: Values that keep the output even though the acceleration as a whole does not (fp32).
+    preserving_values: tuple[str, ...] = ()
+
+    def preserves(self, value: str) -> bool:
+        return value == self.default or self.output_preserving or value in self.preserving_values
+
+    def available(self, lm: LoadedModel | None = None) -> Availability:
+        """Can any non-default value run for ``lm`` on this machine?"""
+        reasons = []
+        for value in self.values:
+            if value == self.default:
+                continue
+            ok, why = self.value_available(lm, value)
+            if ok:
+                return True, ""
+            reasons.append(f"{value}: {why}")
+        return False, "; ".join(reasons)
+
+    def value_available(self, lm: LoadedModel | None, value: str) -> Availability:
+        key = DRAFT_PREFIX if value.startswith(DRAFT_PREFIX) else value
+        return self.value_checks.get(key, _ok)(lm)
+
+    def row(self, lm: LoadedModel | None = None) -> dict[str, Any]:
+        """One row of ``%llm accel list``."""
+        ok, why = self.available(lm)
+        return {
+            "name": self.name,
+            "values": " | ".join(self.values),
+            "changes": self.changes,
+            "output-preserving": "yes" if self.output_preserving else "no (approximates)",
+            "applied": self.applied,
+            "needs": self.needs,
+            "here": "yes" if ok else f"no: {why}",
+        }
+
+
+_BNB = _all(_needs_cuda, _needs_package("bitsandbytes", "bitsandbytes"))
+
+ACCELERATIONS: dict[str, Acceleration] = {
+    a.name: a
+    for a in [
+        Acceleration(
+            name="kv",
+            values=("dynamic", "off", "static", "fp8", "int4-quanto", "int4-hqq"),
+            default="dynamic",
+            changes="how keys/values of past tokens are kept: recomputed (off), a growing "
+            "cache (dynamic), a preallocated one (static), or a quantized one",
+            output_preserving=True,
+            preserving_values=("off", "static"),
+            needs="quantized caches: optimum-quanto or hqq (fp8 is built in)",
+            applied="generate",
+            value_help={
+                "off": "no cache: every step recomputes the whole sequence (slow, for contrast)",
+                "static": "cache preallocated to full length (what compile needs)",
+                "fp8": "quantized cache, fp8 per tensor (approximates)",
+                "int4-quanto": "quantized cache, int4 via optimum-quanto (approximates)",
+                "int4-hqq": "quantized cache, int4 via HQQ (approximates)",
+            },
+            value_checks={
+                "int4-quanto": _needs_package("optimum.quanto", "optimum-quanto"),
+                "int4-hqq": _needs_package("hqq", "hqq"),
+            },
+        ),
+        Acceleration(
+            name="prefix",
+            values=("off", "on"),
+            default="off",
+            changes="reuses the cached keys/values of the longest prefix shared with the "
+            "previous prompt of this model (chat history, a fixed system prompt)",
+            output_preserving=True,
+            needs="nothing",
+            applied="generate",
+            value_help={"on": "prefill only what is new since the last prompt"},
+        ),
+        Acceleration(
+            name="spec",
+            values=("off", "prompt-lookup", "self-int8", "draft:NAME"),
+            default="off",
+            changes="speculative decoding: cheap drafts checked by one target forward pass "
+            "over several tokens",
+            output_preserving=True,
+            needs="greedy decoding; draft:NAME needs a loaded model with the same tokenizer",
+            applied="generate",
+            value_help={
+                "prompt-lookup": f"drafts up to {PROMPT_LOOKUP_TOKENS} tokens by n-gram match "
+                "in the prompt (fast on summaries, edits, code)",
+                "self-int8": "drafts with an int8 copy of the target itself",
+                "draft:NAME": "drafts with another loaded model (same tokenizer)",
+            },
+        ),
+        Acceleration(
+            name="quant",
+            values=("none", "int8", "int4", "bnb8", "bnb4"),
+            default="none",
+            changes="stores weights in fewer bits (less memory read per token)",
+            output_preserving=False,
+            needs="bnb8/bnb4: CUDA and bitsandbytes",
+            applied="load",
+            value_help={
+                "int8": "int8 weights: torch dynamic quantization on CPU (fbgemm), "
+                "int8 weight-only matmul on CUDA",
+                "int4": "int4 weight-only, group size 32 (torch int4pack kernels)",
+                "bnb8": "bitsandbytes LLM.int8 (CUDA)",
+                "bnb4": "bitsandbytes NF4 (CUDA)",
+            },
+            value_checks={"bnb8": _BNB, "bnb4": _BNB},
+        ),
+        Acceleration(
+            name="attn",
+            values=("auto", "sdpa", "eager", "flash"),
+            default="auto",
+            changes="the attention kernel",
+            output_preserving=True,
+            needs="flash: CUDA and the flash-attn package",
+            applied="load",
+            value_help={
+                "auto": "as the model was loaded",
+                "sdpa": "torch scaled_dot_product_attention",
+                "eager": "plain matmul + softmax (what attention capture uses)",
+                "flash": "FlashAttention-2",
+            },
+            value_checks={"flash": _all(_needs_cuda, _needs_package("flash_attn", "flash-attn"))},
+        ),
+        Acceleration(
+            name="dtype",
+            values=("auto", "fp32", "bf16", "fp16"),
+            default="auto",
+            changes="the floating-point type of weights and activations (auto: as loaded)",
+            output_preserving=False,
+            preserving_values=("fp32",),  # the reference precision
+            needs="fp16: CUDA",
+            applied="load",
+            value_checks={"fp16": _fp16_device},
+        ),
+        Acceleration(
+            name="compile",
+            values=("off", "on"),
+            default="off",
+            changes="static cache + torch.compile of the decode step (first call compiles)",
+            output_preserving=True,
+            needs="a C++ compiler on CPU; pays off on CUDA",
+            applied="load",
+            value_checks={"on": _compiler},
+        ),
+    ]
+}
+
+#: Names accepted for a whole configuration, per device: the fastest output-preserving setup
+#: measured on that kind of machine (see benchmarks/bench_accel.py and docs/accelerations.md).
+PRESETS: dict[str, dict[str, str]] = {
+    "fast": {"cpu": "spec=prompt-lookup", "cuda": "compile=on"},
+}
+
+ORDER = tuple(ACCELERATIONS)
+_ALIASES = {"dtype": {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}}
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """A parsed configuration: ``parts`` maps acceleration name -> chosen value (non-default)."""
+
+    parts: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> str:
+        return dict(self.parts).get(name, ACCELERATIONS[name].default)
+
+    def __getattr__(self, name: str) -> str:
+        if name in ACCELERATIONS:
+            return self.get(name)
+        raise AttributeError(name)
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.parts
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.parts) or "baseline"
+
+    @property
+    def output_preserving(self) -> bool:
+        """The registry's claim: every part keeps greedy output identical by design."""
+        return all(ACCELERATIONS[k].preserves(v) for k, v in self.parts)
+
+    @property
+    def load_parts(self) -> tuple[tuple[str, str], ...]:
+        return tuple((k, v) for k, v in self.parts if ACCELERATIONS[k].applied == "load")
+
+    @property
+    def load_label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.load_parts) or "baseline"
+
+    @property
+    def draft_name(self) -> str | None:
+        spec = self.get("spec")
+        return spec.removeprefix(DRAFT_PREFIX) if spec.startswith(DRAFT_PREFIX) else None
+
+    def with_part(self, name: str, value: str) -> AccelConfig:
+        parts = dict(self.parts) | {name: value}
+        return parse_config(",".join(f"{k}={v}" for k, v in parts.items()))
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def parse_config(text: str | AccelConfig | None, *, device: str | None = None) -> AccelConfig:
+    """Parse ``"key=value,..."``; ``""``/``"baseline"`` is no acceleration; ``"fast"`` is the
+    preset for ``device`` (default: this machine's best device). Mistakes raise one-line
+    :class:`LabError`."""
+    if isinstance(text, AccelConfig):
+        return text
+    text = (text or "").strip()
+    if text in ("", "baseline", "none"):
+        return AccelConfig()
+    if text in PRESETS:
+        if device is None:
+            from llmlab.devices import resolve_device
+
+            device = resolve_device("auto")
+        return parse_config(PRESETS[text][device])
+    chosen: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            # A bare name switches an on/off acceleration on ("prefix" == "prefix=on").
+            if item in ACCELERATIONS and "on" in ACCELERATIONS[item].values:
+                item = f"{item}=on"
+            else:
+                raise LabError(
+                    f"accel: {item!r} is not key=value; e.g. spec=prompt-lookup,quant=int8 "
+                    f"(names: {', '.join(ORDER)}; presets: {', '.join(PRESETS)})"
+                )
+        name, value = (s.strip() for s in item.split("=", 1))
+        if name not in ACCELERATIONS:
+            raise LabError(f"unknown acceleration {name!r}; known: {', '.join(ORDER)}")
+        acc = ACCELERATIONS[name]
+        value = _ALIASES.get(name, {}).get(value, value)
+        valid = value in acc.values or (
+            name == "spec" and value.startswith(DRAFT_PREFIX) and len(value) > len(DRAFT_PREFIX)
+        )
+        if not valid:
+            raise LabError(
+                f"unknown value {value!r} for {name}; choose one of {' | '.join(acc.values)}"
+            )
+        if name in chosen and chosen[name] != value:
+            raise LabError(f"{name} is given twice ({chosen[name]} and {value}); keep one")
+        chosen[name] = value
+    parts = tuple(
+        (k, chosen[k]) for k in ORDER if k in chosen and chosen[k] != ACCELERATIONS[k].default
+    )
+    cfg = AccelConfig(parts)
+    _check_combination(cfg)
+    return cfg
+
+
+def _check_combination(cfg: AccelConfig) -> None:
+    """Refuse pairs that cannot run together, each with a one-line reason."""
+    kv, spec, quant = cfg.get("kv"), cfg.get("spec"), cfg.get("quant")
+    if kv == "off" and spec != "off":
+        raise LabError(
+            "spec needs a KV cache (it rolls the cache back on rejected drafts); drop kv=off"
+        )
+    if kv == "off" and cfg.get("prefix") == "on":
+        raise LabError("prefix=on reuses the KV cache; it cannot run with kv=off")
+    if kv not in ("dynamic",) and cfg.get("prefix") == "on":
+        raise LabError(f"prefix=on keeps a dynamic cache between prompts; drop kv={kv}")
+    if kv not in ("dynamic", "static") and cfg.get("compile") == "on":
+        raise LabError(f"compile=on runs with a static cache; drop kv={kv}")
+    if kv in ("static", "fp8", "int4-quanto", "int4-hqq") and spec != "off":
+        raise LabError(f"speculative decoding needs a cache it can roll back; kv={kv} cannot")
+    if cfg.get("compile") == "on" and spec != "off":
+        raise LabError("compile=on (static cache) cannot roll back drafts; drop spec or compile")
+    if cfg.get("compile") == "on" and cfg.get("prefix") == "on":
+        raise LabError("compile=on uses a static cache; prefix=on keeps a dynamic one; pick one")
+    if spec == "self-int8" and quant != "none":
+        raise LabError(
+            f"spec=self-int8 drafts with an int8 copy of the target; with quant={quant} the "
+            "target is already quantized; use spec=prompt-lookup or drop quant"
+        )
+    if quant in ("int8", "int4") and cfg.get("dtype") in ("bf16", "fp16"):
+        raise LabError(f"quant={quant} runs its CPU kernels from float32 activations; drop dtype=")
+    if quant in ("bnb8", "bnb4") and cfg.get("dtype") != "auto":
+        raise LabError(f"quant={quant} chooses its own compute dtype; drop dtype=")
+    if quant != "none" and cfg.get("compile") == "on":
+        raise LabError(f"compile=on is not wired for quant={quant} here; pick one")
+
+
+def check(cfg: AccelConfig, lm: LoadedModel, settings: GenerationSettings | None = None) -> None:
+    """Refuse what ``lm`` on this machine cannot run, or what ``settings`` rule out (one line)."""
+    for name, value in cfg.parts:
+        ok, why = ACCELERATIONS[name].value_available(lm, value)
+        if not ok:
+            raise LabError(f"{name}={value} cannot run here: {why}")
+    if settings is None:
+        return
+    if cfg.get("spec") != "off":
+        if settings.do_sample:
+            raise LabError(
+                f"spec={cfg.get('spec')} is verified output-identical for greedy decoding only; "
+                "drop --temperature/--top-k/--top-p, or drop spec"
+            )
+        if settings.n_candidates > 1:
+            raise LabError(
+                "speculative decoding runs one sequence; drop --best-of/--num-return-sequences"
+            )
+
+
+def table(lm: LoadedModel | None = None) -> list[dict[str, Any]]:
+    """Rows of ``%llm accel list`` for ``lm`` (or this machine in general)."""
+    return [a.row(lm) for a in ACCELERATIONS.values()]
