@@ -101,9 +101,7 @@ def _token_map(r: MoeRouting, palette: list[str]) -> str:
             )
             hover = "\n".join(
                 f"L{layer}: "
-                + " ".join(
-                    f"e{e}:{w:.2f}" for e, w in zip(item.experts[i, t], item.weights[i, t])
-                )
+                + " ".join(f"e{e}:{w:.2f}" for e, w in zip(item.experts[i, t], item.weights[i, t]))
                 for i, layer in enumerate(r.moe_layers)
             )
             token = item.tokens[t]
