@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmlab.attention import encode
-from llmlab.attention.capture import capture, n_kv_heads
+from llmlab.attention.capture import attention_modules, capture, n_kv_heads
 from llmlab.attention.result import AttentionComparison, AttentionResult
 from llmlab.errors import LabError
 
@@ -103,9 +103,10 @@ def attention(
 
 
 def _check_layer_head(lm: LoadedModel, layer: int | None, head: int | None) -> None:
-    """Fail before any compute when the layer or head does not exist."""
-    text = lm.config.get_text_config()
-    n_layers, n_heads = text.num_hidden_layers, text.num_attention_heads
+    """Fail before any compute when the family cannot be captured or the layer or head
+    does not exist."""
+    n_layers = len(attention_modules(lm.model, lm.family))
+    n_heads = getattr(lm.config.get_text_config(), "num_attention_heads", 0)
     if layer is not None and not 0 <= layer < n_layers:
         raise LabError(f"layer {layer} is out of range: {lm.name} has layers 0-{n_layers - 1}")
     if head is not None and not 0 <= head < n_heads:
