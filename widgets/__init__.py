@@ -5,8 +5,10 @@ result displays as its widget, with a static HTML fallback for exported notebook
 Importable as ``llmlab.widgets``.
 """
 
+from llmlab.widgets import accel as _accel  # noqa: F401  (registers the accel panel)
 from llmlab.widgets import attention as _attention  # noqa: F401  (registers its view)
 from llmlab.widgets import moe as _moe  # noqa: F401  (registers the MoE routing view)
+from llmlab.widgets import tradeoff as _tradeoff  # noqa: F401  (registers the sweep view)
 from llmlab.widgets.next_token import NextTokenView
 
 from llmlab.generation.next_token import NextTokenDistribution

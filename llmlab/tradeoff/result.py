@@ -158,8 +158,21 @@ class Sweep(Result):
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _listeners: list[Any] = field(default_factory=list, repr=False)
+    _job: Any = field(default=None, repr=False)  # the runner's work, until started
+    _background: bool = field(default=False, repr=False)
 
     # -- control ------------------------------------------------------------------------
+    def start(self) -> Sweep:
+        """Run the sweep (in a thread if it was made with ``background=True``)."""
+        job, self._job = self._job, None
+        if job is None:
+            return self  # already started
+        if self._background:
+            threading.Thread(target=job, name="llmlab-sweep", daemon=True).start()
+        else:
+            job()
+        return self
+
     def stop(self) -> None:
         """Ask the sweep to stop; finished points are kept."""
         self._stop.set()

@@ -9,7 +9,6 @@ again last, so drift of the machine during the sweep is visible.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -79,13 +78,15 @@ def run_sweep(
     axes: tuple[str, str] = ("tpot", "kl"),
     background: bool = False,
     listeners: Sequence[Callable[[Sweep, str], None]] = (),
+    start: bool = True,
 ) -> Sweep:
     """Measure every configuration in ``configs`` on ``lm`` over ``prompts`` (greedy).
 
     Everything a user can get wrong (unknown configuration, empty prompt set, too few
     repetitions) fails here before anything runs. A configuration that fails while running is
     recorded on its row and the sweep goes on. With ``background=True`` the sweep runs in a
-    thread and the returned :class:`Sweep` fills as points finish (``sweep.wait()``).
+    thread and the returned :class:`Sweep` fills as points finish (``sweep.wait()``). With
+    ``start=False`` nothing runs until ``sweep.start()`` (so a view can subscribe first).
     """
     from llmlab.generation.settings import GenerationSettings
     from llmlab.tradeoff.render import check_axes
@@ -111,12 +112,9 @@ def run_sweep(
     )
     for listener in listeners:
         sweep.subscribe(listener)
-    job = _SweepJob(sweep, lm, configurations, settings, text)
-    if background:
-        threading.Thread(target=job.run, name="llmlab-sweep", daemon=True).start()
-    else:
-        job.run()
-    return sweep
+    sweep._job = _SweepJob(sweep, lm, configurations, settings, text).run
+    sweep._background = background
+    return sweep.start() if start else sweep
 
 
 class _SweepJob:

@@ -1,3 +1,11 @@
 """Importing this package registers every ``%llm`` subcommand (one module per feature)."""
 
-from llmlab.magics.commands import attention, generation, help, models, moe  # noqa: F401
+from llmlab.magics.commands import (  # noqa: F401
+    accel,
+    attention,
+    generation,
+    help,
+    models,
+    moe,
+    tradeoff,
+)

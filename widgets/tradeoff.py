@@ -1,0 +1,162 @@
+"""Live view of a tradeoff sweep: points appear as configurations finish.
+
+A plotly ``FigureWidget`` scatter (x latency or cost, y quality, IQR error bars, Pareto front),
+a progress bar with a Stop button, axis pickers, the table filling row by row, and, on a click
+on a point, its generated texts next to the reference's. The figure and table are built by the
+engine (``llmlab.tradeoff.render``), so the live view and the exported HTML show the same thing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import ipywidgets as widgets
+
+from llmlab.html import card
+from llmlab.tradeoff.render import (
+    TABLE_CSS,
+    X_AXES,
+    Y_AXES,
+    build_figure,
+    check_axes,
+    compare_html,
+    header_html,
+    table_html,
+)
+from llmlab.tradeoff.result import Sweep
+
+#: Progress redraws are throttled; a point or the end always redraws.
+PROGRESS_REFRESH_S = 0.2
+
+
+class TradeoffView(widgets.VBox):
+    """``TradeoffView(sweep)``: subscribes to the sweep and redraws as it fills."""
+
+    def __init__(self, sweep: Sweep, axes: tuple[str, str] | None = None) -> None:
+        import plotly.graph_objects as go
+
+        self.sweep = sweep
+        x, y = check_axes(axes or sweep.axes)
+        self.selected: int | None = None
+        self._lock = threading.Lock()
+        self._last_progress = 0.0
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "320px"})
+        self.status = widgets.HTML()
+        self.stop_button = widgets.Button(
+            description="Stop", icon="stop", button_style="danger", tooltip="keep finished points"
+        )
+        self.stop_button.on_click(self._stop)
+        self.x_axis = widgets.Dropdown(
+            options=list(X_AXES), value=x, description="x", layout={"width": "170px"}
+        )
+        self.y_axis = widgets.Dropdown(
+            options=list(Y_AXES), value=y, description="y", layout={"width": "170px"}
+        )
+        self.x_axis.observe(self._axes_changed, "value")
+        self.y_axis.observe(self._axes_changed, "value")
+        self.header = widgets.HTML()
+        self.figure = go.FigureWidget(build_figure(sweep, (x, y)))
+        self.table = widgets.HTML()
+        self.texts = widgets.HTML()
+        controls = widgets.HBox([self.progress, self.stop_button, self.x_axis, self.y_axis])
+        super().__init__(
+            [self.header, controls, self.status, self.figure, self.table, self.texts],
+            layout={"max_width": "1000px"},
+        )
+        self.add_class("llmlab-tradeoff")
+        self._attach_clicks()
+        self._refresh(redraw=True)
+        sweep.subscribe(self._on_event)
+
+    # -- events from the sweep (its worker thread) -------------------------------------------
+    def _on_event(self, sweep: Sweep, event: str) -> None:
+        now = time.monotonic()
+        if event == "progress" and now - self._last_progress < PROGRESS_REFRESH_S:
+            return
+        self._last_progress = now
+        self._refresh(redraw=event in ("point", "end"))
+
+    def _refresh(self, redraw: bool) -> None:
+        s = self.sweep
+        with self._lock:
+            self.progress.value = s.done_units / s.total_units if s.total_units else 0.0
+            running = not s.done
+            self.stop_button.disabled = not running or s.stopping
+            if s.stopping and running:
+                self.stop_button.description = "Stopping…"
+            if running:
+                now = f"running <b>{s.current}</b>" if s.current else "starting"
+                self.status.value = (
+                    f'<span style="font-size:12px">{now} · {s.done_units}/{s.total_units} '
+                    "generations</span>"
+                )
+            else:
+                self.status.value = (
+                    f'<span style="font-size:12px">{s.status} · {s.seconds:.0f} s</span>'
+                )
+            if redraw:
+                self.header.value = card(header_html(s))
+                self._redraw_figure()
+                self.table.value = card(table_html(s), css=TABLE_CSS)
+                if self.selected is None:
+                    self.texts.value = card(compare_html(s, None))
+
+    def _redraw_figure(self) -> None:
+        new = build_figure(self.sweep, (self.x_axis.value, self.y_axis.value))
+        with self.figure.batch_update():
+            self.figure.data = ()
+            self.figure.add_traces(list(new.data))
+            self.figure.layout = new.layout
+        self._attach_clicks()
+
+    def _attach_clicks(self) -> None:
+        for trace in self.figure.data:
+            if trace.customdata is not None:
+                trace.on_click(self._clicked)
+
+    # -- user actions -------------------------------------------------------------------------
+    def _clicked(self, trace: Any, points: Any, state: Any) -> None:
+        if not points.point_inds:
+            return
+        self.show_texts(int(trace.customdata[points.point_inds[0]]))
+
+    def show_texts(self, index: int) -> None:
+        """Show point ``index``'s texts next to the reference's (what a click does)."""
+        self.selected = index
+        self.texts.value = card(compare_html(self.sweep, index), css=TABLE_CSS)
+
+    def _stop(self, _button: Any = None) -> None:
+        self.sweep.stop()
+        self.stop_button.description = "Stopping…"
+        self.stop_button.disabled = True
+
+    def _axes_changed(self, _change: Any) -> None:
+        self.sweep.axes = (self.x_axis.value, self.y_axis.value)
+        with self._lock:
+            self._redraw_figure()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        # Exported notebooks cannot run widgets offline. A finished sweep falls back to its
+        # self-contained page; a running one to a note (its page would be empty).
+        if self.sweep.done:
+            data["text/html"] = self.sweep.to_html()
+        else:
+            data["text/html"] = card(
+                header_html(self.sweep)
+                + '<div class="llmlab-stats">live view: needs a running kernel. Display the '
+                "sweep again when it has finished for a static copy.</div>"
+            )
+        return bundle
+
+
+def _register() -> None:
+    from llmlab.results import register_view
+
+    register_view(Sweep, TradeoffView)
+
+
+_register()
