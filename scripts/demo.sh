@@ -6,10 +6,5 @@ cd "$(dirname "$0")/.."
 LLMLAB_SKIP_BROWSER=1 bash scripts/bootstrap.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
-mkdir -p build
-for nb in "${@:-examples/quickstart.ipynb}"; do
-  jupyter nbconvert --to notebook --execute "$nb" --output-dir build \
-    --ExecutePreprocessor.timeout=900
-  jupyter nbconvert --to html "build/$(basename "$nb")" --output-dir build
-done
-echo "demo: wrote build/ ($(ls build | tr '\n' ' '))"
+python -m llmlab.report --execute -o build "${@:-examples/quickstart.ipynb}"
+echo "demo: open build/quickstart.html (offline, self-contained) or build/quickstart.ipynb"

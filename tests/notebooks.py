@@ -5,21 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from llmlab.report import execute
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def execute_notebook(path: Path, timeout: int = 900) -> nbformat.NotebookNode:
     """Run every cell (in the notebook's folder, so relative paths work); raise on any error."""
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
-    return nb
+    return execute(path, timeout=timeout)
 
 
 def outputs_text(nb: nbformat.NotebookNode) -> str:

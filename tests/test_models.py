@@ -83,3 +83,9 @@ def test_default_model_is_the_real_smollm2(default_lm):
     assert default_lm.source.startswith("SmolLM2-135M-Instruct")
     assert (default_model.converted_dir() / "model.safetensors").exists()
     assert not hasattr(cfg, "quantization_config")
+
+
+def test_family_without_sdpa_falls_back_to_eager_with_a_note():
+    lm = load_model("tiny:gpt_oss")
+    assert lm.attn_implementation == "eager"
+    assert any("eager" in note for note in lm.notes)

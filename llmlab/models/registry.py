@@ -50,11 +50,12 @@ def load_model(
             f"choose one of {', '.join(ATTN_IMPLEMENTATIONS)}"
         )
     start = time.perf_counter()
+    notes: list[str] = []
     if spec.startswith("tiny:"):
         from llmlab.models.tiny import build_tiny
 
         model, tokenizer = build_tiny(spec.removeprefix("tiny:"))
-        model.set_attn_implementation(attn_implementation)
+        notes += _set_attention(model, attn_implementation)
         model.to(device=device, dtype=torch_dtype)
         source = "random weights from a config (output is noise by design)"
     else:
@@ -72,8 +73,13 @@ def load_model(
                 "not 'default' or 'tiny:FAMILY'"
             )
         model, tokenizer = _from_pretrained(
-            folder, device, torch_dtype, attn_implementation, trust_remote_code
+            folder,
+            device,
+            torch_dtype,
+            "eager" if attn_implementation == "eager" else None,
+            trust_remote_code,
         )
+        notes += _set_attention(model, attn_implementation)
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -85,7 +91,23 @@ def load_model(
         device=device,
         source=source,
         load_seconds=time.perf_counter() - start,
+        notes=notes,
     )
+
+
+def _set_attention(model, wanted: str) -> list[str]:
+    """Switch the attention kernel; fall back to eager for families that lack the one asked
+    for (GPT-OSS has no sdpa path in transformers 5), and say so instead of failing."""
+    if model.config._attn_implementation == wanted:
+        return []
+    try:
+        model.set_attn_implementation(wanted)
+        return []
+    except (ValueError, ImportError) as err:
+        if wanted == "eager":
+            raise LabError(f"cannot use eager attention for {model.config.model_type}: {err}")
+        model.set_attn_implementation("eager")
+        return [f"{model.config.model_type} has no {wanted} attention here; using eager"]
 
 
 def _from_pretrained(folder, device, torch_dtype, attn_implementation, trust_remote_code):

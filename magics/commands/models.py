@@ -33,6 +33,8 @@ def load(ctx: Context, args) -> None:
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
+    for note in lm.notes:
+        print(f"note: {note}")
 
 
 @command("models", "list the loaded models (the active one is marked)")

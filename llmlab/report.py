@@ -1,0 +1,74 @@
+"""Reports: run a notebook headless and export it as one offline HTML file.
+
+nbconvert's stock HTML pulls require.js, MathJax and the widget manager from CDNs, so widget
+views go blank offline. ``export_html`` uses our template instead, which keeps the page
+self-contained and shows each widget's static fallback.
+
+Command line::
+
+    python -m llmlab.report examples/quickstart.ipynb --execute -o build/
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+TEMPLATE = Path(__file__).parent / "data" / "offline_report.html.j2"
+
+
+def execute(path: str | Path, timeout: int = 900):
+    """Run every cell of a notebook (from its own folder) and return the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    return nb
+
+
+def export_html(nb, out: str | Path, title: str | None = None) -> Path:
+    """Write a notebook (a path or an executed notebook node) as a self-contained HTML file."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if isinstance(nb, (str, Path)):
+        title = title or Path(nb).stem
+        nb = nbformat.read(nb, as_version=4)
+    # Saved widget state only feeds the CDN widget manager, which an offline page never loads.
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    exporter = HTMLExporter(template_file=str(TEMPLATE), embed_images=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title or "report"}})
+    out = Path(out)
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m llmlab.report", description=__doc__)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--execute", action="store_true", help="run the notebooks first")
+    parser.add_argument("-o", "--output-dir", type=Path, default=Path("build"))
+    args = parser.parse_args(argv)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    import nbformat
+
+    for path in args.notebooks:
+        nb = execute(path) if args.execute else nbformat.read(path, as_version=4)
+        if args.execute:
+            nbformat.write(nb, args.output_dir / path.name)
+        html = export_html(nb, args.output_dir / f"{path.stem}.html", title=path.stem)
+        print(f"wrote {html}")
+
+
+if __name__ == "__main__":
+    main()
