@@ -25,6 +25,9 @@ class Lab:
         self.models: dict[str, LoadedModel] = {}
         self.active: str | None = None
         self.histories: dict[str, Messages] = {}
+        # Per model: the KV of its last prompt + answer, reused by accel "prefix=on" (chat turns,
+        # a fixed system prompt). Imported lazily: llmlab.accel needs no torch at import either.
+        self.prefix_caches: dict[str, Any] = {}
 
     # -- models ---------------------------------------------------------------------------
     def load(
@@ -36,6 +39,7 @@ class Lab:
         lm = load_model(spec, name=name, **options)
         self.models[lm.name] = lm
         self.histories.setdefault(lm.name, [])
+        self.prefix_caches.pop(lm.name, None)  # a reloaded name must not reuse the old KV
         self.active = lm.name
         return lm
 
@@ -60,6 +64,7 @@ class Lab:
             raise LabError(f"no model named {name!r} is loaded; loaded: {self._names()}")
         del self.models[name]
         self.histories.pop(name, None)
+        self.prefix_caches.pop(name, None)
         if self.active == name:
             self.active = next(iter(self.models), None)
         import gc
@@ -79,11 +84,40 @@ class Lab:
         model: str | None = None,
         raw: bool = False,
         on_token: TokenCallback | None = None,
+        accel: Any = None,
+        system: str | None = None,
         **setting_fields: Any,
     ) -> GenerationResult:
-        """Generate from one prompt. Settings come as a record or as keyword fields."""
+        """Generate from one prompt. Settings come as a record or as keyword fields.
+
+        ``accel``: an acceleration config ("spec=prompt-lookup,quant=int8", see llmlab.accel).
+        ``system``: a system prompt put before the prompt through the chat template.
+        """
         settings = settings or GenerationSettings(**setting_fields)
-        return generate(self.model(model), prompt, settings, raw=raw, on_token=on_token)
+        lm = self.model(model)
+        text: str | Messages = prompt
+        if system is not None:
+            if not prompt.strip():
+                raise LabError("the prompt is empty")
+            text = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        return self._generate(lm, text, settings, raw=raw, on_token=on_token, accel=accel)
+
+    def _generate(self, lm, prompt, settings, *, raw=False, on_token=None, accel=None):
+        if accel is None or accel == "":
+            return generate(lm, prompt, settings, raw=raw, on_token=on_token)
+        from llmlab.accel import PrefixCache, generate_accelerated
+
+        prefix = self.prefix_caches.setdefault(lm.name, PrefixCache())
+        return generate_accelerated(
+            lm,
+            prompt,
+            settings,
+            accel,
+            on_token=on_token,
+            raw=raw,
+            prefix_cache=prefix,
+            models=self.models,
+        )
 
     def chat(
         self,
@@ -92,22 +126,26 @@ class Lab:
         *,
         model: str | None = None,
         on_token: TokenCallback | None = None,
+        accel: Any = None,
         **setting_fields: Any,
     ) -> GenerationResult:
-        """One turn of a multi-turn chat; the history is kept per model."""
+        """One turn of a multi-turn chat; the history is kept per model. With
+        ``accel="prefix"`` the KV of the earlier turns is reused (only the new turn prefills)."""
         lm = self.model(model)
         if not message.strip():
             raise LabError("the chat message is empty")
         settings = settings or GenerationSettings(**setting_fields)
         history = self.histories.setdefault(lm.name, [])
         turn = [*history, {"role": "user", "content": message}]
-        result = generate(lm, turn, settings, on_token=on_token)
+        result = self._generate(lm, turn, settings, on_token=on_token, accel=accel)
         if result.stats.stopped != "interrupted":
             history[:] = [*turn, {"role": "assistant", "content": result.text}]
         return result
 
     def reset_chat(self, model: str | None = None) -> None:
-        self.histories[self.model(model).name] = []
+        name = self.model(model).name
+        self.histories[name] = []
+        self.prefix_caches.pop(name, None)
 
     def next_token(
         self, prompt: str, *, model: str | None = None, **options: Any

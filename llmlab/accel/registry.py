@@ -27,7 +27,10 @@ Availability = tuple[bool, str]
 
 
 def has_package(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
 
 
 def _needs_cuda(lm: LoadedModel | None) -> Availability:
@@ -94,11 +97,16 @@ class Acceleration:
     value_checks: dict[str, Callable[[LoadedModel | None], Availability]] = field(
         default_factory=dict
     )
-    #: Values that keep the output even though the acceleration as a whole does not (fp32).
+    #: Exceptions to ``output_preserving``: values that keep the output although the
+    #: acceleration as a whole does not (dtype=fp32), and values that approximate although it
+    #: keeps it (the quantized KV caches).
     preserving_values: tuple[str, ...] = ()
+    lossy_values: tuple[str, ...] = ()
 
     def preserves(self, value: str) -> bool:
-        return value == self.default or self.output_preserving or value in self.preserving_values
+        if value == self.default or value in self.preserving_values:
+            return True
+        return self.output_preserving and value not in self.lossy_values
 
     def available(self, lm: LoadedModel | None = None) -> Availability:
         """Can any non-default value run for ``lm`` on this machine?"""
@@ -116,6 +124,13 @@ class Acceleration:
         key = DRAFT_PREFIX if value.startswith(DRAFT_PREFIX) else value
         return self.value_checks.get(key, _ok)(lm)
 
+    def _preserving_text(self) -> str:
+        if self.output_preserving:
+            return f"yes, except {', '.join(self.lossy_values)}" if self.lossy_values else "yes"
+        if self.preserving_values:
+            return f"no (approximates), except {', '.join(self.preserving_values)}"
+        return "no (approximates)"
+
     def row(self, lm: LoadedModel | None = None) -> dict[str, Any]:
         """One row of ``%llm accel list``."""
         ok, why = self.available(lm)
@@ -123,7 +138,7 @@ class Acceleration:
             "name": self.name,
             "values": " | ".join(self.values),
             "changes": self.changes,
-            "output-preserving": "yes" if self.output_preserving else "no (approximates)",
+            "output-preserving": self._preserving_text(),
             "applied": self.applied,
             "needs": self.needs,
             "here": "yes" if ok else f"no: {why}",
@@ -142,7 +157,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
             changes="how keys/values of past tokens are kept: recomputed (off), a growing "
             "cache (dynamic), a preallocated one (static), or a quantized one",
             output_preserving=True,
-            preserving_values=("off", "static"),
+            lossy_values=("fp8", "int4-quanto", "int4-hqq"),
             needs="quantized caches: optimum-quanto or hqq (fp8 is built in)",
             applied="generate",
             value_help={

@@ -179,7 +179,8 @@ def generate_accelerated(
         if cfg.get("prefix") == "on":
             prefix = prefix_cache if prefix_cache is not None else prefix_cache_for(lm)
             prompt_ids = encode_prompt(vlm, prompt, raw=raw)[0].tolist()
-            kwargs["cache"], reused = prefix.take(prompt_ids, cfg.load_label, vlm.model.config)
+            key = f"{id(lm.model)}:{cfg.load_label}"  # the KV is only valid for these weights
+            kwargs["cache"], reused = prefix.take(prompt_ids, key, vlm.model.config)
         result = generate(vlm, prompt, settings, raw=raw, on_token=on_token, generate_kwargs=kwargs)
     extra: dict[str, Any] = {"accel": cfg.label}
     if speculative and drafts.rounds:
@@ -190,7 +191,7 @@ def generate_accelerated(
         extra["tokens_per_target_pass"] = round(new / drafts.rounds, 2)
         extra["target_passes"] = drafts.rounds
     if prefix is not None:
-        _record_prefix(prefix, cfg, prompt_ids, result, kwargs["cache"], reused, extra)
+        _record_prefix(prefix, key, prompt_ids, result, kwargs["cache"], reused, extra)
     if cfg.get("quant") != "none":
         from llmlab.accel.quant import weight_bytes
 
@@ -202,7 +203,7 @@ def generate_accelerated(
 
 def _record_prefix(
     prefix: PrefixCache,
-    cfg: AccelConfig,
+    key: str,
     prompt_ids: list[int],
     result: GenerationResult,
     cache: Any,
@@ -213,7 +214,7 @@ def _record_prefix(
     if stats.stopped == "interrupted":
         prefix.clear()
         return
-    prefix.store(cfg.load_label, prompt_ids + result.token_ids, cache)
+    prefix.store(key, prompt_ids + result.token_ids, cache)
     extra["prefix_reused_tokens"] = reused
     if reused == 0 and stats.ttft_s:
         prefix.prefill_s_per_token = stats.ttft_s / max(stats.prompt_tokens, 1)

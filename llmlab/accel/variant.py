@@ -77,17 +77,15 @@ def variant(lm: LoadedModel, cfg: AccelConfig | str) -> Iterator[LoadedModel]:
         before = vlm.attn_implementation
         model.set_attn_implementation(kernel)
         undo.append(lambda: model.set_attn_implementation(before))
-    if cfg.get("compile") == "on":
-        # transformers caches the compiled forward on the module; remove it on exit so a later
-        # plain run of the same model is the plain one.
-        had = {a for a in ("_compiled_call", "_last_compile_config") if a in model.__dict__}
+    # transformers leaves attributes on the module after some runs (the compiled forward, the
+    # last static-cache length); drop whatever the block added so nothing carries over.
+    attrs_before = set(model.__dict__)
 
-        def drop_compiled() -> None:
-            for attr in ("_compiled_call", "_last_compile_config"):
-                if attr not in had:
-                    model.__dict__.pop(attr, None)
+    def drop_added_attrs() -> None:
+        for attr in set(model.__dict__) - attrs_before:
+            del model.__dict__[attr]
 
-        undo.append(drop_compiled)
+    undo.append(drop_added_attrs)
     try:
         yield vlm
     finally:

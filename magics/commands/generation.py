@@ -18,6 +18,7 @@ SAMPLING_ARGS = [
     arg("--num-return-sequences", type=int, default=1, help="sample several answers"),
     arg("--best-of", type=int, default=1, help="sample N, keep the highest mean log-prob"),
     arg("--model", help="use this loaded model instead of the active one"),
+    arg("--accel", help="accelerations, e.g. spec=prompt-lookup,quant=int8 (see %%llm accel list)"),
 ]
 
 
@@ -42,6 +43,7 @@ def settings_of(args) -> GenerationSettings:
     "generate from a prompt, streaming the answer; returns a GenerationResult",
     *SAMPLING_ARGS,
     arg("--raw", action="store_true", help="send the text as is (no chat template)"),
+    arg("--system", help="a system prompt before the prompt (pair with --accel prefix)"),
     *TEXT_ARGS,
     body="the prompt",
 )
@@ -52,7 +54,13 @@ def generate(ctx: Context, args):
     return stream(
         ctx,
         lambda on_token: ctx.lab.generate(
-            prompt, settings, model=lm.name, raw=args.raw, on_token=on_token
+            prompt,
+            settings,
+            model=lm.name,
+            raw=args.raw,
+            on_token=on_token,
+            accel=args.accel,
+            system=args.system,
         ),
         _decoder(lm),
     )
@@ -82,7 +90,9 @@ def chat(ctx: Context, args):
     settings = settings_of(args)
     return stream(
         ctx,
-        lambda on_token: ctx.lab.chat(message, settings, model=lm.name, on_token=on_token),
+        lambda on_token: ctx.lab.chat(
+            message, settings, model=lm.name, on_token=on_token, accel=args.accel
+        ),
         _decoder(lm),
     )
 

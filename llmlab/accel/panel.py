@@ -1,0 +1,201 @@
+"""The state behind ``%llm accel``: the toggles a model can use here, and the runs made so far.
+
+The live panel (``llmlab.widgets.accel``) renders it and calls :meth:`AccelPanelState.run`;
+``to_html`` is the static view exported notebooks show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmlab.accel.registry import ACCELERATIONS, DRAFT_PREFIX, parse_config
+from llmlab.html import card, esc
+from llmlab.results import Result
+
+if TYPE_CHECKING:
+    from llmlab.generation.result import GenerationResult
+    from llmlab.models.loaded import LoadedModel
+
+DEFAULT_PROMPT = (
+    "Summarise in one sentence: The Eiffel Tower is a wrought-iron lattice tower in Paris. "
+    "It was designed by the engineer Gustave Eiffel's company and built from 1887 to 1889 "
+    "as the entrance to the 1889 World's Fair. The Eiffel Tower is 330 metres tall."
+)
+#: Runs kept for the side-by-side view: the previous one and the latest.
+KEPT_RUNS = 2
+
+
+def _draft_values(lm: LoadedModel, models: dict[str, LoadedModel]) -> list[dict[str, Any]]:
+    """One ``draft:NAME`` toggle per other loaded model, greyed where it cannot draft."""
+    from llmlab.accel.run import same_tokenizer
+
+    values = []
+    for name, other in models.items():
+        if other.model is lm.model:
+            continue
+        ok, why = True, ""
+        if not same_tokenizer(other.tokenizer, lm.tokenizer):
+            ok, why = False, f"{name}'s tokenizer differs from {lm.name}'s"
+        elif other.device != lm.device:
+            ok, why = False, f"{name} is on {other.device}, {lm.name} on {lm.device}"
+        values.append(
+            {
+                "value": f"{DRAFT_PREFIX}{name}",
+                "ok": ok,
+                "why": why,
+                "help": f"draft with {name} ({other.n_params / 1e6:.0f} M params)",
+            }
+        )
+    if not values:
+        values.append(
+            {
+                "value": f"{DRAFT_PREFIX}NAME",
+                "ok": False,
+                "why": "load a smaller model with the same tokenizer to draft with it",
+                "help": "draft with another loaded model",
+            }
+        )
+    return values
+
+
+def controls(lm: LoadedModel, models: dict[str, LoadedModel]) -> list[dict[str, Any]]:
+    """Per acceleration: its values, whether each can run for ``lm`` here and why not."""
+    rows = []
+    for acc in ACCELERATIONS.values():
+        values = []
+        for value in acc.values:
+            if value.startswith(DRAFT_PREFIX):
+                values.extend(_draft_values(lm, models))
+                continue
+            ok, why = acc.value_available(lm, value)
+            values.append(
+                {"value": value, "ok": ok, "why": why, "help": acc.value_help.get(value, "")}
+            )
+        for v in values:
+            v["preserving"] = acc.preserves(v["value"])
+        rows.append(
+            {
+                "name": acc.name,
+                "changes": acc.changes,
+                "applied": acc.applied,
+                "default": acc.default,
+                "values": values,
+            }
+        )
+    return rows
+
+
+def run_record(result: GenerationResult, label: str, preserving: bool) -> dict[str, Any]:
+    """What the panel shows of one run (plain JSON)."""
+    s = result.stats
+    return {
+        "label": label,
+        "preserving": preserving,
+        "text": result.text,
+        "token_ids": result.token_ids,
+        "prompt_tokens": s.prompt_tokens,
+        "new_tokens": s.new_tokens,
+        "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 1),
+        "decode_tok_s": None if s.decode_tokens_per_s is None else round(s.decode_tokens_per_s, 1),
+        "total_s": round(s.total_s, 2),
+        "extra": {k: v for k, v in s.extra.items() if k != "accel"},
+    }
+
+
+@dataclass(repr=False)
+class AccelPanelState(Result):
+    """Toggles for one model and its last runs (previous and latest, side by side)."""
+
+    lm: Any  # LoadedModel (not serialised)
+    models: dict[str, Any]  # every loaded model, for draft:NAME
+    prompt: str = DEFAULT_PROMPT
+    max_new_tokens: int = 64
+    config: str = "baseline"
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    prefix_cache: Any = None  # the session's PrefixCache for this model, if any
+
+    def summary(self) -> str:
+        return f"AccelPanel({self.lm.name}: {self.config}, {len(self.runs)} runs)"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "model": self.lm.name,
+            "device": self.lm.device,
+            "dtype": self.lm.dtype,
+            "controls": controls(self.lm, self.models),
+            "prompt": self.prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "config": self.config,
+        }
+
+    def describe(self, config: str) -> dict[str, Any]:
+        """Label and preserving claim of a config, or the one-line reason it cannot run."""
+        from llmlab.accel.registry import check
+        from llmlab.errors import LabError
+
+        try:
+            cfg = parse_config(config, device=self.lm.device)
+            check(cfg, self.lm)
+        except LabError as err:
+            return {"label": config, "error": str(err)}
+        return {"label": cfg.label, "preserving": cfg.output_preserving, "error": None}
+
+    def run(self, config: str, prompt: str, max_new_tokens: int) -> dict[str, Any]:
+        """Generate greedily with ``config``; keep the run beside the previous one."""
+        from llmlab.accel.run import generate_accelerated
+        from llmlab.generation.settings import GenerationSettings
+
+        cfg = parse_config(config, device=self.lm.device)
+        settings = GenerationSettings(max_new_tokens=max_new_tokens)
+        result = generate_accelerated(
+            self.lm,
+            prompt,
+            settings,
+            cfg,
+            prefix_cache=self.prefix_cache,
+            models=self.models,
+        )
+        self.prompt, self.max_new_tokens, self.config = prompt, max_new_tokens, cfg.label
+        record = run_record(result, cfg.label, cfg.output_preserving)
+        if self.runs:
+            record["same_as_previous"] = record["token_ids"] == self.runs[-1]["token_ids"]
+        self.runs = [*self.runs, record][-KEPT_RUNS:]
+        return record
+
+    def to_html(self) -> str:
+        rows = []
+        for c in controls(self.lm, self.models):
+            cells = []
+            for v in c["values"]:
+                cls = "" if v["ok"] else ' style="color:#999"'
+                title = esc(v["why"] or v["help"])
+                cells.append(f'<span title="{title}"{cls}>{esc(v["value"])}</span>')
+            rows.append(
+                f"<tr><td><b>{esc(c['name'])}</b></td><td>{' · '.join(cells)}</td>"
+                f"<td>{esc(c['changes'])}</td></tr>"
+            )
+        runs = "".join(
+            f'<div style="flex:1;min-width:0"><b>{esc(r["label"])}</b>'
+            f'<div class="llmlab-text">{esc(r["text"])}</div>'
+            f'<div class="llmlab-stats">{esc(_run_footer(r))}</div></div>'
+            for r in self.runs
+        )
+        head = (
+            f"<b>Accelerations for {esc(self.lm.name)}</b> ({esc(self.lm.device)}/"
+            f"{esc(self.lm.dtype)}) · grey: cannot run here (hover for why)"
+        )
+        body = f"<div>{head}</div><table>{''.join(rows)}</table>"
+        if runs:
+            body += f'<div style="display:flex;gap:1em">{runs}</div>'
+        return card(body)
+
+
+def _run_footer(r: dict[str, Any]) -> str:
+    parts = [f"{r['new_tokens']} tokens"]
+    if r.get("ttft_ms") is not None:
+        parts.append(f"TTFT {r['ttft_ms']:.0f} ms")
+    if r.get("decode_tok_s") is not None:
+        parts.append(f"decode {r['decode_tok_s']:.1f} tok/s")
+    parts.extend(f"{k} {v}" for k, v in r.get("extra", {}).items())
+    return " · ".join(parts)

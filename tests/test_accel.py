@@ -1,0 +1,333 @@
+"""Accelerations on tiny models: the registry, greedy identity, restoring the model, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from llmlab.accel import ACCELERATIONS, AccelConfig, generate_accelerated, parse_config, variant
+from llmlab.accel.prefix import PrefixCache
+from llmlab.errors import LabError
+from llmlab.generation.engine import generate
+from llmlab.generation.settings import GenerationSettings
+from tests.helpers import run_magic
+
+GREEDY = GenerationSettings(max_new_tokens=24)
+# Short, repetitive (prompt lookup matches) and longer than a draft window (10 tokens).
+PROMPTS = [
+    "Hi",
+    "abc abc abc abc abc abc",
+    "Summarise: the cat sat on the mat. The cat sat on the mat because the mat was warm. " * 3,
+]
+PRESERVING = [
+    "kv=off",
+    "kv=static",
+    "prefix=on",
+    "spec=prompt-lookup",
+    "spec=self-int8",
+    "attn=eager",
+    "dtype=fp32",
+    "spec=prompt-lookup,prefix=on",
+    "fast",
+]
+
+
+def fingerprint(lm) -> dict:
+    """Everything a toggle could leave behind on a loaded model."""
+    return {
+        "state": {k: v.clone() for k, v in lm.model.state_dict().items()},
+        "attn": lm.attn_implementation,
+        "dtype": lm.dtype,
+        "attrs": set(lm.model.__dict__),
+        "gen_config": lm.model.generation_config.to_dict(),
+        "modules": [type(m).__name__ for m in lm.model.modules()],
+    }
+
+
+def assert_same_model(before: dict, lm) -> None:
+    after = fingerprint(lm)
+    assert after["attn"] == before["attn"] and after["dtype"] == before["dtype"]
+    assert after["attrs"] == before["attrs"]
+    assert after["gen_config"] == before["gen_config"]
+    assert after["modules"] == before["modules"]
+    assert after["state"].keys() == before["state"].keys()
+    for k, v in before["state"].items():
+        assert torch.equal(v, after["state"][k]), k
+
+
+# -- registry and parsing ---------------------------------------------------------------------
+def test_registry_describes_every_acceleration():
+    assert set(ACCELERATIONS) == {"kv", "prefix", "spec", "quant", "attn", "dtype", "compile"}
+    for acc in ACCELERATIONS.values():
+        assert acc.default in acc.values and acc.changes and acc.needs
+        assert acc.applied in ("load", "generate")
+    assert ACCELERATIONS["quant"].output_preserving is False
+    assert ACCELERATIONS["spec"].output_preserving is True
+
+
+def test_parse_config_labels_and_claims():
+    cfg = parse_config("spec=prompt-lookup,quant=int8")
+    assert isinstance(cfg, AccelConfig)
+    assert cfg.label == "spec=prompt-lookup,quant=int8"
+    assert cfg.output_preserving is False
+    assert parse_config("quant=int8,spec=prompt-lookup") == cfg  # canonical order
+    assert parse_config("kv=off").output_preserving is True
+    for empty in ("", "baseline", None):
+        assert parse_config(empty).is_baseline and parse_config(empty).label == "baseline"
+    assert parse_config("kv=dynamic").is_baseline  # defaults are no acceleration
+    assert parse_config("prefix").get("prefix") == "on"
+    assert parse_config("dtype=bfloat16").label == "dtype=bf16"
+    assert parse_config("fast", device="cpu").output_preserving
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("warp=9", "unknown acceleration 'warp'"),
+        ("kv=sideways", "unknown value 'sideways' for kv"),
+        ("kv=off,spec=prompt-lookup", "spec needs a KV cache"),
+        ("spec=self-int8,quant=int4", "already quantized"),
+        ("kv=static,prefix=on", "prefix=on"),
+        ("compile=on,spec=prompt-lookup", "cannot roll back"),
+        ("quant=int8,dtype=bf16", "float32 activations"),
+        ("kv=off,kv=static", "given twice"),
+        ("spec", "not key=value"),
+    ],
+)
+def test_bad_configs_fail_in_one_line(text, message):
+    with pytest.raises(LabError, match=message) as err:
+        parse_config(text)
+    assert "\n" not in str(err.value)
+
+
+def test_cuda_only_and_missing_packages_are_refused_on_cpu(tiny_llama):
+    for text, message in [
+        ("attn=flash", "CUDA"),
+        ("quant=bnb8", "CUDA"),
+        ("dtype=fp16", "float16"),
+    ]:
+        with pytest.raises(LabError, match=message):
+            generate_accelerated(tiny_llama, "Hi", GREEDY, text)
+    ok, why = ACCELERATIONS["kv"].value_available(tiny_llama, "int4-quanto")
+    assert ok or "pip install optimum-quanto" in why
+    ok, why = ACCELERATIONS["attn"].value_available(tiny_llama, "flash")
+    assert not ok and "CUDA" in why
+
+
+def test_sampling_with_speculation_is_refused(tiny_llama):
+    with pytest.raises(LabError, match="greedy"):
+        generate_accelerated(
+            tiny_llama, "Hi", GenerationSettings(temperature=0.7), "spec=prompt-lookup"
+        )
+
+
+def test_draft_with_a_different_tokenizer_is_refused(tiny_llama):
+    class OtherTokenizer:
+        def __len__(self):
+            return len(tiny_llama.tokenizer)
+
+        def get_vocab(self):
+            return {"other": 0}
+
+    other = dataclasses.replace(
+        tiny_llama, name="other", model=object(), tokenizer=OtherTokenizer()
+    )
+    with pytest.raises(LabError, match="tokenizer differs"):
+        generate_accelerated(tiny_llama, "Hi", GREEDY, "spec=draft:other", models={"other": other})
+    with pytest.raises(LabError, match="no model named 'ghost'"):
+        generate_accelerated(tiny_llama, "Hi", GREEDY, "spec=draft:ghost", models={})
+
+
+# -- greedy identity and restoring the model -------------------------------------------------
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_output_preserving_configs_give_identical_greedy_tokens(family):
+    from llmlab.models.registry import load_model
+
+    lm = load_model(f"tiny:{family}")
+    before = fingerprint(lm)
+    for prompt in PROMPTS:
+        ref = generate(lm, prompt, GREEDY, raw=True)
+        for text in PRESERVING:
+            cfg = parse_config(text, device="cpu")
+            assert cfg.output_preserving
+            res = generate_accelerated(
+                lm, prompt, GREEDY, cfg, raw=True, prefix_cache=PrefixCache()
+            )
+            assert res.token_ids == ref.token_ids, (text, prompt)
+            assert res.stats.extra["accel"] == cfg.label
+    assert_same_model(before, lm)
+
+
+def test_draft_model_with_same_tokenizer_keeps_greedy_output(tiny_llama):
+    from llmlab.models.registry import load_model
+
+    draft = load_model("tiny:qwen2")
+    draft_config = draft.model.generation_config.to_dict()
+    for prompt in PROMPTS:
+        ref = generate(tiny_llama, prompt, GREEDY, raw=True)
+        res = generate_accelerated(
+            tiny_llama, prompt, GREEDY, "spec=draft:tiny-qwen2", raw=True,
+            models={"tiny-qwen2": draft},
+        )  # fmt: skip
+        assert res.token_ids == ref.token_ids
+        assert res.stats.extra["target_passes"] >= 1
+        assert 0 <= res.stats.extra["acceptance_rate"] <= 1
+    assert draft.model.generation_config.to_dict() == draft_config
+
+
+def test_speculation_reports_acceptance_and_tokens_per_pass(tiny_llama):
+    prompt = PROMPTS[2]
+    res = generate_accelerated(tiny_llama, prompt, GREEDY, "spec=prompt-lookup", raw=True)
+    extra = res.stats.extra
+    assert extra["target_passes"] <= res.stats.new_tokens
+    assert extra["tokens_per_target_pass"] == round(
+        res.stats.new_tokens / extra["target_passes"], 2
+    )
+    assert 0 <= extra["acceptance_rate"] <= 1
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_quantization_runs_on_a_copy_and_reports_weight_memory(tiny_llama, quant):
+    before = fingerprint(tiny_llama)
+    res = generate_accelerated(tiny_llama, "Hello there", GREEDY, f"quant={quant}")
+    assert res.stats.new_tokens > 0
+    assert res.stats.extra["weight_mb"] < res.stats.extra["weight_mb_before"]
+    with variant(tiny_llama, f"quant={quant}") as vlm:
+        assert vlm.model is not tiny_llama.model
+        assert vlm.tokenizer is tiny_llama.tokenizer
+    assert_same_model(before, tiny_llama)
+
+
+def test_variant_switches_the_attention_kernel_back(tiny_llama):
+    assert tiny_llama.attn_implementation == "sdpa"
+    with variant(tiny_llama, "attn=eager") as vlm:
+        assert vlm.attn_implementation == "eager"
+    assert tiny_llama.attn_implementation == "sdpa"
+    with pytest.raises(RuntimeError), variant(tiny_llama, "attn=eager"):
+        raise RuntimeError("boom")
+    assert tiny_llama.attn_implementation == "sdpa"
+
+
+def test_approximating_configs_run(tiny_llama):
+    for text in [
+        "quant=int8",
+        "quant=int4",
+        "dtype=bf16",
+        "kv=fp8",
+        "spec=prompt-lookup,quant=int8",
+    ]:
+        cfg = parse_config(text)
+        assert not cfg.output_preserving
+        res = generate_accelerated(tiny_llama, PROMPTS[1], GREEDY, cfg)
+        assert res.stats.new_tokens > 0
+
+
+# -- prefix cache ------------------------------------------------------------------------------
+def test_prefix_cache_reuses_chat_history_and_keeps_output():
+    from llmlab.session import Lab
+
+    plain, fast = Lab(), Lab()
+    plain.load("tiny:llama")
+    fast.load("tiny:llama")
+    for message in ["Hello", "And again?", "One more"]:
+        ref = plain.chat(message, max_new_tokens=12)
+        res = fast.chat(message, max_new_tokens=12, accel="prefix")
+        assert res.token_ids == ref.token_ids
+    # The third turn re-prefilled only what was new since the second.
+    assert res.stats.extra["prefix_reused_tokens"] > 0
+    assert res.stats.extra["prefix_reused_tokens"] >= res.stats.prompt_tokens - 30
+    assert "ttft_saved_ms_est" in res.stats.extra
+    fast.reset_chat()
+    assert "tiny-llama" not in fast.prefix_caches
+
+
+def test_prefix_cache_reuses_a_fixed_system_prompt():
+    from llmlab.session import Lab
+
+    lab = Lab()
+    lab.load("tiny:llama")
+    system = "You answer in one word. " * 4
+    first = lab.generate("Colour of sky?", system=system, accel="prefix", max_new_tokens=8)
+    second = lab.generate("Colour of grass?", system=system, accel="prefix", max_new_tokens=8)
+    assert first.stats.extra["prefix_reused_tokens"] == 0
+    assert second.stats.extra["prefix_reused_tokens"] >= len(system)  # bytes = tokens here
+    ref = lab.generate("Colour of grass?", system=system, max_new_tokens=8)
+    assert second.token_ids == ref.token_ids
+
+
+def test_prefix_cache_is_not_reused_across_weight_variants(tiny_llama):
+    cache = PrefixCache()
+    generate_accelerated(tiny_llama, PROMPTS[2], GREEDY, "prefix", prefix_cache=cache)
+    res = generate_accelerated(
+        tiny_llama, PROMPTS[2], GREEDY, "prefix,quant=int8", prefix_cache=cache
+    )
+    assert res.stats.extra["prefix_reused_tokens"] == 0
+
+
+# -- magics and panel --------------------------------------------------------------------------
+def test_magic_accel_list_and_generate_with_accel(ip, capsys):
+    rows = run_magic(ip, "accel list")
+    assert {"kv", "spec", "quant", "compile"} <= set(rows.index)
+    assert "here" in rows.columns
+    run_magic(ip, "load tiny:llama")
+    result = run_magic(ip, 'generate --raw --max-new-tokens 8 --accel kv=off "Hello"')
+    assert result.stats.extra["accel"] == "kv=off"
+    from llmlab.session import default_lab
+
+    ref = default_lab().generate("Hello", raw=True, max_new_tokens=8)
+    assert result.token_ids == ref.token_ids
+    result = run_magic(ip, 'chat --max-new-tokens 4 --accel prefix "Hi"')
+    assert result.stats.extra["accel"] == "prefix=on"
+
+
+def test_magic_bad_accel_is_one_usage_error(ip):
+    from IPython.core.error import UsageError
+
+    run_magic(ip, "load tiny:llama")
+    with pytest.raises(UsageError, match="unknown acceleration 'turbo'"):
+        run_magic(ip, 'generate --accel turbo=on "Hello"')
+    with pytest.raises(UsageError, match="greedy"):
+        run_magic(ip, 'generate --temperature 0.8 --accel spec=prompt-lookup "Hello"')
+    # The session keeps working.
+    assert run_magic(ip, 'generate --max-new-tokens 2 "Hello"').stats.new_tokens > 0
+
+
+def test_panel_state_runs_side_by_side_and_greys_out(tiny_llama):
+    from llmlab.accel.panel import AccelPanelState
+
+    state = AccelPanelState(lm=tiny_llama, models={"tiny-llama": tiny_llama}, max_new_tokens=8)
+    payload = state.payload()
+    values = {c["name"]: {v["value"]: v for v in c["values"]} for c in payload["controls"]}
+    assert values["attn"]["flash"]["ok"] is False and "CUDA" in values["attn"]["flash"]["why"]
+    assert values["spec"]["draft:NAME"]["ok"] is False  # no other model loaded
+    state.run("baseline", "Hello", 8)
+    state.run("kv=static", "Hello", 8)
+    assert [r["label"] for r in state.runs] == ["baseline", "kv=static"]
+    assert state.runs[1]["same_as_previous"] is True
+    assert state.describe("kv=off,spec=prompt-lookup")["error"]
+    html = state.to_html()
+    assert "kv=static" in html and "flash" in html
+    state.run("baseline", "</script><b>x</b>", 4)
+    assert "</script><b>" not in state.to_html()
+
+
+def test_panel_widget_runs_on_message(tiny_llama):
+    from llmlab.widgets.accel import AccelPanel
+
+    from llmlab.accel.panel import AccelPanelState
+
+    panel = AccelPanel(AccelPanelState(lm=tiny_llama, models={}, max_new_tokens=6))
+    panel._on_message(panel, {"type": "check", "config": "quant=int8"}, None)
+    assert panel.status["label"] == "quant=int8" and panel.status["preserving"] is False
+    panel._on_message(
+        panel,
+        {"type": "run", "config": "spec=prompt-lookup", "prompt": "Hi", "max_new_tokens": 6},
+        None,
+    )
+    assert panel.runs[-1]["label"] == "spec=prompt-lookup" and not panel.status["busy"]
+    panel._on_message(
+        panel, {"type": "run", "config": "kv=off,spec=prompt-lookup", "prompt": "Hi"}, None
+    )
+    assert "spec needs a KV cache" in panel.status["error"]

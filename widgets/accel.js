@@ -1,0 +1,177 @@
+// %llm accel: one row of toggles per acceleration, a Run button, the last two runs side by side.
+// Model text is inserted with textContent only. Greyed toggles carry their reason in `title`.
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+// The config string the engine parses: only values that differ from each default.
+function configOf(controls, chosen) {
+  const parts = controls
+    .filter((c) => chosen[c.name] !== c.default)
+    .map((c) => `${c.name}=${chosen[c.name]}`);
+  return parts.join(",") || "baseline";
+}
+
+function parseConfig(text) {
+  const out = {};
+  if (!text || text === "baseline") return out;
+  for (const item of text.split(",")) {
+    const [k, v] = item.split("=");
+    if (k && v) out[k.trim()] = v.trim();
+  }
+  return out;
+}
+
+const STAT_NAMES = {
+  acceptance_rate: "acceptance rate",
+  tokens_per_target_pass: "tokens / target pass",
+  target_passes: "target passes",
+  drafted_tokens: "drafted tokens",
+  prefix_reused_tokens: "prefix tokens reused",
+  ttft_saved_ms_est: "TTFT saved ≈ ms",
+  weight_mb: "weights MB",
+  weight_mb_before: "weights MB before",
+};
+
+function runCard(run, title, previous) {
+  const box = el("div", "llmlab-ac-run");
+  const head = el("div", "llmlab-ac-run-head");
+  head.append(el("span", "llmlab-ac-run-title", title), el("code", "llmlab-ac-label", run.label));
+  const badge = el("span", run.preserving ? "llmlab-ac-badge llmlab-ac-keep" : "llmlab-ac-badge llmlab-ac-approx",
+    run.preserving ? "output-preserving" : "approximates");
+  head.append(badge);
+  if (run.same_as_previous !== undefined) {
+    head.append(el("span", run.same_as_previous ? "llmlab-ac-badge llmlab-ac-keep" : "llmlab-ac-badge llmlab-ac-approx",
+      run.same_as_previous ? "same tokens as previous" : "tokens differ from previous"));
+  }
+  const text = el("div", "llmlab-ac-text", run.text);
+  const stats = el("table", "llmlab-ac-stats");
+  const rows = [
+    ["decode tok/s", run.decode_tok_s],
+    ["TTFT ms", run.ttft_ms],
+    ["new tokens", run.new_tokens],
+    ["prompt tokens", run.prompt_tokens],
+    ["total s", run.total_s],
+  ];
+  for (const [k, v] of Object.entries(run.extra || {})) rows.push([STAT_NAMES[k] || k, v]);
+  for (const [k, v] of rows) {
+    const tr = el("tr");
+    const td = el("td", "llmlab-ac-num", v === null || v === undefined ? "–" : String(v));
+    if (previous && k === "decode tok/s" && v && previous.decode_tok_s) {
+      td.textContent += `  (${(v / previous.decode_tok_s).toFixed(2)}×)`;
+    }
+    tr.append(el("th", null, k), td);
+    stats.append(tr);
+  }
+  box.append(head, text, stats);
+  return box;
+}
+
+function render({ model, el: root }) {
+  const p = model.get("payload");
+  const chosen = {};
+  const start = parseConfig(p.config);
+  for (const c of p.controls) chosen[c.name] = start[c.name] || c.default;
+
+  const box = el("div", "llmlab-ac");
+  const head = el("div", "llmlab-ac-head");
+  head.append(el("b", null, "Accelerations for "), el("code", null, p.model),
+    el("span", "llmlab-ac-muted", ` · ${p.device}/${p.dtype} · greyed: cannot run here (hover for why)`));
+
+  const grid = el("div", "llmlab-ac-grid");
+  const buttons = {};
+  for (const c of p.controls) {
+    const name = el("div", "llmlab-ac-name", c.name);
+    name.title = `${c.changes} (applied at ${c.applied})`;
+    const group = el("div", "llmlab-ac-values");
+    buttons[c.name] = [];
+    for (const v of c.values) {
+      const b = el("button", "llmlab-ac-value", v.value);
+      b.type = "button";
+      b.dataset.name = c.name;
+      b.dataset.value = v.value;
+      b.title = v.ok ? (v.help || v.value) + (v.preserving ? "" : " · approximates the output") : v.why;
+      if (!v.ok) { b.disabled = true; b.classList.add("llmlab-ac-off"); }
+      if (!v.preserving) b.classList.add("llmlab-ac-lossy");
+      b.addEventListener("click", () => {
+        chosen[c.name] = v.value;
+        sync();
+        model.send({ type: "check", config: configOf(p.controls, chosen) });
+      });
+      buttons[c.name].push(b);
+      group.append(b);
+    }
+    grid.append(name, group);
+  }
+
+  const form = el("div", "llmlab-ac-form");
+  const prompt = el("textarea", "llmlab-ac-prompt");
+  prompt.value = p.prompt;
+  prompt.rows = 3;
+  const maxNew = el("input", "llmlab-ac-max");
+  Object.assign(maxNew, { type: "number", min: 1, max: 1024, value: p.max_new_tokens });
+  maxNew.title = "max new tokens (greedy decoding)";
+  const run = el("button", "llmlab-ac-run-button", "Run");
+  run.type = "button";
+  const status = el("div", "llmlab-ac-status");
+  const controlsRow = el("div", "llmlab-ac-row");
+  controlsRow.append(el("span", "llmlab-ac-muted", "max new tokens"), maxNew, run, status);
+  form.append(prompt, controlsRow);
+
+  const runs = el("div", "llmlab-ac-runs");
+  box.append(head, grid, form, runs);
+  root.append(box);
+
+  function sync() {
+    for (const [name, list] of Object.entries(buttons)) {
+      for (const b of list) b.classList.toggle("llmlab-ac-on", b.dataset.value === chosen[name]);
+    }
+  }
+
+  function showStatus() {
+    const s = model.get("status") || {};
+    status.replaceChildren();
+    run.disabled = Boolean(s.busy);
+    run.textContent = s.busy ? "Running…" : "Run";
+    if (s.error) {
+      status.append(el("span", "llmlab-ac-error", s.error));
+      return;
+    }
+    status.append(el("code", "llmlab-ac-label", s.label || "baseline"));
+    if (s.preserving !== undefined) {
+      status.append(el("span", s.preserving ? "llmlab-ac-badge llmlab-ac-keep" : "llmlab-ac-badge llmlab-ac-approx",
+        s.preserving ? "output-preserving" : "approximates"));
+    }
+  }
+
+  function showRuns() {
+    const list = model.get("runs") || [];
+    runs.replaceChildren();
+    if (!list.length) {
+      runs.append(el("div", "llmlab-ac-muted", "Press Run: the run appears here, beside the previous one."));
+      return;
+    }
+    const titles = list.length === 2 ? ["previous", "this run"] : ["this run"];
+    list.forEach((r, i) => runs.append(runCard(r, titles[i], i > 0 ? list[i - 1] : null)));
+  }
+
+  run.addEventListener("click", () => {
+    model.send({
+      type: "run",
+      config: configOf(p.controls, chosen),
+      prompt: prompt.value,
+      max_new_tokens: Number(maxNew.value) || 64,
+    });
+  });
+  model.on("change:status", showStatus);
+  model.on("change:runs", showRuns);
+  sync();
+  showStatus();
+  showRuns();
+}
+
+export default { render };

@@ -1,0 +1,56 @@
+"""The ``%llm accel`` panel: toggles for the active model, a Run button, two runs side by side.
+
+The front end sends ``{"type": "check", "config"}`` on every toggle (the engine answers with the
+label, whether it keeps the output, or why it cannot run) and ``{"type": "run", ...}`` on Run;
+the kernel generates and syncs the runs back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import traitlets
+from llmlab.widgets.base import HERE, LabWidget
+
+from llmlab.accel.panel import AccelPanelState
+from llmlab.errors import LabError
+from llmlab.results import register_view
+
+
+class AccelPanel(LabWidget):
+    _esm = HERE / "accel.js"
+    _css = HERE / "accel.css"
+    runs = traitlets.List().tag(sync=True)
+    status = traitlets.Dict().tag(sync=True)  # {busy, error, label, preserving}
+
+    def __init__(self, state: AccelPanelState) -> None:
+        super().__init__(state, runs=list(state.runs))
+        self.status = {"busy": False, **state.describe(state.config)}
+        self.on_msg(self._on_message)
+
+    @property
+    def state(self) -> AccelPanelState:
+        return self.result
+
+    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        kind = content.get("type")
+        config = str(content.get("config", ""))
+        if kind == "check":
+            self.status = {"busy": False, **self.state.describe(config)}
+        elif kind == "run":
+            self.run(config, str(content.get("prompt", "")), int(content.get("max_new_tokens", 64)))
+
+    def run(self, config: str, prompt: str, max_new_tokens: int = 64) -> None:
+        """What the Run button does (callable from Python too)."""
+        described = self.state.describe(config)
+        self.status = {"busy": True, **described}
+        try:
+            self.state.run(config, prompt, max_new_tokens)
+        except LabError as err:
+            self.status = {**described, "busy": False, "error": str(err)}
+            return
+        self.runs = list(self.state.runs)
+        self.status = {"busy": False, **described}
+
+
+register_view(AccelPanelState, AccelPanel)
