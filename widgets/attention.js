@@ -51,6 +51,22 @@ function paint(canvas, size, codeAt, lut) {
   }
   ctx.putImageData(img, 0, 0);
 }
+// Draw an n×n head at no more than MAX_PIXELS a side: each pixel shows the strongest value
+// (by magnitude) of its block, so a one-token-wide sink column survives the shrinking.
+const MAX_PIXELS = 640;
+function paintPooled(canvas, n, at, code, lut) {
+  const size = Math.min(n, MAX_PIXELS);
+  const best = new Float32Array(size * size);
+  for (let q = 0; q < n; q++) {
+    const y = Math.floor((q * size) / n);
+    for (let k = 0; k <= q; k++) {
+      const v = at(q * n + k);
+      const j = y * size + Math.floor((k * size) / n);
+      if (Math.abs(v) > Math.abs(best[j])) best[j] = v;
+    }
+  }
+  paint(canvas, size, (i) => code(best[i]), lut);
+}
 const weightCode = (w) => Math.round(255 * Math.sqrt(Math.min(1, Math.max(0, w))));
 const diffCode = (d, scale) => {
   const x = Math.max(-1, Math.min(1, d / scale));
@@ -97,9 +113,14 @@ function render({ model, el: root }) {
   function request(req) {
     return new Promise((resolve, reject) => {
       const id = nextId++;
-      pending.set(id, (msg, bufs) => (msg.error ? reject(new Error(msg.error)) : resolve([msg, bufs])));
+      // No timeout: a kernel busy with another cell answers when it is done.
+      const slow = setTimeout(() => say("waiting for the kernel (busy running a cell?)…"), 3000);
+      pending.set(id, (msg, bufs) => {
+        clearTimeout(slow);
+        if (status.textContent.startsWith("waiting")) say("");
+        msg.error ? reject(new Error(msg.error)) : resolve([msg, bufs]);
+      });
       model.send({ ...req, id });
-      setTimeout(() => { if (pending.delete(id)) reject(new Error("no reply from the kernel")); }, 30000);
     });
   }
   function decodeLines(lines) {
@@ -363,7 +384,7 @@ function render({ model, el: root }) {
   // -- grid -----------------------------------------------------------------------------------
   function gridOf(kind, onPick) {
     // kind: "a" | "b" | "diff"
-    const wrap = el("div", "llmlab-att-gridwrap");
+    const wrap = el("div", "llmlab-att-gridwrap" + (kind === "diff" ? " llmlab-att-small-grid" : ""));
     const table = el("table", "llmlab-att-grid");
     const hdr = el("tr"), sub = el("tr");
     hdr.append(el("th"));
@@ -432,7 +453,8 @@ function render({ model, el: root }) {
     let full = null;
     getHead(kind, layer, head).then((data) => {
       full = data;
-      paint(c, n, (i) => (kind === "diff" ? diffCode(data.at(i), scale) : weightCode(data.at(i))), lut);
+      const code = kind === "diff" ? (v) => diffCode(v, scale) : weightCode;
+      paintPooled(c, n, data.at, code, lut);
     }).catch(fail);
     c.addEventListener("mousemove", (e) => {
       const r = c.getBoundingClientRect();
@@ -534,7 +556,7 @@ function render({ model, el: root }) {
     for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) order.push([cmp.change[l][h], l, h]);
     order.sort((x, y) => y[0] - x[0]);
     const top = order[0][0] || 1e-9;
-    for (const [v, l, h] of order.slice(0, 15)) {
+    for (const [v, l, h] of order.slice(0, 10)) {
       const r = el("div", "llmlab-att-rank");
       const bar = el("span", "llmlab-att-rankbar");
       bar.style.width = `${(100 * v) / top}%`;
