@@ -75,3 +75,11 @@ def test_static_html_escapes_tokens(tiny_llama):
     d = next_token_distribution(tiny_llama, "hello")
     d.tokens[0] = "</script><script>alert(1)"
     assert "<script>alert" not in d.to_html()
+
+
+def test_partial_characters_show_as_bytes():
+    from llmlab.models.tiny import tiny_tokenizer
+    from llmlab.tokens import token_texts
+
+    tok = tiny_tokenizer()
+    assert token_texts(tok, tok("é a").input_ids) == ["<0xC3>", "<0xA9>", " ", "a"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmlab.html import card, esc
 from llmlab.results import Result
+from llmlab.tokens import token_texts
 
 if TYPE_CHECKING:
     from llmlab.models.loaded import LoadedModel
@@ -158,7 +159,7 @@ def next_token_distribution(
         model=lm.name,
         prompt=prompt,
         token_ids=top.tolist(),
-        tokens=[lm.tokenizer.decode([i]) for i in top.tolist()],
+        tokens=token_texts(lm.tokenizer, top.tolist()),
         logits=logits[top].tolist(),
         tail_centers=centers[nonzero].tolist(),
         tail_counts=[int(c) for c in counts[nonzero].tolist()],
