@@ -51,13 +51,17 @@ def measure(lm, n: int, repeats: int) -> dict[str, float]:
         del result
     result = attention_of_ids(lm, ids, text=TEXT, n_prompt=n)
     reply, buffers = result.answer({"kind": "head", "layer": 0, "head": 0})
+    start = time.perf_counter()
+    html = result.to_html()
+    html_s = time.perf_counter() - start
     return {
         "capture_s": statistics.median(capture_s),
         "payload_s": statistics.median(payload_s),
         "plain_s": statistics.median(plain_s),
         "payload_bytes": len(payload.encode()),
         "head_bytes": sum(len(b) for b in buffers),
-        "html_bytes": len(result.to_html().encode()),
+        "html_bytes": len(html.encode()),
+        "html_s": html_s,
     }
 
 
@@ -80,7 +84,7 @@ def main() -> None:
             f"= {total:.2f} s (plain sdpa forward {m['plain_s']:.2f} s, ratio "
             f"{total / m['plain_s']:.2f}x) | initial payload {m['payload_bytes'] / 1e6:.2f} MB | "
             f"one full head on demand {m['head_bytes'] / 1e6:.2f} MB | "
-            f"static HTML {m['html_bytes'] / 1e6:.2f} MB"
+            f"static HTML {m['html_bytes'] / 1e6:.2f} MB in {m['html_s']:.2f} s"
         )
 
 

@@ -64,6 +64,13 @@ def test_views_render_in_jupyterlab():
         # Diff view opens first when a variant is compared.
         page.wait_for_timeout(1500)
         shoot(diff, "diff")
+        # Switch the other tabs to variant B: its lines come from the kernel.
+        diff.locator(".llmlab-att-variant").select_option("b")
+        diff.locator(".llmlab-att-tab", has_text="Head view").click()
+        diff.locator(".llmlab-att-chip", has_text="h0").click()
+        page.wait_for_timeout(1000)
+        assert "could not" not in diff.locator(".llmlab-att-status").inner_text()
+        shoot(diff, "diff-variant-b-head-view")
         # The long input: scroll the head view to the middle and focus a token there.
         assert long.locator(".llmlab-att-left .llmlab-att-tok").count() >= 1024
         long.locator(".llmlab-att-scroll").evaluate("e => { e.scrollTop = 9000; }")
