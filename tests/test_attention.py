@@ -122,12 +122,12 @@ def test_generate_covers_prompt_and_output(tiny_llama):
 
 
 def test_payload_is_compact_and_decodes(tiny_llama):
-    att = attention(tiny_llama, "x" * 200, layer=1)
+    att = attention(tiny_llama, "x" * 256, layer=1)
     p = att.payload()
     json.dumps(p)  # plain JSON
     assert p["layer"] == 1 and p["a"]["thumb"]["size"] == 64
     thumbs = np.frombuffer(base64.b64decode(p["a"]["thumb"]["data"]), np.uint8)
-    assert thumbs.size == 4 * 4 * 64 * 64  # 200 tokens are max-pooled to 64 pixels
+    assert thumbs.size == 4 * 4 * 64 * 64  # 256 tokens are max-pooled to 64 pixels (4 × 4 blocks)
     assert np.array_equal(thumbs, sqrt8(att.captured.thumbs).ravel())
     # Max pooling keeps the strongest weight of each cell.
     assert float(att.captured.thumbs.max()) == pytest.approx(
@@ -135,17 +135,17 @@ def test_payload_is_compact_and_decodes(tiny_llama):
     )
     # Full-resolution head on demand: u16, within 1/65535 of the stored weights.
     reply, (buf,) = att.answer({"id": 3, "kind": "head", "layer": 2, "head": 1})
-    assert reply["id"] == 3 and reply["enc"] == "u16" and reply["n"] == 200
-    full = np.frombuffer(buf, "<u2").reshape(200, 200) / 65535
+    assert reply["id"] == 3 and reply["enc"] == "u16" and reply["n"] == 256
+    full = np.frombuffer(buf, "<u2").reshape(256, 256) / 65535
     assert np.abs(full - att.head_weights(2, 1)).max() <= 1 / 65535
     # Lines for the head view: the strongest keys of each query, in order.
     lines = att.answer({"id": 4, "kind": "lines", "layer": 0})[0]["lines"]
-    index = np.frombuffer(base64.b64decode(lines["index"]), "<u2").reshape(4, 200, lines["k"])
+    index = np.frombuffer(base64.b64decode(lines["index"]), "<u2").reshape(4, 256, lines["k"])
     top = att.captured.weights[0].float().topk(lines["k"], dim=-1).indices.numpy()
     assert np.array_equal(index[:, :, 0], top[:, :, 0])
     # An exact row: float32 for every head.
     reply, (buf,) = att.answer({"id": 5, "kind": "row", "layer": 3, "query": 150})
-    assert np.allclose(np.frombuffer(buf, "<f4").reshape(4, 200), att.row(3, 150))
+    assert np.allclose(np.frombuffer(buf, "<f4").reshape(4, 256), att.row(3, 150))
     # Mistakes come back as an error reply, never an exception in the comm handler.
     assert (
         "out of range" in att.answer({"id": 6, "kind": "head", "layer": 9, "head": 0})[0]["error"]

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmlab.attention.encode import block_max, pooled_size
 from llmlab.errors import LabError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 _ATTENTION_MODULE = re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn$")
 #: Above this many tokens the float16 store (layers × heads × n² × 2 bytes) gets too large.
 MAX_TOKENS = 2048
-#: Grid thumbnails are at most this many pixels a side.
+#: Grid thumbnails are at most this many pixels a side (see encode.block_max).
 THUMB = 64
 
 
@@ -116,7 +117,6 @@ def _reduce_layer(a: torch.Tensor, thumb: int) -> tuple[dict[str, torch.Tensor],
     pull every head towards "sink" and "zero entropy".
     """
     import torch
-    import torch.nn.functional as F
 
     n = a.shape[-1]
     first = 1 if n > 1 else 0
@@ -140,7 +140,7 @@ def _reduce_layer(a: torch.Tensor, thumb: int) -> tuple[dict[str, torch.Tensor],
     }
     # Max pooling (not average) keeps thin structure such as the previous-token diagonal
     # visible when 1,024 tokens are shrunk to 64 pixels.
-    thumbs = F.adaptive_max_pool2d(a, thumb) if n > thumb else a.clone()
+    thumbs = block_max(a, thumb)
     return stats, thumbs
 
 
@@ -165,7 +165,7 @@ def capture(
     modules = attention_modules(lm.model, lm.family)
     n_layers, n_heads = len(modules), _n_heads(lm)
     weights = torch.empty((n_layers, n_heads, n, n), dtype=store_dtype)
-    t = min(n, thumb)
+    t = pooled_size(n, thumb)
     thumbs = torch.empty((n_layers, n_heads, t, t), dtype=torch.float32)
     stats = {k: torch.empty((n_layers, n_heads)) for k in ("entropy", "sink", "prev", "distance")}
     seen: set[int] = set()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmlab.attention import encode
-from llmlab.attention.capture import attention_modules, capture, n_kv_heads
+from llmlab.attention.capture import THUMB, attention_modules, capture, n_kv_heads
 from llmlab.attention.result import AttentionComparison, AttentionResult
 from llmlab.errors import LabError
 
@@ -125,15 +125,14 @@ def compare_results(a: AttentionResult, b: AttentionResult) -> AttentionComparis
             f"{b.label} ({b.n_layers} × {b.n_heads}): the head grids differ"
         )
     L, H = a.n_layers, a.n_heads
-    size = int(a.captured.thumbs.shape[-1])
     change, max_abs = np.zeros((L, H)), np.zeros((L, H))
-    thumbs = torch.empty((L, H, size, size))
+    thumbs = torch.empty(a.captured.thumbs.shape)
     for layer in range(L):  # one layer at a time keeps the float32 working set small
         d = b.captured.weights[layer].float() - a.captured.weights[layer].float()
         # Total variation per query row: half the L1 distance of the two distributions.
         change[layer] = (0.5 * d.abs().sum(-1)).mean(-1).numpy()
         max_abs[layer] = d.abs().amax(dim=(-1, -2)).numpy()
-        thumbs[layer] = encode.signed_max_pool(d, size)
+        thumbs[layer] = encode.signed_max_pool(d, THUMB)
     return AttentionComparison(a=a, b=b, change=change, max_abs=max_abs, diff_thumbs=thumbs)
 
 
