@@ -81,7 +81,7 @@ class PeakMemory:
     background thread (the OS only keeps the lifetime peak, useless for comparing configs
     run one after another in the same process)."""
 
-    INTERVAL_S = 0.005
+    INTERVAL_S = 0.02
 
     def __init__(self, device: str) -> None:
         self.device = device

@@ -47,7 +47,7 @@ X_AXES = {
 Y_AXES = {
     a.key: a
     for a in [
-        Axis("kl", "kl", "mean KL vs reference (nats, log; 0 drawn at the floor)", "low", log=True),
+        Axis("kl", "kl", "mean KL vs reference (nats; 0 drawn at the floor)", "low", log=True),
         Axis("top1", "top1", "top-1 agreement with reference", "high"),
         Axis(
             "greedy", "greedy_match", "greedy outputs identical to reference", "high", spread=False
@@ -56,6 +56,7 @@ Y_AXES = {
         Axis("acceptance", "acceptance", "draft acceptance rate", "high"),
     ]
 }
+_LABEL_POSITIONS = ("top center", "bottom center", "top right", "bottom left")
 COLORS = {PRESERVING: "#1a7f37", APPROXIMATING: "#bc4c00", None: "#8c959f"}
 
 
@@ -174,7 +175,8 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
                 mode="markers+text",
                 name=name,
                 text=[("⚠ " if p.label_disagrees else "") + p.name for _, p, _ in group],
-                textposition="top center",
+                # Alternate label positions: nearby points are common (e.g. the two baselines).
+                textposition=[_LABEL_POSITIONS[k % 4] for k in range(len(group))],
                 customdata=[i for i, _, _ in group],
                 hovertext=[hover_text(p, sweep) for _, p, _ in group],
                 hoverinfo="text",
@@ -223,10 +225,10 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
         template="plotly_white",
         title=dict(text=esc(title), font_size=14),
         height=460,
-        margin=dict(l=60, r=20, t=50, b=50),
-        legend=dict(orientation="h", y=-0.18),
+        margin=dict(l=60, r=20, t=50, b=80),
+        legend=dict(orientation="h", y=-0.3, yanchor="top"),
         xaxis_title=xa.title + ("  (better ←)" if xa.better == "low" else "  (better →)"),
-        yaxis_title=ya.title,
+        yaxis_title=ya.title + ("  (better ↓)" if ya.better == "low" else "  (better ↑)"),
         hoverlabel=dict(align="left", font_size=11),
         clickmode="event",
     )

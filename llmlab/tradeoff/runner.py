@@ -74,6 +74,7 @@ def run_sweep(
     repeats: int = 3,
     warmup: int = 1,
     text: str | None = None,
+    text_tokens: int = 256,
     prices: dict[str, float] | None = None,
     axes: tuple[str, str] = ("tpot", "kl"),
     background: bool = False,
@@ -82,6 +83,7 @@ def run_sweep(
 ) -> Sweep:
     """Measure every configuration in ``configs`` on ``lm`` over ``prompts`` (greedy).
 
+    ``text``: the perplexity text (default: the one that ships), cut to ``text_tokens``.
     Everything a user can get wrong (unknown configuration, empty prompt set, too few
     repetitions) fails here before anything runs. A configuration that fails while running is
     recorded on its row and the sweep goes on. With ``background=True`` the sweep runs in a
@@ -112,7 +114,7 @@ def run_sweep(
     )
     for listener in listeners:
         sweep.subscribe(listener)
-    sweep._job = _SweepJob(sweep, lm, configurations, settings, text).run
+    sweep._job = _SweepJob(sweep, lm, configurations, settings, text, text_tokens).run
     sweep._background = background
     return sweep.start() if start else sweep
 
@@ -125,8 +127,10 @@ class _SweepJob:
         configurations: list[Configuration],
         settings: GenerationSettings,
         text: str | None,
+        text_tokens: int,
     ) -> None:
         self.sweep, self.lm, self.settings, self.text = sweep, lm, settings, text
+        self.text_tokens = text_tokens
         # The baseline again at the end: the honesty check on drift.
         self.plan = [*configurations, configurations[0]]
         self.reference: list[tuple[list[int], int, Any] | None] | None = None
@@ -322,5 +326,5 @@ class _SweepJob:
             point.kl = Spread(kl, headline="mean")
             point.top1 = Spread(top1, headline="mean")
             point.greedy_matches, point.first_divergence = matches, firsts
-        result = perplexity(vlm, self.text)
+        result = perplexity(vlm, self.text, max_tokens=self.text_tokens)
         point.perplexity, point.perplexity_tokens = result.value, result.tokens

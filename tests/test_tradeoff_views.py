@@ -1,0 +1,104 @@
+"""The live tradeoff view and the %llm tradeoff magic, on a tiny model (no browser)."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from tests.helpers import run_magic
+
+FAST = "--max-new-tokens 3 --repeats 3 --warmup 0"
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    from llmlab.models.registry import load_model
+    from llmlab.tradeoff import run_sweep
+
+    lm = load_model("tiny:llama")
+    return run_sweep(lm, "baseline,kv=off", ["hi there", "<b>bold</b>"], max_new_tokens=3, warmup=0)
+
+
+def test_view_draws_points_table_and_click_texts(small_sweep):
+    from llmlab.widgets.tradeoff import TradeoffView
+
+    view = TradeoffView(small_sweep)
+    markers = [t for t in view.figure.data if t.customdata is not None]
+    assert sum(len(t.x) for t in markers) == len(small_sweep.points)
+    assert "kv=off" in view.table.value and "IQR" in view.table.value
+    assert view.stop_button.disabled  # the sweep is over
+    view.show_texts(1)
+    assert "reference (baseline)" in view.texts.value
+    assert "&lt;b&gt;bold&lt;/b&gt;" in view.texts.value  # prompt text escaped
+    view.y_axis.value = "top1"
+    assert "top-1" in view.figure.layout.yaxis.title.text
+    bundle = view._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "Plotly.newPlot" in data["text/html"]
+
+
+def test_view_follows_a_running_sweep_and_stops_it():
+    from llmlab.widgets.tradeoff import TradeoffView
+
+    from llmlab.models.registry import load_model
+    from llmlab.tradeoff import run_sweep
+
+    lm = load_model("tiny:llama")
+    sweep = run_sweep(lm, "baseline,kv=off,bf16", ["hi"], max_new_tokens=3, warmup=0, start=False)
+    view = TradeoffView(sweep)
+    bundle = view._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert not view.stop_button.disabled and "live view" in data["text/html"]
+
+    def press_stop_after_first(s, event):
+        if event == "point" and len(s.points) == 1:
+            view._stop()
+
+    sweep.subscribe(press_stop_after_first)
+    sweep.start()
+    assert sweep.status == "stopped" and len(sweep.points) == 1
+    assert view.progress.value > 0 and view.stop_button.disabled
+    assert "baseline" in view.table.value
+
+
+def test_magic_runs_a_sweep_and_returns_it(ip, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\n\nsecond prompt\n")
+    run_magic(ip, "load tiny:llama")
+    sweep = run_magic(ip, f"tradeoff --configs baseline,kv=off --prompts {prompts} {FAST}")
+    assert sweep.prompts == ["hello", "second prompt"] and len(sweep.points) == 3
+    out = capsys.readouterr().out
+    assert "[1/3] baseline: ok" in out and "kv=off" in out
+    assert run_magic(ip, "tradeoff --axes ttft,top1") is sweep  # re-plot the last sweep
+
+
+def test_magic_takes_prompts_from_the_cell_body(ip):
+    run_magic(ip, "load tiny:llama")
+    sweep = run_magic(ip, f"tradeoff --configs baseline {FAST}", "one\ntwo\nthree\n")
+    assert sweep.prompts == ["one", "two", "three"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("tradeoff --configs baseline,warp=1", "unknown acceleration 'warp'"),
+        ("tradeoff --configs baseline --prompts /nonexistent.txt", "not found"),
+        ("tradeoff --configs baseline --axes tpot,colour", "unknown y axis"),
+        ("tradeoff --configs baseline --price cpu=cheap", "--price takes"),
+        ("tradeoff --configs baseline --repeats 1", "at least 3"),
+    ],
+)
+def test_magic_bad_input_is_one_line(ip, line, message):
+    run_magic(ip, "load tiny:llama")
+    with pytest.raises(UsageError, match=message) as err:
+        run_magic(ip, line)
+    assert "\n" not in str(err.value)
+
+
+def test_magic_empty_prompt_file(ip, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    run_magic(ip, "load tiny:llama")
+    with pytest.raises(UsageError, match="prompt set is empty"):
+        run_magic(ip, f"tradeoff --configs baseline --prompts {empty}")
