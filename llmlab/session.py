@@ -25,6 +25,7 @@ class Lab:
         self.models: dict[str, LoadedModel] = {}
         self.active: str | None = None
         self.histories: dict[str, Messages] = {}
+        self.last_exchange: dict[str, Messages] = {}  # per model: its last generate() turn
         # Per model: the KV of its last prompt + answer, reused by accel "prefix=on" (chat turns,
         # a fixed system prompt). Imported lazily: llmlab.accel needs no torch at import either.
         self.prefix_caches: dict[str, Any] = {}
@@ -64,6 +65,7 @@ class Lab:
             raise LabError(f"no model named {name!r} is loaded; loaded: {self._names()}")
         del self.models[name]
         self.histories.pop(name, None)
+        self.last_exchange.pop(name, None)
         self.prefix_caches.pop(name, None)
         if self.active == name:
             self.active = next(iter(self.models), None)
@@ -100,7 +102,12 @@ class Lab:
             if not prompt.strip():
                 raise LabError("the prompt is empty")
             text = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-        return self._generate(lm, text, settings, raw=raw, on_token=on_token, accel=accel)
+        result = self._generate(lm, text, settings, raw=raw, on_token=on_token, accel=accel)
+        if not raw and result.stats.stopped != "interrupted" and lm.has_chat_template:
+            # Remembered so that a new chat can ask about this answer ("summarize it").
+            user = text if isinstance(text, list) else [{"role": "user", "content": prompt}]
+            self.last_exchange[lm.name] = [*user, {"role": "assistant", "content": result.text}]
+        return result
 
     def _generate(self, lm, prompt, settings, *, raw=False, on_token=None, accel=None):
         if accel is None or accel == "":
@@ -129,13 +136,17 @@ class Lab:
         accel: Any = None,
         **setting_fields: Any,
     ) -> GenerationResult:
-        """One turn of a multi-turn chat; the history is kept per model. With
-        ``accel="prefix"`` the KV of the earlier turns is reused (only the new turn prefills)."""
+        """One turn of a multi-turn chat; the history is kept per model. A new chat starts from
+        the model's last :meth:`generate` exchange, so it can refer to that answer.
+        With ``accel="prefix"`` the KV of the earlier turns is reused (only the new turn
+        prefills)."""
         lm = self.model(model)
         if not message.strip():
             raise LabError("the chat message is empty")
         settings = settings or GenerationSettings(**setting_fields)
         history = self.histories.setdefault(lm.name, [])
+        if not history:
+            history.extend(self.last_exchange.pop(lm.name, []))
         turn = [*history, {"role": "user", "content": message}]
         result = self._generate(lm, turn, settings, on_token=on_token, accel=accel)
         if result.stats.stopped != "interrupted":
@@ -145,6 +156,7 @@ class Lab:
     def reset_chat(self, model: str | None = None) -> None:
         name = self.model(model).name
         self.histories[name] = []
+        self.last_exchange.pop(name, None)
         self.prefix_caches.pop(name, None)
 
     def next_token(

@@ -47,3 +47,19 @@ def test_interrupted_chat_turn_is_not_kept():
     r = lab.chat("hi", max_new_tokens=5, on_token=stop)
     assert r.stats.stopped == "interrupted"
     assert lab.histories["tiny-llama"] == []
+
+
+def test_a_new_chat_can_refer_to_the_last_generated_answer():
+    lab = Lab()
+    lab.load("tiny:llama")
+    answer = lab.generate("Tell me a story", max_new_tokens=4)
+    lab.chat("Summarize the previous answer", max_new_tokens=2)
+    history = lab.histories["tiny-llama"]
+    assert [t["content"] for t in history[:2]] == ["Tell me a story", answer.text]
+    assert len(history) == 4
+    lab.generate("another", max_new_tokens=2)
+    lab.chat("next turn", max_new_tokens=2)  # an ongoing chat is not rewritten
+    assert len(lab.histories["tiny-llama"]) == 6
+    lab.reset_chat()
+    lab.chat("fresh", max_new_tokens=2)
+    assert lab.histories["tiny-llama"][0]["content"] == "fresh"

@@ -68,7 +68,8 @@ def generate(ctx: Context, args):
 
 @command(
     "chat",
-    "one chat turn with the model's chat template; the history is kept per model",
+    "one chat turn (chat template, history kept per model; a new chat starts from the last "
+    "generate exchange, so you can ask about it)",
     *SAMPLING_ARGS,
     arg("--reset", action="store_true", help="forget this model's chat history first"),
     arg("--history", action="store_true", help="print the history and stop"),
