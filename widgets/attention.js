@@ -436,12 +436,26 @@ function render({ model, el: root }) {
   }
 
   // A large view of one head; draws the thumbnail at once, then the full-resolution head.
-  function bigHead(title, kind, layer, head, scale) {
+  function bigHead(title, kind, layer, head, { scale = 1, side = 320, labels = true } = {}) {
     const card = el("div", "llmlab-att-big");
     card.append(el("div", "llmlab-att-bigtitle", title));
     const c = el("canvas", "llmlab-att-bigcanvas");
+    c.style.width = c.style.height = `${side}px`;
     const readout = el("div", "llmlab-att-readout", "hover for weights");
-    card.append(c, readout);
+    readout.style.maxWidth = `${side}px`;
+    const body = el("div", "llmlab-att-bigbody");
+    // Short inputs get the query tokens beside the rows; long ones rely on the hover readout.
+    if (labels && side / n >= 8) {
+      const column = el("div", "llmlab-att-rowlabels");
+      column.style.height = `${side}px`;
+      column.style.gridTemplateRows = `repeat(${n}, 1fr)`;
+      column.style.fontSize = `${Math.min(11, Math.floor(side / n) - 1)}px`;
+      p.tokens.forEach((tok) => column.append(el("div", null, shown(tok))));
+      body.append(column);
+    }
+    body.append(c);
+    card.append(body, readout);
+    card.style.maxWidth = `${side + (body.children.length > 1 ? 75 : 2)}px`;
     const off = (layer * H + head) * T * T;
     const lut = kind === "diff" ? DIVERGING : BLUES;
     if (kind === "diff") {
@@ -568,8 +582,11 @@ function render({ model, el: root }) {
     function pickDiff(l, h) {
       side.replaceChildren();
       const trio = el("div", "llmlab-att-trio");
-      trio.append(bigHead(`A: ${p.a.label}`, "a", l, h), bigHead(`B: ${cmp.label}`, "b", l, h),
-        bigHead(`B − A (±${fmt(cmp.max_abs[l][h], 4)})`, "diff", l, h, Math.max(1e-6, cmp.max_abs[l][h])));
+      const small = { side: 130, labels: false };
+      trio.append(bigHead(`A: ${p.a.label}`, "a", l, h, { ...small, labels: true }),
+        bigHead(`B: ${cmp.label}`, "b", l, h, small),
+        bigHead(`B − A (±${fmt(cmp.max_abs[l][h], 4)})`, "diff", l, h,
+          { ...small, scale: Math.max(1e-6, cmp.max_abs[l][h]) }));
       side.append(el("div", "llmlab-att-bigtitle", `layer ${l}, head ${h}: change ${fmt(cmp.change[l][h], 4)}`), trio);
     }
     const row = el("div", "llmlab-att-split");
