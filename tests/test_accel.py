@@ -29,7 +29,6 @@ PRESERVING = [
     "spec=self-int8",
     "attn=eager",
     "dtype=fp32",
-    "spec=prompt-lookup,prefix=on",
     "fast",
 ]
 
@@ -94,6 +93,7 @@ def test_parse_config_labels_and_claims():
         ("quant=int8,dtype=bf16", "float32 activations"),
         ("kv=off,kv=static", "given twice"),
         ("spec", "not key=value"),
+        ("spec=prompt-lookup,prefix=on", "cannot be combined"),
     ],
 )
 def test_bad_configs_fail_in_one_line(text, message):

@@ -33,9 +33,19 @@ def has_package(module: str) -> bool:
         return False
 
 
+def _device(lm: LoadedModel | None) -> str:
+    """The model's device, or this machine's best one when no model is given."""
+    if lm is not None:
+        return lm.device
+    from llmlab.devices import resolve_device
+
+    return resolve_device("auto")
+
+
 def _needs_cuda(lm: LoadedModel | None) -> Availability:
-    if lm is not None and lm.device != "cuda":
-        return False, f"needs a CUDA GPU; {lm.name} is on {lm.device}"
+    if _device(lm) != "cuda":
+        where = f"{lm.name} is on {lm.device}" if lm is not None else "this machine has none"
+        return False, f"needs a CUDA GPU; {where}"
     return True, ""
 
 
@@ -60,7 +70,7 @@ def _all(*checks: Callable[[LoadedModel | None], Availability]):
 
 
 def _fp16_device(lm: LoadedModel | None) -> Availability:
-    if lm is not None and lm.device == "cpu":
+    if _device(lm) == "cpu":
         return False, "float16 has few fast CPU kernels here; use dtype=bf16 on CPU"
     return True, ""
 
@@ -68,7 +78,7 @@ def _fp16_device(lm: LoadedModel | None) -> Availability:
 def _compiler(lm: LoadedModel | None) -> Availability:
     import shutil
 
-    if lm is not None and lm.device == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
+    if _device(lm) == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
         return False, "torch.compile on CPU needs a C++ compiler (g++) on PATH"
     return True, ""
 
@@ -381,6 +391,13 @@ def _check_combination(cfg: AccelConfig) -> None:
         raise LabError(f"compile=on runs with a static cache; drop kv={kv}")
     if kv in ("static", "fp8", "int4-quanto", "int4-hqq") and spec != "off":
         raise LabError(f"speculative decoding needs a cache it can roll back; kv={kv} cannot")
+    if spec != "off" and cfg.get("prefix") == "on":
+        # Measured: transformers' assisted decoding does not verify drafts correctly from a
+        # partly filled cache (greedy tokens changed), so the two are not combined.
+        raise LabError(
+            "prefix=on cannot be combined with spec= here (assisted decoding starts "
+            "from an empty cache); pick one"
+        )
     if cfg.get("compile") == "on" and spec != "off":
         raise LabError("compile=on (static cache) cannot roll back drafts; drop spec or compile")
     if cfg.get("compile") == "on" and cfg.get("prefix") == "on":

@@ -1,0 +1,63 @@
+"""The %llm accel panel in a real JupyterLab: toggles, greyed reasons, Run, side-by-side runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import run_cells_in_jupyterlab
+
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_accel_panel_runs_twice_side_by_side_in_jupyterlab():
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    state: dict = {}
+
+    def tour(page):
+        flash = page.locator('.llmlab-ac-value[data-value="flash"]')
+        state["flash_disabled"] = flash.is_disabled()
+        state["flash_title"] = flash.get_attribute("title")
+        page.click(".llmlab-ac-run-button")
+        page.wait_for_selector(".llmlab-ac-run", timeout=120_000)
+        page.click('.llmlab-ac-value[data-value="prompt-lookup"]')
+        page.wait_for_function(
+            "() => document.querySelector('.llmlab-ac-status').textContent"
+            ".includes('spec=prompt-lookup')",
+            timeout=30_000,
+        )
+        page.click(".llmlab-ac-run-button")
+        page.wait_for_function(
+            "() => document.querySelectorAll('.llmlab-ac-run').length === 2", timeout=120_000
+        )
+        page.wait_for_timeout(300)
+        runs = page.locator(".llmlab-ac-run")
+        state["titles"] = [runs.nth(i).locator(".llmlab-ac-label").inner_text() for i in range(2)]
+        state["second"] = runs.nth(1).inner_text()
+        page.locator(".llmlab-ac").screenshot(path=str(SHOTS / "accel_panel_two_runs.png"))
+        page.click('.llmlab-ac-value[data-value="off"] >> nth=0')  # kv=off
+        page.click('.llmlab-ac-value[data-value="prompt-lookup"]')
+        page.wait_for_selector(".llmlab-ac-error", timeout=30_000)
+        state["error"] = page.locator(".llmlab-ac-error").inner_text()
+
+    run_cells_in_jupyterlab(
+        [
+            "%load_ext llmlab",
+            "%llm load default",
+            '%llm accel --max-new-tokens 24 --prompt "Summarise in one sentence: The Eiffel '
+            "Tower is a wrought-iron lattice tower in Paris. It was built from 1887 to 1889 as "
+            "the entrance to the 1889 World's Fair. The Eiffel Tower is 330 metres tall.\"",
+        ],
+        SHOTS / "accel_panel.png",
+        wait_for=".llmlab-ac-run-button",
+        actions=tour,
+        timeout_s=300,
+    )
+    assert state["flash_disabled"] and "CUDA" in state["flash_title"]
+    assert state["titles"] == ["baseline", "spec=prompt-lookup"]
+    assert "same tokens as previous" in state["second"]
+    assert "acceptance rate" in state["second"] and "tokens / target pass" in state["second"]
+    assert "spec needs a KV cache" in state["error"]
