@@ -12,6 +12,7 @@ from llmlab.attention import encode
 from llmlab.attention.capture import THUMB, attention_modules, capture, n_kv_heads
 from llmlab.attention.result import AttentionComparison, AttentionResult
 from llmlab.errors import LabError
+from llmlab.tokens import token_texts
 
 if TYPE_CHECKING:
     import torch
@@ -69,8 +70,8 @@ def attention_of_ids(
         family=lm.family,
         label=label or _label(lm),
         text=text,
-        # Decoded one by one so each shows as the text it adds (" the", not "Ġthe").
-        tokens=[tok.decode([i]) for i in id_list],
+        # Each token as the text it adds (" the", not "Ġthe"); half characters as bytes.
+        tokens=token_texts(tok, id_list),
         token_ids=id_list,
         n_prompt=n_prompt,
         n_kv_heads=n_kv_heads(lm),
