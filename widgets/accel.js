@@ -80,7 +80,7 @@ function render({ model, el: root }) {
   const box = el("div", "llmlab-ac");
   const head = el("div", "llmlab-ac-head");
   head.append(el("b", null, "Accelerations for "), el("code", null, p.model),
-    el("span", "llmlab-ac-muted", ` · ${p.device}/${p.dtype} · greyed: cannot run here (hover for why)`));
+    el("span", "llmlab-ac-muted", ` · ${p.device}/${p.dtype} · struck out: cannot run here (hover for why) · dashed: approximates the output`));
 
   const grid = el("div", "llmlab-ac-grid");
   const buttons = {};

@@ -96,7 +96,7 @@ def run_record(result: GenerationResult, label: str, preserving: bool) -> dict[s
         "token_ids": result.token_ids,
         "prompt_tokens": s.prompt_tokens,
         "new_tokens": s.new_tokens,
-        "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 1),
+        "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000),
         "decode_tok_s": None if s.decode_tokens_per_s is None else round(s.decode_tokens_per_s, 1),
         "total_s": round(s.total_s, 2),
         "extra": {k: v for k, v in s.extra.items() if k != "accel"},
