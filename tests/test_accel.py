@@ -107,6 +107,7 @@ def test_cuda_only_and_missing_packages_are_refused_on_cpu(tiny_llama):
         ("attn=flash", "CUDA"),
         ("quant=bnb8", "CUDA"),
         ("dtype=fp16", "float16"),
+        ("compile=on", "on CPU it compiled"),
     ]:
         with pytest.raises(LabError, match=message):
             generate_accelerated(tiny_llama, "Hi", GREEDY, text)

@@ -75,11 +75,24 @@ def _fp16_device(lm: LoadedModel | None) -> Availability:
     return True, ""
 
 
+#: Set to 1 to allow compile=on on CPU anyway (benchmarks/bench_accel.py --compile does).
+ALLOW_CPU_COMPILE_ENV = "LLMLAB_ALLOW_CPU_COMPILE"
+
+
 def _compiler(lm: LoadedModel | None) -> Availability:
+    import os
     import shutil
 
-    if _device(lm) == "cpu" and not (shutil.which("g++") or shutil.which("c++")):
+    if _device(lm) != "cpu":
+        return True, ""
+    if not (shutil.which("g++") or shutil.which("c++")):
         return False, "torch.compile on CPU needs a C++ compiler (g++) on PATH"
+    if os.environ.get(ALLOW_CPU_COMPILE_ENV) != "1":
+        # Measured here: 84 s of compiling, then decode no faster (it recompiles per shape).
+        return False, (
+            "on CPU it compiled for 84 s and decoded slower here (benchmarks/bench_accel.py "
+            f"--compile); it pays off on CUDA. Set {ALLOW_CPU_COMPILE_ENV}=1 to try anyway"
+        )
     return True, ""
 
 
@@ -259,7 +272,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
             default="off",
             changes="static cache + torch.compile of the decode step (first call compiles)",
             output_preserving=True,
-            needs="a C++ compiler on CPU; pays off on CUDA",
+            needs="CUDA to pay off (greyed on CPU: slow to compile, no faster here)",
             applied="load",
             value_checks={"on": _compiler},
         ),
