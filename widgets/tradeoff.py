@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from llmlab.html import card
+from llmlab.html import card, esc
 from llmlab.tradeoff.render import (
     TABLE_CSS,
     X_AXES,
@@ -87,7 +87,7 @@ class TradeoffView(widgets.VBox):
             if s.stopping and running:
                 self.stop_button.description = "Stopping…"
             if running:
-                now = f"running <b>{s.current}</b>" if s.current else "starting"
+                now = f"running <b>{esc(s.current)}</b>" if s.current else "starting"
                 self.status.value = (
                     f'<span style="font-size:12px">{now} · {s.done_units}/{s.total_units} '
                     "generations</span>"
