@@ -61,3 +61,28 @@ def test_accel_panel_runs_twice_side_by_side_in_jupyterlab():
     assert "same tokens as previous" in state["second"]
     assert "acceptance rate" in state["second"] and "tokens / target pass" in state["second"]
     assert "spec needs a KV cache" in state["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_accel_static_html_works_offline(tmp_path, tiny_llama):
+    from llmlab.accel.panel import AccelPanelState
+    from tests.browser import screenshot_offline_html
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    state = AccelPanelState(lm=tiny_llama, models={"tiny-llama": tiny_llama}, max_new_tokens=12)
+    state.run("baseline", "</script><script>window.__pwned = 1</script>", 12)
+    state.run("spec=prompt-lookup", "</script><script>window.__pwned = 1</script>", 12)
+    # Model text is untrusted: put a script-breaking string where generated text goes.
+    state.runs[0]["text"] = "</script><script>window.__pwned = 1</script><b>bold?</b>"
+    page = state.save_html(tmp_path / "accel.html")
+    seen: dict = {}
+
+    def look(p):
+        seen["pwned"] = p.evaluate("() => window.__pwned === 1")
+        seen["text"] = p.inner_text("body")
+
+    screenshot_offline_html(page, SHOTS / "accel_static.png", wait_for="table", actions=look)
+    assert seen["pwned"] is False
+    assert "spec=prompt-lookup" in seen["text"] and "acceptance_rate" in seen["text"]
+    assert "<b>bold?</b>" in seen["text"]  # shown as text, not markup
