@@ -157,6 +157,14 @@ class Acceleration:
     def row(self, lm: LoadedModel | None = None) -> dict[str, Any]:
         """One row of ``%llm accel list``."""
         ok, why = self.available(lm)
+        greyed = [
+            f"{v}: {self.value_available(lm, v)[1]}"
+            for v in self.values
+            if v != self.default and not self.value_available(lm, v)[0]
+        ]
+        here = f"no: {why}"
+        if ok:
+            here = f"yes, not {'; '.join(greyed)}" if greyed else "yes"
         return {
             "name": self.name,
             "values": " | ".join(self.values),
@@ -164,7 +172,7 @@ class Acceleration:
             "output-preserving": self._preserving_text(),
             "applied": self.applied,
             "needs": self.needs,
-            "here": "yes" if ok else f"no: {why}",
+            "here": here,
         }
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmlab.accel.lookup import MAX_NGRAM
 from llmlab.accel.prefix import PrefixCache
 from llmlab.accel.registry import PROMPT_LOOKUP_TOKENS, AccelConfig, check, parse_config
 from llmlab.accel.variant import changed_copy, variant
@@ -49,7 +50,13 @@ def _counting_drafts(model: Any) -> Iterator[_DraftCounter]:
     make = model._get_candidate_generator
 
     def counted_generator(*args: Any, **kwargs: Any) -> Any:
+        from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
+
+        from llmlab.accel.lookup import strict_get_candidates
+
         gen = make(*args, **kwargs)
+        if isinstance(gen, PromptLookupCandidateGenerator):
+            gen.get_candidates = strict_get_candidates.__get__(gen)
         get = gen.get_candidates
 
         def get_candidates(input_ids: Any, *a: Any, **k: Any) -> Any:
@@ -135,6 +142,7 @@ def generate_kwargs(cfg: AccelConfig, device: str) -> dict[str, Any]:
         )
     if cfg.get("spec") == "prompt-lookup":
         kwargs["prompt_lookup_num_tokens"] = PROMPT_LOOKUP_TOKENS
+        kwargs["max_matching_ngram_size"] = MAX_NGRAM
     if cfg.get("compile") == "on":
         from transformers import CompileConfig
 
