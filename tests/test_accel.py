@@ -332,3 +332,19 @@ def test_panel_widget_runs_on_message(tiny_llama):
         panel, {"type": "run", "config": "kv=off,spec=prompt-lookup", "prompt": "Hi"}, None
     )
     assert "spec needs a KV cache" in panel.status["error"]
+
+
+def test_prompt_lookup_drafts_only_on_a_two_token_match():
+    from types import SimpleNamespace
+
+    from llmlab.accel.lookup import strict_get_candidates
+
+    gen = SimpleNamespace(
+        max_length=100, max_matching_ngram_size=3, num_output_tokens=3, eos_token_id=None
+    )
+    no_repeat = torch.tensor([[5, 6, 7, 5, 8]])  # only a 1-gram (5) repeats: no draft
+    assert strict_get_candidates(gen, no_repeat)[0] is no_repeat
+    repeat = torch.tensor([[1, 2, 3, 4, 9, 1, 2]])  # "1 2" seen before: draft what followed
+    assert strict_get_candidates(gen, repeat)[0].tolist() == [[1, 2, 3, 4, 9, 1, 2, 3, 4, 9]]
+    gen.eos_token_id = torch.tensor([4])  # a draft stops before end-of-sequence
+    assert strict_get_candidates(gen, repeat)[0].tolist() == [[1, 2, 3, 4, 9, 1, 2, 3]]
