@@ -26,15 +26,26 @@ INT4_GROUP = 32
 INT4_INNER_K_TILES = 8
 
 
+#: Linear layers left in float by the int8 recipe. The MLP down-projection reads the gated
+#: product, whose few huge outlier activations ruin a per-tensor int8 activation scale: on the
+#: default model, quantizing it raised the teacher-forced KL to the fp32 model from 0.26 to 1.09
+#: nats (top-1 agreement 66% -> 39%) while saving little time.
+INT8_KEEP_FLOAT = ("down_proj",)
+
+
 def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
-    """Every ``nn.Linear`` (output head included) -> fbgemm dynamic int8, in place."""
+    """``nn.Linear`` layers (output head included, ``INT8_KEEP_FLOAT`` excepted) -> fbgemm
+    dynamic int8, in place."""
     import torch
 
+    names = {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and not name.endswith(INT8_KEEP_FLOAT)
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization warns it moves to torchao
-        return torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
-        )
+        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
 
 
 def _int4_module_class():
