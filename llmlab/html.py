@@ -20,8 +20,8 @@ CARD_CSS = """
 .llmlab-card .llmlab-stats{margin-top:8px;color:#57606a;font-size:12px;border-top:1px solid #eaeef2;
   padding-top:6px}
 .llmlab-card table{border-collapse:collapse;font-size:12px}
-.llmlab-card th,.llmlab-card td{padding:2px 8px;text-align:left!important;border-bottom:1px solid #eaeef2;
-  vertical-align:top}
+.llmlab-card th,.llmlab-card td{padding:2px 8px;text-align:left!important;
+  border-bottom:1px solid #eaeef2;vertical-align:top}
 .llmlab-card .llmlab-best{background:#ddf4ff}
 .llmlab-card .llmlab-note{color:#9a6700;font-size:12px}
 """

@@ -348,3 +348,14 @@ def test_prompt_lookup_drafts_only_on_a_two_token_match():
     assert strict_get_candidates(gen, repeat)[0].tolist() == [[1, 2, 3, 4, 9, 1, 2, 3, 4, 9]]
     gen.eos_token_id = torch.tensor([4])  # a draft stops before end-of-sequence
     assert strict_get_candidates(gen, repeat)[0].tolist() == [[1, 2, 3, 4, 9, 1, 2, 3]]
+
+
+def test_bare_values_name_their_one_setting():
+    from llmlab.accel import parse_config
+
+    assert parse_config("int8").label == "quant=int8"
+    assert parse_config("bfloat16").label == "dtype=bf16"
+    assert (
+        parse_config("prompt-lookup,eager").label
+        == parse_config("spec=prompt-lookup,attn=eager").label
+    )

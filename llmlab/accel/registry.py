@@ -366,9 +366,17 @@ def parse_config(text: str | AccelConfig | None, *, device: str | None = None) -
         if not item:
             continue
         if "=" not in item:
-            # A bare name switches an on/off acceleration on ("prefix" == "prefix=on").
+            # A bare name switches an on/off acceleration on ("prefix" == "prefix=on"); a bare
+            # value that only one acceleration has means that setting ("int8" == "quant=int8").
+            owners = [
+                n
+                for n, acc in ACCELERATIONS.items()
+                if item in acc.values or item in _ALIASES.get(n, {})
+            ]
             if item in ACCELERATIONS and "on" in ACCELERATIONS[item].values:
                 item = f"{item}=on"
+            elif len(owners) == 1 and item not in ("on", "off", "none", "auto"):
+                item = f"{owners[0]}={item}"
             else:
                 raise LabError(
                     f"accel: {item!r} is not key=value; e.g. spec=prompt-lookup,quant=int8 "

@@ -158,12 +158,8 @@ def variant_model(lab: Any, lm: LoadedModel, spec: str) -> Iterator[tuple[Loaded
         other = lab.models[spec]
         yield other, _label(other)
         return
-    from llmlab.accel import ACCELERATIONS, parse_config, variant
+    from llmlab.accel import parse_config, variant
 
-    if "=" not in spec:
-        owners = [name for name, acc in ACCELERATIONS.items() if spec in acc.values]
-        if len(owners) == 1 and spec not in ("on", "off", "none"):
-            spec = f"{owners[0]}={spec}"
     try:
         cfg = parse_config(spec, device=lm.device)
     except LabError as err:

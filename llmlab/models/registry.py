@@ -105,7 +105,9 @@ def _set_attention(model, wanted: str) -> list[str]:
         return []
     except (ValueError, ImportError) as err:
         if wanted == "eager":
-            raise LabError(f"cannot use eager attention for {model.config.model_type}: {err}")
+            raise LabError(
+                f"cannot use eager attention for {model.config.model_type}: {err}"
+            ) from None
         model.set_attn_implementation("eager")
         return [f"{model.config.model_type} has no {wanted} attention here; using eager"]
 

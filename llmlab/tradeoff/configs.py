@@ -20,16 +20,6 @@ if TYPE_CHECKING:
     from llmlab.models.loaded import LoadedModel
 
 BASELINE = "baseline"
-#: Bare words a user types in a sweep list, expanded to registry settings.
-SHORTHANDS = {
-    "bf16": "dtype=bf16",
-    "fp16": "dtype=fp16",
-    "fp32": "dtype=fp32",
-    "int8": "quant=int8",
-    "int4": "quant=int4",
-    "prompt-lookup": "spec=prompt-lookup",
-    "eager": "attn=eager",
-}
 
 Opener = Callable[["LoadedModel"], contextlib.AbstractContextManager["LoadedModel"]]
 Runner = Callable[..., "GenerationResult"]
@@ -73,8 +63,7 @@ def accel_configuration(text: str) -> Configuration:
     """Resolve one item of a sweep list through the accelerations registry."""
     from llmlab.accel import generate_accelerated, parse_config, variant
 
-    parts = [SHORTHANDS.get(p.strip(), p.strip()) for p in text.replace("+", ",").split(",")]
-    cfg = parse_config(",".join(parts))
+    cfg = parse_config(text.replace("+", ","))
 
     @contextlib.contextmanager
     def open_variant(lm: LoadedModel) -> Iterator[LoadedModel]:
