@@ -147,7 +147,11 @@ def run_cells_in_jupyterlab(
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
-            page.goto(f"{server['url']}/lab/tree/{name}?token={server['token']}")
+            # A workspace of its own (reset), so notebooks of earlier tests are not restored.
+            page.goto(
+                f"{server['url']}/lab/workspaces/{name[:-6]}/tree/{name}"
+                f"?reset&token={server['token']}"
+            )
             page.wait_for_selector(".jp-Notebook", timeout=timeout_s * 1000)
             # Wait until the kernel is connected, then run everything.
             page.wait_for_function(
@@ -183,7 +187,25 @@ def run_cells_in_jupyterlab(
                 raise AssertionError("a cell failed in JupyterLab:\n" + tracebacks[0][:2000])
         finally:
             browser.close()
+            _shutdown_kernels(server)
     return out_png
+
+
+def _shutdown_kernels(server: dict) -> None:
+    """Stop the test's kernel so later tests do not share the machine with it."""
+    import json
+
+    base, auth = server["url"], {"Authorization": f"token {server['token']}"}
+    request = urllib.request.Request(f"{base}/api/sessions", headers=auth)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{base}/api/sessions/{session['id']}", method="DELETE", headers=auth
+            ),
+            timeout=30,
+        )
 
 
 def screenshot_offline_html(

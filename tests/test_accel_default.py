@@ -31,10 +31,20 @@ def test_preserving_configs_match_plain_greedy_on_the_default_model(default_lm, 
         assert res.token_ids == ref.token_ids, text
 
 
-def test_capital_of_france_survives_int8(default_lm):
+def test_int8_shrinks_weights_and_stays_close_to_fp32(default_lm):
+    from llmlab.accel import variant
+    from llmlab.measure.quality import compare_logprobs, continuation_logprobs, default_text
+
     res = generate_accelerated(default_lm, PROMPTS[0], GREEDY, "quant=int8")
-    assert "Paris" in res.text
+    assert res.text.strip()
     assert res.stats.extra["weight_mb"] < res.stats.extra["weight_mb_before"] / 2
+    # Teacher-forced KL to fp32 on the shipped text: the recipe that keeps the MLP
+    # down-projections in float measured 0.29 nats here; quantizing them too gave 1.11.
+    ids = default_lm.tokenizer(default_text(), return_tensors="pt").input_ids[0, :200]
+    reference = continuation_logprobs(default_lm.model, ids, 1)
+    with variant(default_lm, parse_config("quant=int8")) as int8:
+        kl = compare_logprobs(reference, continuation_logprobs(int8.model, ids, 1)).mean_kl
+    assert 0 < kl < 0.6
 
 
 def test_prefix_cache_second_prompt_reuses_the_default_system_prompt(default_lm):
