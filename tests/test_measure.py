@@ -49,15 +49,20 @@ def test_time_call_warms_up_then_repeats():
 
 
 def _fake_result(times, prompt_tokens=5, extra=None):
-    stats = SimpleNamespace(
-        token_times_s=times,
+    from llmlab.generation.result import GenerationStats
+
+    stats = GenerationStats(
+        prompt_tokens=prompt_tokens,
+        new_tokens=len(times),
         ttft_s=times[0],
         total_s=times[-1] + 0.01,
-        new_tokens=len(times),
-        prompt_tokens=prompt_tokens,
+        token_times_s=times,
+        peak_memory_bytes=0,
+        peak_memory_kind="process peak RSS",
+        device="cpu",
+        dtype="float32",
+        stopped="length",
         extra=extra or {},
-        inter_token_s=[b - a for a, b in zip(times, times[1:])],
-        decode_tokens_per_s=(len(times) - 1) / (times[-1] - times[0]),
     )
     return SimpleNamespace(stats=stats)
 

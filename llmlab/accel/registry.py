@@ -239,7 +239,8 @@ ACCELERATIONS: dict[str, Acceleration] = {
             needs="bnb8/bnb4: CUDA and bitsandbytes",
             applied="load",
             value_help={
-                "int8": "int8 weights: torch dynamic quantization on CPU (fbgemm), "
+                "int8": "int8 weights: torch dynamic quantization on CPU (fbgemm; MLP "
+                "down-projections stay float), "
                 "int8 weight-only matmul on CUDA",
                 "int4": "int4 weight-only, group size 32 (torch int4pack kernels)",
                 "bnb8": "bitsandbytes LLM.int8 (CUDA)",

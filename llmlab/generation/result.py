@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,21 +33,20 @@ class GenerationStats:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. acceptance rate when drafting
 
     @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first: the span of arrivals over its gaps."""
+        t = self.token_times_s
+        return (t[-1] - t[0]) / (len(t) - 1) if len(t) >= 2 else None
+
+    @property
     def decode_tokens_per_s(self) -> float | None:
-        if len(self.token_times_s) < 2:
-            return None
-        span = self.token_times_s[-1] - self.token_times_s[0]
-        return (len(self.token_times_s) - 1) / span if span > 0 else None
+        tpot = self.tpot_s
+        return 1 / tpot if tpot else None
 
     @property
     def inter_token_s(self) -> list[float]:
         t = self.token_times_s
         return [b - a for a, b in zip(t, t[1:])]
-
-    @property
-    def median_tpot_s(self) -> float | None:
-        gaps = self.inter_token_s
-        return statistics.median(gaps) if gaps else None
 
     def footer(self) -> str:
         parts = [f"{self.prompt_tokens} prompt tokens", f"{self.new_tokens} new"]

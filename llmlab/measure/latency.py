@@ -89,7 +89,7 @@ def summarize_generations(results: Sequence[Any]) -> LatencySummary:
         gaps.extend(r.stats.inter_token_s)
     return LatencySummary(
         ttft_s=Spread.of(r.stats.ttft_s for r in results),
-        tpot_s=Spread.of(_tpot(r) for r in results),
+        tpot_s=Spread.of(r.stats.tpot_s for r in results),
         itl_s=Spread(gaps),
         decode_tps=Spread.of(r.stats.decode_tokens_per_s for r in results),
         e2e_s=Spread.of(r.stats.total_s for r in results),
@@ -99,10 +99,3 @@ def summarize_generations(results: Sequence[Any]) -> LatencySummary:
         new_tokens=Spread.of(r.stats.new_tokens for r in results),
         runs=len(results),
     )
-
-
-def _tpot(result: Any) -> float | None:
-    times = result.stats.token_times_s
-    if len(times) < 2:
-        return None
-    return (times[-1] - times[0]) / (len(times) - 1)

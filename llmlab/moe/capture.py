@@ -22,6 +22,7 @@ from llmlab.moe.adapters import (
     routing_shape,
 )
 from llmlab.moe.result import MoeRouting, RoutedInput
+from llmlab.tokens import token_texts
 
 if TYPE_CHECKING:
     import torch
@@ -162,7 +163,7 @@ def capture_routing(
                     name=name,
                     text=text,
                     token_ids=ids,
-                    tokens=[lm.tokenizer.decode([i]) for i in ids],
+                    tokens=token_texts(lm.tokenizer, ids),
                     n_prompt=len(prompt_ids),
                     experts=experts,
                     weights=weights,
