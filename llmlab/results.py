@@ -3,6 +3,9 @@
 The engine renders static, self-contained HTML (``to_html``). A front door may register a
 live view for a result type (``register_view``); then the result displays as that widget, and
 its mimebundle still carries the static HTML, which exported notebooks and reports show.
+A front door may also register a richer static renderer (``register_static``: the widgets
+inline their own view script and data); ``static_html()`` uses it and falls back to
+``to_html()`` where none is registered.
 """
 
 from __future__ import annotations
@@ -20,11 +23,24 @@ def register_view(result_type: type, factory: Callable[[Any], Any]) -> None:
     _VIEWS[result_type] = factory
 
 
-def _live_view(result: Any) -> Any | None:
+_STATIC: dict[type, Callable[[Any], str]] = {}
+
+
+def register_static(result_type: type, render: Callable[[Any], str]) -> None:
+    """Render ``result_type`` offline as ``render(result)`` (self-contained HTML)."""
+    _STATIC[result_type] = render
+
+
+def _lookup(table: dict[type, Callable[[Any], Any]], result: Any) -> Callable[[Any], Any] | None:
     for cls in type(result).__mro__:
-        if cls in _VIEWS:
-            return _VIEWS[cls](result)
+        if cls in table:
+            return table[cls]
     return None
+
+
+def _live_view(result: Any) -> Any | None:
+    factory = _lookup(_VIEWS, result)
+    return factory(result) if factory is not None else None
 
 
 class Result:
@@ -36,6 +52,11 @@ class Result:
 
     def to_html(self) -> str:  # pragma: no cover - every result implements it
         raise NotImplementedError
+
+    def static_html(self) -> str:
+        """The richest offline HTML available: a registered static renderer, else ``to_html``."""
+        render = _lookup(_STATIC, self)
+        return render(self) if render is not None else self.to_html()
 
     def summary(self) -> str:
         """One line for plain-text displays."""
@@ -54,7 +75,7 @@ class Result:
         title = title or type(self).__name__
         page = (
             f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
-            f"<body>{self.to_html()}</body></html>"
+            f"<body>{self.static_html()}</body></html>"
         )
         path.write_text(page, encoding="utf-8")
         return path
@@ -66,4 +87,4 @@ class Result:
         view = _live_view(self) if "ipykernel" in sys.modules else None
         if view is not None:
             return view._repr_mimebundle_(include=include, exclude=exclude)
-        return {"text/plain": self.to_text(), "text/html": self.to_html()}
+        return {"text/plain": self.to_text(), "text/html": self.static_html()}

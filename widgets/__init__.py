@@ -12,8 +12,7 @@ from llmlab.widgets import tradeoff as _tradeoff  # noqa: F401  (registers the s
 from llmlab.widgets.next_token import NextTokenView
 
 from llmlab.generation.next_token import NextTokenDistribution
-from llmlab.results import register_view
 
-register_view(NextTokenDistribution, NextTokenView)
+NextTokenView.register(NextTokenDistribution)
 
 __all__ = ["NextTokenView"]

@@ -14,7 +14,6 @@ from llmlab.widgets.base import HERE, LabWidget
 
 from llmlab.accel.panel import AccelPanelState
 from llmlab.errors import LabError
-from llmlab.results import register_view
 
 
 class AccelPanel(LabWidget):
@@ -22,11 +21,22 @@ class AccelPanel(LabWidget):
     _css = HERE / "accel.css"
     runs = traitlets.List().tag(sync=True)
     status = traitlets.Dict().tag(sync=True)  # {busy, error, label, preserving}
+    offline_note = (
+        "Offline copy: the runs are shown as they were; choosing a configuration and Run need "
+        "the running kernel."
+    )
 
     def __init__(self, state: AccelPanelState) -> None:
-        super().__init__(state, runs=list(state.runs))
-        self.status = {"busy": False, **state.describe(state.config)}
+        super().__init__(state)
         self.on_msg(self._on_message)
+
+    @classmethod
+    def initial_state(cls, result: AccelPanelState) -> dict[str, Any]:
+        return {
+            **super().initial_state(result),
+            "runs": list(result.runs),
+            "status": {"busy": False, **result.describe(result.config)},
+        }
 
     @property
     def state(self) -> AccelPanelState:
@@ -53,4 +63,4 @@ class AccelPanel(LabWidget):
         self.status = {"busy": False, **described}
 
 
-register_view(AccelPanelState, AccelPanel)
+AccelPanel.register(AccelPanelState)

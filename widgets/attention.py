@@ -14,6 +14,10 @@ from llmlab.widgets.base import HERE, LabWidget
 class AttentionView(LabWidget):
     _esm = HERE / "attention.js"
     _css = HERE / "attention.css"
+    offline_note = (
+        "Offline copy: every layer's head view and the thumbnails are here; full-resolution "
+        "heads and exact rows need the running kernel."
+    )
 
     def __init__(self, result: Any) -> None:
         super().__init__(result)
@@ -23,14 +27,36 @@ class AttentionView(LabWidget):
         reply, buffers = self.result.answer(content)
         self.send(reply, buffers)
 
+    @classmethod
+    def offline_requests(cls, result: Any) -> list[dict[str, Any]]:
+        # Head-view lines of every layer, nearest the first shown layer first, then (for a
+        # comparison) the full heads of the most changed head, which the Diff tab opens on.
+        import numpy as np
+
+        compare = hasattr(result, "b")
+        first = result.a if compare else result
+        start = first.initial_layer()
+        layers = sorted(range(first.n_layers), key=lambda layer: (abs(layer - start), layer))
+        requests = [
+            {"kind": "lines", "layer": layer, "which": which}
+            for layer in layers
+            for which in (("a", "b") if compare else ("a",))
+        ]
+        if compare:
+            most = np.unravel_index(np.argmax(result.change), result.change.shape)
+            layer, head = (int(i) for i in most)
+            requests[:0] = [
+                {"kind": "head", "layer": layer, "head": head, "which": which}
+                for which in ("a", "b", "diff")
+            ]
+        return requests
+
 
 def _register() -> None:
     # Registered here so widgets/__init__.py needs only one import line for this view.
     from llmlab.attention.result import AttentionComparison, AttentionResult
-    from llmlab.results import register_view
 
-    register_view(AttentionResult, AttentionView)
-    register_view(AttentionComparison, AttentionView)
+    AttentionView.register(AttentionResult, AttentionComparison)
 
 
 _register()

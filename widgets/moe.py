@@ -13,9 +13,8 @@ class MoeRoutingView(LabWidget):
 def _register() -> None:
     # Registered here so widgets/__init__.py needs only one import line for this view.
     from llmlab.moe.result import MoeRouting
-    from llmlab.results import register_view
 
-    register_view(MoeRouting, MoeRoutingView)
+    MoeRoutingView.register(MoeRouting)
 
 
 _register()

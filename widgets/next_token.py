@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import traitlets
 from llmlab.widgets.base import HERE, LabWidget
 
@@ -13,10 +15,11 @@ class NextTokenView(LabWidget):
     top_k = traitlets.Int(0).tag(sync=True)  # 0: off
     top_p = traitlets.Float(1.0).tag(sync=True)
 
-    def __init__(self, result) -> None:
-        super().__init__(
-            result,
-            temperature=result.temperature,
-            top_k=result.top_k or 0,
-            top_p=result.top_p or 1.0,
-        )
+    @classmethod
+    def initial_state(cls, result: Any) -> dict[str, Any]:
+        return {
+            **super().initial_state(result),
+            "temperature": result.temperature,
+            "top_k": result.top_k or 0,
+            "top_p": result.top_p or 1.0,
+        }
