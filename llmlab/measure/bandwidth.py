@@ -25,8 +25,8 @@ def machine_key(device: str) -> str:
     """What identifies the memory system measured: host, CPU or GPU model, and thread count."""
     import torch
 
-    if device == "cuda":
-        what = torch.cuda.get_device_name()
+    if device.startswith("cuda"):
+        what = torch.cuda.get_device_name(device)
     else:
         what = f"{platform.processor() or platform.machine()} threads={torch.get_num_threads()}"
     return f"{platform.node()}|{device}|{what}"

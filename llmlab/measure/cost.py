@@ -17,7 +17,11 @@ DEFAULT_PRICES_USD_PER_HOUR: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
 
 
 def price_per_hour(device: str, prices: dict[str, float] | None = None) -> float:
+    from llmlab.devices import device_type
+
     table = DEFAULT_PRICES_USD_PER_HOUR | (prices or {})
+    if device not in table:
+        device = device_type(device)  # cuda:1 is billed as a cuda device unless priced itself
     if device not in table:
         raise LabError(f"no hourly price for device {device!r}; pass e.g. {device}=1.0")
     return table[device]
@@ -91,11 +95,11 @@ class PeakMemory:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakMemory:
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
         elif (rss := _current_rss()) is not None:
             self._peak = rss
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -107,14 +111,14 @@ class PeakMemory:
             self._peak = max(self._peak, _current_rss() or 0)
 
     def __exit__(self, *exc: Any) -> None:
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
             self.reading = MemoryReading(
-                int(torch.cuda.max_memory_allocated()),
+                int(torch.cuda.max_memory_allocated(self.device)),
                 "CUDA peak allocated",
-                int(torch.cuda.max_memory_reserved()),
+                int(torch.cuda.max_memory_reserved(self.device)),
             )
         elif self._thread is not None:
             self._stop.set()

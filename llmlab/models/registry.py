@@ -10,7 +10,7 @@ import re
 import time
 from pathlib import Path
 
-from llmlab.devices import resolve_device, resolve_dtype
+from llmlab.devices import resolve_attention, resolve_device, resolve_dtype
 from llmlab.errors import LabError
 from llmlab.models.loaded import LoadedModel
 
@@ -20,7 +20,7 @@ DEFAULT_SPECS = (
     "SmolLM2-135M-Instruct",
     "HuggingFaceTB/SmolLM2-135M-Instruct",
 )
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -38,10 +38,16 @@ def load_model(
     name: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str = "auto",
     trust_remote_code: bool = False,
+    device_map: str | None = None,
+    max_memory: str | None = None,
 ) -> LoadedModel:
-    """Load a model by spec. Every failure a user can fix raises :class:`LabError`."""
+    """Load a model by spec. Every failure a user can fix raises :class:`LabError`.
+
+    ``device_map="auto"`` spreads the layers over the devices (accelerate), within
+    ``max_memory`` (``"0=20GB,cpu=64GB,disk"``, see :func:`llmlab.devices.parse_max_memory`).
+    """
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
@@ -49,6 +55,17 @@ def load_model(
             f"unknown attention kernel {attn_implementation!r}; "
             f"choose one of {', '.join(ATTN_IMPLEMENTATIONS)}"
         )
+    attn_implementation = resolve_attention(attn_implementation, device, torch_dtype)
+    placement = None
+    if device_map is not None or max_memory is not None:
+        from llmlab.devices import placement_kwargs
+
+        if spec.startswith("tiny:"):
+            raise LabError(
+                "--device-map needs saved weights (default, a folder or a Hub id); tiny models "
+                "are built in memory (save_pretrained one to a folder first)"
+            )
+        placement = placement_kwargs(device_map or "auto", max_memory, spec)
     start = time.perf_counter()
     notes: list[str] = []
     if spec.startswith("tiny:"):
@@ -78,11 +95,17 @@ def load_model(
             torch_dtype,
             "eager" if attn_implementation == "eager" else None,
             trust_remote_code,
+            placement,
         )
         notes += _set_attention(model, attn_implementation)
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if placement is not None:
+        from llmlab.devices import check_placement, input_device
+
+        check_placement(model, placement)
+        device = input_device(model)
     return LoadedModel(
         name=name or default_name(spec),
         spec=spec,
@@ -112,7 +135,9 @@ def _set_attention(model, wanted: str) -> list[str]:
         return [f"{model.config.model_type} has no {wanted} attention here; using eager"]
 
 
-def _from_pretrained(folder, device, torch_dtype, attn_implementation, trust_remote_code):
+def _from_pretrained(
+    folder, device, torch_dtype, attn_implementation, trust_remote_code, placement=None
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -124,9 +149,9 @@ def _from_pretrained(folder, device, torch_dtype, attn_implementation, trust_rem
         model = AutoModelForCausalLM.from_pretrained(
             folder,
             dtype=torch_dtype,
-            device_map=device,
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
+            **(placement or {"device_map": device}),
         )
     except (OSError, ValueError, ImportError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
