@@ -69,25 +69,27 @@ def variant(lm: LoadedModel, cfg: AccelConfig | str) -> Iterator[LoadedModel]:
     """``lm`` with cfg's load-time changes; ``lm`` is exactly as before after the block."""
     cfg = parse_config(cfg, device=lm.device)
     check(cfg, lm)
-    vlm = changed_copy(lm, cfg) if _weights_label(cfg) else lm
-    model = vlm.model
-    undo = []
-    kernel = ATTN_KERNELS.get(cfg.get("attn"))
-    if kernel and kernel != vlm.attn_implementation:
-        before = vlm.attn_implementation
-        model.set_attn_implementation(kernel)
-        undo.append(lambda: model.set_attn_implementation(before))
-    # transformers leaves attributes on the module after some runs (the compiled forward, the
-    # last static-cache length); drop whatever the block added so nothing carries over.
-    attrs_before = set(model.__dict__)
+    # The kernel switch and the copy happen only while nothing else runs this model.
+    with lm.exclusive(f"accelerated run ({cfg.label})"):
+        vlm = changed_copy(lm, cfg) if _weights_label(cfg) else lm
+        model = vlm.model
+        undo = []
+        kernel = ATTN_KERNELS.get(cfg.get("attn"))
+        if kernel and kernel != vlm.attn_implementation:
+            before = vlm.attn_implementation
+            model.set_attn_implementation(kernel)
+            undo.append(lambda: model.set_attn_implementation(before))
+        # transformers leaves attributes on the module after some runs (the compiled forward, the
+        # last static-cache length); drop whatever the block added so nothing carries over.
+        attrs_before = set(model.__dict__)
 
-    def drop_added_attrs() -> None:
-        for attr in set(model.__dict__) - attrs_before:
-            del model.__dict__[attr]
+        def drop_added_attrs() -> None:
+            for attr in set(model.__dict__) - attrs_before:
+                del model.__dict__[attr]
 
-    undo.append(drop_added_attrs)
-    try:
-        yield vlm
-    finally:
-        for step in reversed(undo):
-            step()
+        undo.append(drop_added_attrs)
+        try:
+            yield vlm
+        finally:
+            for step in reversed(undo):
+                step()

@@ -188,20 +188,22 @@ def capture(
 
         return hook
 
-    handles = []
-    try:
-        with eager_attention(lm.model, lm.family):
-            for i, module in enumerate(modules):
-                handles.append(module.register_forward_hook(on_layer(i)))
-            with torch.inference_mode():
-                lm.model(
-                    input_ids.to(lm.device),
-                    attention_mask=torch.ones_like(input_ids).to(lm.device),
-                    use_cache=False,
-                )
-    finally:
-        for handle in handles:
-            handle.remove()
+    # Hook and switch the kernel only while the model is ours (a background sweep may time it).
+    with lm.exclusive("attention capture"):
+        handles = []
+        try:
+            with eager_attention(lm.model, lm.family):
+                for i, module in enumerate(modules):
+                    handles.append(module.register_forward_hook(on_layer(i)))
+                with torch.inference_mode():
+                    lm.model(
+                        input_ids.to(lm.device),
+                        attention_mask=torch.ones_like(input_ids).to(lm.device),
+                        use_cache=False,
+                    )
+        finally:
+            for handle in handles:
+                handle.remove()
     if len(seen) != n_layers:
         raise LabError(
             f"cannot capture attention of the {lm.family!r} family: only {len(seen)} of "

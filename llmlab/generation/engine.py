@@ -109,22 +109,24 @@ def generate(
         kwargs.update(output_logits=True, return_dict_in_generate=True)
     kwargs.update(generate_kwargs or {})
 
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
-    reset_peak_memory(lm.device)
-    synchronize(lm.device)
-    start = time.perf_counter()
-    clock = _TokenClock(settings.n_candidates, start, on_token)
-    stopped = None
-    try:
-        with torch.inference_mode():
-            out = lm.model.generate(
-                input_ids, attention_mask=torch.ones_like(input_ids), streamer=clock, **kwargs
-            )
-    except KeyboardInterrupt:
-        out, stopped = None, "interrupted"
-    synchronize(lm.device)
-    total = time.perf_counter() - start
+    # Timed only once the model is ours: a background sweep or capture on it finishes first.
+    with lm.exclusive("generation"):
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        reset_peak_memory(lm.device)
+        synchronize(lm.device)
+        start = time.perf_counter()
+        clock = _TokenClock(settings.n_candidates, start, on_token)
+        stopped = None
+        try:
+            with torch.inference_mode():
+                out = lm.model.generate(
+                    input_ids, attention_mask=torch.ones_like(input_ids), streamer=clock, **kwargs
+                )
+        except KeyboardInterrupt:
+            out, stopped = None, "interrupted"
+        synchronize(lm.device)
+        total = time.perf_counter() - start
 
     if out is None:
         sequences, logits = clock.sequences(), None

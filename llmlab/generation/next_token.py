@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llmlab.errors import LabError
 from llmlab.html import card, esc
 from llmlab.results import Result
 from llmlab.tokens import token_texts
@@ -145,8 +146,10 @@ def next_token_distribution(
 
     from llmlab.generation.engine import encode_prompt
 
+    if not isinstance(shown, int) or shown < 1:
+        raise LabError(f"the number of tokens to show must be at least 1, got {shown}")
     ids = encode_prompt(lm, prompt, raw=raw)
-    with torch.inference_mode():
+    with lm.exclusive("next-token view"), torch.inference_mode():
         logits = lm.model(ids).logits[0, -1].float().cpu()
     order = torch.argsort(logits, descending=True)
     top = order[:TOP_EXACT]

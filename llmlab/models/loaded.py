@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,15 @@ class LoadedModel:
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def exclusive(
+        self, what: str, *, on_wait: Callable[[str], None] | None = None
+    ) -> contextlib.AbstractContextManager[LoadedModel]:
+        """This model to yourself for the block: see :func:`llmlab.models.guard.exclusive`,
+        which every operation that runs, times, hooks or switches a model takes."""
+        from llmlab.models.guard import exclusive
+
+        return exclusive(self, what, on_wait=on_wait)
 
     def summary(self) -> dict[str, Any]:
         """One row of ``%llm models``."""

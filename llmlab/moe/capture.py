@@ -141,7 +141,7 @@ def capture_routing(
         raise LabError(f"layer {layer} is not a MoE layer; MoE layers: {indices}")
 
     inputs = []
-    with recording(lm.model, layers) as recorder:
+    with lm.exclusive("MoE capture"), recording(lm.model, layers) as recorder:
         for name, text in named.items():
             recorder.reset()
             prompt_ids = encode_prompt(lm, text, raw=True)[0].tolist()

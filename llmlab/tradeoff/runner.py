@@ -200,7 +200,12 @@ class _SweepJob:
         )
         start = time.perf_counter()
         try:
-            with config.open(self.lm) as vlm:
+            # Each row has the model to itself: a capture started meanwhile waits for the row
+            # (and a row waits for a running capture) instead of hooking the model it times.
+            with (
+                self.lm.exclusive(f"tradeoff sweep ({config.label})", on_wait=self.waiting),
+                config.open(self.lm) as vlm,
+            ):
                 runs = self.time_runs(config, vlm, point)
                 self.cost(config, vlm, point, runs)
                 self.quality(config, vlm, point, again)
@@ -212,6 +217,10 @@ class _SweepJob:
                 self.reference_error = point.error
         point.seconds = time.perf_counter() - start
         return point
+
+    def waiting(self, message: str) -> None:
+        self.sweep.current = message
+        self.sweep._notify("progress")
 
     def generate(self, config, vlm, prompt, settings):
         sweep = self.sweep
