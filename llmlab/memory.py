@@ -1,0 +1,210 @@
+"""What a capture or a sweep will hold, estimated before it runs, and a refusal over budget.
+
+Captures keep per-layer tensors whose size grows with layers × heads × tokens² (attention) or
+layers × tokens × vocabulary (lens); on a big model or a long text that is more than the machine
+has, and dying of out-of-memory halfway loses the session's state. Each estimator below counts
+the bytes the capture code allocates (its stores plus the largest per-layer transient), and
+:func:`guard` refuses in one line with the estimate and what to change.
+
+The budget is a share of what is free now on the model's device (free RAM on CPU and MPS, free
+card memory on CUDA); ``LLMLAB_MEMORY_BUDGET=4GB`` or :func:`set_budget` fixes it instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from llmlab.devices import format_bytes, free_memory_bytes, parse_size
+from llmlab.errors import LabError
+
+#: Share of the free memory a capture may take: the rest is for the forward pass's own
+#: activations, the notebook and whatever else runs on the machine.
+FREE_SHARE = 0.8
+BUDGET_ENV = "LLMLAB_MEMORY_BUDGET"
+
+_budget_override: int | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes an operation will hold, how they were counted, and what would make it smaller."""
+
+    what: str  # "attention capture"
+    bytes: int
+    breakdown: str  # "30 layers × 9 heads × 1,024² tokens × 2 B"
+    advice: str  # "capture fewer layers (--layers 10-20) or a shorter text"
+
+    def __str__(self) -> str:
+        return f"{self.what}: ~{format_bytes(self.bytes)} ({self.breakdown})"
+
+
+def set_budget(size: int | str | None) -> None:
+    """Fix the budget (bytes or ``"4GB"``); ``None`` returns to a share of free memory."""
+    global _budget_override
+    _budget_override = parse_size(size) if isinstance(size, str) else size
+
+
+def budget(device: str = "cpu") -> tuple[int, str]:
+    """(bytes, where the figure comes from)."""
+    if _budget_override is not None:
+        return _budget_override, "set by llmlab.memory.set_budget"
+    if text := os.environ.get(BUDGET_ENV):
+        return parse_size(text), f"${BUDGET_ENV}"
+    free = free_memory_bytes(device)
+    where = "free card memory" if device.startswith("cuda") else "free RAM"
+    return int(free * FREE_SHARE), f"{FREE_SHARE:.0%} of {format_bytes(free)} {where}"
+
+
+def guard(estimate: Estimate, device: str = "cpu") -> Estimate:
+    """Refuse (one-line :class:`LabError`) when ``estimate`` exceeds the budget; else return it."""
+    limit, source = budget(device)
+    if estimate.bytes > limit:
+        raise LabError(
+            f"{estimate.what} would hold ~{format_bytes(estimate.bytes)} "
+            f"({estimate.breakdown}) but the budget is {format_bytes(limit)} ({source}); "
+            f"{estimate.advice}"
+        )
+    return estimate
+
+
+# -- estimators --------------------------------------------------------------------------------
+
+
+def _text_config(config: Any) -> Any:
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _heads(config: Any) -> int:
+    return int(_text_config(config).num_attention_heads)
+
+
+def _layers(config: Any) -> int:
+    return int(_text_config(config).num_hidden_layers)
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def attention_capture(
+    config: Any,
+    tokens: int,
+    layers: int | None = None,
+    *,
+    store_bytes: int = 2,
+    thumb: int = 64,
+    compute_bytes: int = 4,
+) -> Estimate:
+    """An attention capture: the full-resolution store (layers × heads × n² in ``store_bytes``,
+    float16 by default), float32 grid thumbnails, and one layer's eager scores and softmax in
+    ``compute_bytes`` (the transient of the layer being computed)."""
+    layers = _layers(config) if layers is None else layers
+    heads = _heads(config)
+    t = min(tokens, thumb)
+    store = layers * heads * tokens * tokens * store_bytes
+    thumbs = layers * heads * t * t * 4
+    transient = 2 * heads * tokens * tokens * compute_bytes
+    return Estimate(
+        "attention capture",
+        store + thumbs + transient,
+        f"{layers} layers × {heads} heads × {_n(tokens)}² tokens × {store_bytes} B, plus one "
+        "layer's scores while computing",
+        "capture fewer layers (--layers 10-20) or a shorter text",
+    )
+
+
+def lens_capture(
+    config: Any,
+    tokens: int,
+    layers: int | None = None,
+    *,
+    top_k: int | None = None,
+    logit_bytes: int = 4,
+) -> Estimate:
+    """A logit/tuned lens: every layer's residual (layers × n × hidden) and its decoding through
+    the output head: full-vocabulary logits per layer, or only ``top_k`` ids and values when the
+    lens keeps those (then one layer's full logits are the transient)."""
+    text = _text_config(config)
+    layers = _layers(config) if layers is None else layers
+    vocab, hidden = int(text.vocab_size), int(text.hidden_size)
+    residual = layers * tokens * hidden * 4
+    per_layer_logits = tokens * vocab * logit_bytes
+    if top_k is None:
+        kept, how = layers * per_layer_logits, f"{_n(vocab)} vocabulary logits"
+    else:
+        kept, how = layers * tokens * top_k * 12 + per_layer_logits, f"top {top_k} of the logits"
+    return Estimate(
+        "lens capture",
+        residual + kept,
+        f"{layers} layers × {_n(tokens)} tokens × {how}",
+        "decode fewer layers (a layer range) or a shorter text",
+    )
+
+
+def moe_capture(
+    config: Any, tokens: int, layers: int | None = None, *, keep_router_logits: bool = False
+) -> Estimate:
+    """A MoE routing capture: per MoE layer and token the chosen experts as recorded (int64
+    ids + float32 weights) and as kept (int16 + float32), and, when a view keeps them, the
+    router's full score vector (float32, one per expert)."""
+    text = _text_config(config)
+    experts = int(
+        getattr(text, "num_local_experts", None)
+        or getattr(text, "num_experts", None)
+        or getattr(text, "n_routed_experts", None)
+        or 1
+    )
+    top_k = int(getattr(text, "num_experts_per_tok", None) or getattr(text, "top_k", None) or 1)
+    layers = _layers(config) if layers is None else layers
+    per_token = top_k * (8 + 4 + 2 + 4) + (experts * 4 if keep_router_logits else 0)
+    return Estimate(
+        "MoE routing capture",
+        layers * tokens * per_token,
+        f"{layers} MoE layers × {_n(tokens)} tokens × ({top_k} choices"
+        + (f" + {experts} router scores)" if keep_router_logits else ")"),
+        "capture fewer layers or fewer/shorter inputs",
+    )
+
+
+def kv_cache(config: Any, tokens: int, bytes_per_value: int = 4, batch: int = 1) -> int:
+    """Bytes of a full K and V cache for ``tokens`` positions."""
+    from llmlab.measure.cost import kv_cache_bytes
+
+    return batch * kv_cache_bytes(config, tokens, bytes_per_value)
+
+
+#: Weight bytes of a load-time variant relative to float32 weights (see llmlab.accel.quant).
+WEIGHT_SHARE = {"int8": 0.45, "int4": 0.2, "bnb8": 0.3, "bnb4": 0.2, "bf16": 0.5, "fp16": 0.5}
+
+
+def sweep(
+    weight_bytes: int,
+    config: Any,
+    load_variants: list[str],
+    tokens: int,
+    *,
+    kept_copies: int = 2,
+    bytes_per_value: int = 4,
+) -> Estimate:
+    """A tradeoff sweep: the model, up to ``kept_copies`` changed copies alive at once (each
+    load-time variant such as ``quant=int4`` is a private copy; see llmlab.accel.variant), and a
+    KV cache for ``tokens`` positions. A copy starts as a full-precision deep copy and is
+    quantized in place, so one full copy is held while the next variant is made."""
+    shares = sorted((_weight_share(v) for v in load_variants), reverse=True)[:kept_copies]
+    copies = int(sum(shares) * weight_bytes) + (weight_bytes if shares else 0)
+    kv = kv_cache(config, tokens, bytes_per_value)
+    return Estimate(
+        "tradeoff sweep",
+        copies + kv,
+        f"{len(shares)} changed weight copies of {format_bytes(weight_bytes)} kept, one being "
+        f"made, + KV cache for {_n(tokens)} tokens",
+        "sweep fewer load-time configurations (quant=, dtype=) or fewer new tokens",
+    )
+
+
+def _weight_share(label: str) -> float:
+    """The largest share over the parts of a load label (``quant=int8,dtype=bf16``)."""
+    values = [part.split("=", 1)[-1] for part in label.split(",")]
+    return max((WEIGHT_SHARE.get(v, 1.0) for v in values), default=1.0)
