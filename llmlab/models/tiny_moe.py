@@ -112,6 +112,104 @@ def _gpt_oss() -> PretrainedConfig:
     )
 
 
+# The same small routing shape for every other MoE family: each config class takes the keys it
+# knows (their names differ by family) and ignores the rest.
+_GENERIC: dict[str, Any] = dict(
+    moe_intermediate_size=32,
+    expert_intermediate_size=32,
+    shared_expert_intermediate_size=64,
+    num_experts=8,
+    num_local_experts=8,
+    n_routed_experts=8,
+    num_experts_per_tok=2,
+    moe_topk=2,
+    head_dim=16,
+    kv_lora_rank=16,
+    q_lora_rank=32,
+    qk_rope_head_dim=8,
+    qk_nope_head_dim=8,
+    v_head_dim=16,
+    n_group=4,
+    topk_group=2,
+    n_shared_experts=1,
+    first_k_dense_replace=1,
+)
+
+# Per family: what the shared shape above does not cover (extra or overriding keys).
+_FAMILY_EXTRAS: dict[str, dict[str, Any]] = {
+    "llama4_text": dict(
+        intermediate_size=32, intermediate_size_mlp=64, interleave_moe_layer_step=1
+    ),
+    "jetmoe": dict(kv_channels=16, num_key_value_heads=4),
+    "qwen3_next": dict(
+        decoder_sparse_step=1, layer_types=["linear_attention", "full_attention"] * 2
+    ),
+    "granitemoeshared": dict(num_local_experts=8),
+    "granitemoehybrid": dict(
+        layer_types=["mamba", "attention"] * 2,
+        mamba_n_heads=8,
+        mamba_d_head=16,
+        mamba_d_state=16,
+        mamba_n_groups=1,
+        mamba_chunk_size=16,
+    ),
+    "deepseek_v2": dict(topk_method="group_limited_greedy", num_key_value_heads=4),
+    "phimoe": dict(),
+    "minimax": dict(layer_types=["full_attention"] * 4, block_size=16),
+    "hunyuan_v1_moe": dict(num_shared_expert=1),
+    "ernie4_5_moe": dict(
+        moe_layer_start_index=1, moe_num_shared_experts=1, moe_num_experts=8, moe_k=2
+    ),
+    "glm4_moe": dict(),
+    "dots1": dict(),
+    "flex_olmo": dict(),
+    "longcat_flash": dict(
+        zero_expert_num=2,
+        expert_ffn_hidden_size=32,
+        ffn_hidden_size=64,
+        num_layers=2,
+        head_dim=8,
+        num_key_value_heads=4,
+    ),
+    "dbrx": dict(),
+}
+
+
+def _generic(model_type: str) -> PretrainedConfig:
+    import inspect
+
+    from transformers import CONFIG_MAPPING
+
+    cls = CONFIG_MAPPING[model_type]
+    known: set[str] = set()
+    for klass in cls.__mro__:
+        known |= set(getattr(klass, "__annotations__", {}))
+        known |= set(inspect.signature(klass.__init__).parameters)
+    wanted = {**MOE_SMALL, **_GENERIC, **_ids(), **_FAMILY_EXTRAS.get(model_type, {})}
+    if model_type == "dbrx":  # DBRX nests attention and experts in sub-configs
+        wanted = dict(
+            d_model=64,
+            n_heads=4,
+            n_layers=4,
+            max_seq_len=2048,
+            **_ids(),
+            attn_config=dict(kv_n_heads=2, clip_qkv=8.0),
+            ffn_config=dict(ffn_hidden_size=32, moe_num_experts=8, moe_top_k=2),
+        )
+    extras = _FAMILY_EXTRAS.get(model_type, {})
+    config = cls(**{k: v for k, v in wanted.items() if k in known or k in extras})
+    if model_type == "dbrx":
+        # transformers 5.24's DbrxAttention reads attn_config.rope_theta, which the attention
+        # sub-config no longer declares (rope settings moved to rope_parameters).
+        theta = (config.rope_parameters or {}).get("rope_theta", 500000.0)
+        object.__setattr__(config.attn_config, "rope_theta", theta)
+    return config
+
+
+for _family in _FAMILY_EXTRAS:
+    tiny_config(_family.removesuffix("_text"))(lambda family=_family: _generic(family))
+
+
 def olmoe_scale_config(
     num_hidden_layers: int = 16, num_experts: int = 64, top_k: int = 8
 ) -> PretrainedConfig:

@@ -50,12 +50,23 @@ class RoutingRecorder:
             rest = list(args[1:]) + list(kwargs.values())
             if len(rest) < 2:
                 raise LabError(f"unexpected call of {type(module).__name__}: no routing inputs")
-            index, weights = rest[0], rest[1]
-            self.chunks[layer.index].append(
-                (index.detach().to("cpu"), weights.detach().to("cpu", dtype=_float32()))
-            )
+            self._keep(layer, rest[0], rest[1])
 
         return record
+
+    def router_hook_for(self, layer: MoeLayer, read: Any, top_k: int):
+        """For families whose experts never see the indices: read the router's output."""
+
+        def record(module: Any, args: tuple, output: Any) -> None:
+            index, weights = read(module, output, top_k)
+            self._keep(layer, index, weights)
+
+        return record
+
+    def _keep(self, layer: MoeLayer, index: Any, weights: Any) -> None:
+        self.chunks[layer.index].append(
+            (index.detach().to("cpu"), weights.detach().to("cpu", dtype=_float32()))
+        )
 
     def reset(self) -> None:
         for chunks in self.chunks.values():
@@ -95,15 +106,23 @@ def _float32() -> Any:
 @contextmanager
 def recording(model: Any, layers: list[MoeLayer] | None = None) -> Iterator[RoutingRecorder]:
     """Hook every MoE layer of ``model`` for the duration of the block; always unhooks."""
+    adapter = adapter_for(model)
     if layers is None:
-        layers = moe_layers(model, adapter_for(model))
+        layers = moe_layers(model, adapter)
     recorder = RoutingRecorder(layers)
     handles = []
     try:
         for layer in layers:
-            handles.append(
-                layer.experts.register_forward_pre_hook(recorder.hook_for(layer), with_kwargs=True)
-            )
+            if adapter.read_router is not None:
+                top_k = routing_shape(layer, model.config)[1]
+                hook = recorder.router_hook_for(layer, adapter.read_router, top_k)
+                handles.append(layer.router.register_forward_hook(hook))
+            else:
+                handles.append(
+                    layer.experts.register_forward_pre_hook(
+                        recorder.hook_for(layer), with_kwargs=True
+                    )
+                )
         yield recorder
     finally:
         for handle in handles:
@@ -132,7 +151,7 @@ def capture_routing(
 
     adapter = adapter_for(lm.model)
     layers = moe_layers(lm.model, adapter)
-    n_experts, top_k = routing_shape(layers[0])
+    n_experts, top_k = routing_shape(layers[0], lm.model.config)
     named = _named(texts)
     if generate < 0:
         raise LabError("--generate takes a number of tokens ≥ 0")
