@@ -36,8 +36,12 @@ class Lab:
     ) -> LoadedModel:
         """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active."""
         from llmlab.models.registry import load_model
+        from llmlab.served.model import PREFIX, load_served
 
-        lm = load_model(spec, name=name, **options)
+        if spec.startswith(PREFIX):  # an OpenAI-compatible server (llmlab.served)
+            lm = load_served(spec, name=name, **options)
+        else:
+            lm = load_model(spec, name=name, **options)
         self.models[lm.name] = lm
         self.histories.setdefault(lm.name, [])
         self.prefix_caches.pop(lm.name, None)  # a reloaded name must not reuse the old KV
@@ -63,7 +67,9 @@ class Lab:
         name = name or self.active
         if name is None or name not in self.models:
             raise LabError(f"no model named {name!r} is loaded; loaded: {self._names()}")
-        del self.models[name]
+        lm = self.models.pop(name)
+        if getattr(lm, "served", False):
+            lm.endpoint.close()
         self.histories.pop(name, None)
         self.last_exchange.pop(name, None)
         self.prefix_caches.pop(name, None)
@@ -110,6 +116,12 @@ class Lab:
         return result
 
     def _generate(self, lm, prompt, settings, *, raw=False, on_token=None, accel=None):
+        if getattr(lm, "served", False):
+            from llmlab.served.generate import served_generate
+
+            if accel:
+                raise LabError(f"{lm.name} is a served model: accelerations run on the server")
+            return served_generate(lm, prompt, settings, raw=raw, on_token=on_token)
         if accel is None or accel == "":
             return generate(lm, prompt, settings, raw=raw, on_token=on_token)
         from llmlab.accel import PrefixCache, generate_accelerated
@@ -163,7 +175,12 @@ class Lab:
         self, prompt: str, *, model: str | None = None, **options: Any
     ) -> NextTokenDistribution:
         """The next-token distribution after ``prompt`` (see :func:`next_token_distribution`)."""
-        return next_token_distribution(self.model(model), prompt, **options)
+        lm = self.model(model)
+        if getattr(lm, "served", False):
+            from llmlab.served.generate import served_next_token
+
+            return served_next_token(lm, prompt, **options)
+        return next_token_distribution(lm, prompt, **options)
 
 
 _default_lab: Lab | None = None

@@ -93,7 +93,8 @@ function render({ model, el: root }) {
       b.value.textContent = `${base[i].toFixed(3)} → ${r.probs[i].toFixed(3)}`;
     });
     footer.textContent = `${r.nKept.toLocaleString()} of ${p.vocab_size.toLocaleString()} tokens can be sampled · ` +
-      `mass outside the top ${p.logits.length} at this temperature: ${(100 * r.tailMass).toFixed(2)}%`;
+      `mass outside the top ${p.logits.length} at this temperature: ${(100 * r.tailMass).toFixed(2)}%` +
+      (p.note ? ` · ${p.note}` : "");
   }
   for (const [s, name, cast] of [[temp, "temperature", Number], [topK, "top_k", (v) => Math.round(Number(v))], [topP, "top_p", Number]]) {
     s.input.addEventListener("input", () => {

@@ -40,6 +40,7 @@ class NextTokenDistribution(Result):
     top_k: int | None = None
     top_p: float | None = None
     shown: int = 20
+    note: str = ""  # e.g. a served model's distribution is only the server's top log-probs
     _probs_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def reshape(
@@ -112,7 +113,8 @@ class NextTokenDistribution(Result):
         )
         return card(
             head + "".join(rows) + f"</table><div class='llmlab-stats'>{esc(self.model)} · "
-            f"faded rows are cut by top-k/top-p · vocabulary {self.vocab_size}</div>"
+            f"faded rows are cut by top-k/top-p · "
+            f"{esc(self.note) if self.note else f'vocabulary {self.vocab_size}'}</div>"
         )
 
     def payload(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ class NextTokenDistribution(Result):
             "tail_counts": self.tail_counts,
             "vocab_size": self.vocab_size,
             "shown": self.shown,
+            "note": self.note,
         }
 
 

@@ -54,8 +54,10 @@ class GenerationStats:
             parts.append(f"TTFT {self.ttft_s * 1000:.0f} ms")
         if (tps := self.decode_tokens_per_s) is not None:
             parts.append(f"decode {tps:.1f} tok/s")
-        parts.append(f"{self.peak_memory_kind} {format_bytes(self.peak_memory_bytes)}")
-        parts.append(f"{self.device}/{self.dtype}")
+        if self.peak_memory_kind:  # empty for a served model: the server's memory is unseen
+            parts.append(f"{self.peak_memory_kind} {format_bytes(self.peak_memory_bytes)}")
+        if self.dtype:
+            parts.append(f"{self.device}/{self.dtype}")
         parts.extend(f"{k} {v}" for k, v in self.extra.items())
         if self.stopped == "interrupted":
             parts.append("interrupted")

@@ -5,20 +5,29 @@ from __future__ import annotations
 from llmlab.magics.registry import Context, arg, command
 
 from llmlab.devices import DEVICES, DTYPES, format_bytes
+from llmlab.errors import LabError
 from llmlab.models.registry import ATTN_IMPLEMENTATIONS
 
 
 @command(
     "load",
-    "load a model: 'default' (embedded SmolLM2-135M-Instruct), tiny:FAMILY, a folder or a Hub id",
+    "load a model: 'default' (embedded SmolLM2-135M-Instruct), tiny:FAMILY, a folder, a Hub id "
+    "or openai:URL (a served model)",
     arg("spec", nargs="?", default="default", help="what to load (default: the embedded model)"),
     arg("--name", help="how to refer to it (default: derived from the spec)"),
     arg("--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"),
     arg("--dtype", default="auto", choices=DTYPES, help="auto: float32 on CPU, bfloat16 on CUDA"),
     arg("--attn", default="sdpa", choices=ATTN_IMPLEMENTATIONS, help="attention kernel"),
     arg("--trust-remote-code", action="store_true", help="allow a Hub repo's own model code"),
+    arg("--model", help="with openai:URL: the model name the server knows (docs/served.md)"),
+    arg("--api-key-env", metavar="VAR", help="with openai:URL: the env variable holding the key"),
+    arg("--timeout", type=float, default=60.0, help="with openai:URL: seconds to wait for data"),
 )
 def load(ctx: Context, args) -> None:
+    if args.spec.startswith("openai:"):
+        return _load_served(ctx, args)
+    if args.model or args.api_key_env:
+        raise LabError("--model and --api-key-env are for served models: openai:http://HOST/v1")
     lm = ctx.lab.load(
         args.spec,
         name=args.name,
@@ -35,6 +44,17 @@ def load(ctx: Context, args) -> None:
     )
     for note in lm.notes:
         print(f"note: {note}")
+
+
+def _load_served(ctx: Context, args) -> None:
+    lm = ctx.lab.load(
+        args.spec,
+        name=args.name,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        timeout_s=args.timeout,
+    )
+    print(f"loaded {lm.name}: {lm.source}, answered in {lm.load_seconds:.2f} s")
 
 
 @command("models", "list the loaded models (the active one is marked)")

@@ -1,0 +1,134 @@
+"""A model behind an OpenAI-compatible server, standing in for a local :class:`LoadedModel`.
+
+Generation, chat and the next-token view work through the server's API. What needs the
+weights (attention, hidden states, expert routing, accelerations) meets :attr:`ServedModel.model`,
+which raises one clear :class:`LabError` instead of failing deep inside a capture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmlab.errors import LabError
+from llmlab.served.client import DEFAULT_TIMEOUT_S, Endpoint
+
+PREFIX = "openai:"
+
+
+class PieceVocab:
+    """The server streams text pieces, not its token ids. Each distinct piece gets a small id
+    in this table so results keep a ``token_ids`` list and ``decode`` works as for a local
+    tokenizer; ``pieces[i]`` is the text of id ``i``. The ids are this session's, not the
+    server's."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self._ids: dict[str, int] = {}
+
+    def id_of(self, piece: str) -> int:
+        if piece not in self._ids:
+            self._ids[piece] = len(self.pieces)
+            self.pieces.append(piece)
+        return self._ids[piece]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(self.pieces[i] for i in ids)
+
+    chat_template = "applied by the server"
+    pad_token_id = None
+
+
+@dataclass
+class ServedModel:
+    """``%llm load openai:URL --model NAME``. ``served`` marks it for code that must branch."""
+
+    name: str
+    spec: str
+    endpoint: Endpoint
+    model_id: str  # the name the server knows it by
+    server_models: list[str]
+    load_seconds: float
+    notes: list[str] = field(default_factory=list)
+    tokenizer: PieceVocab = field(default_factory=PieceVocab)
+
+    served = True
+    device = "served"
+    dtype = "server-side"
+    family = "served"
+    has_chat_template = True
+    context_length = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.model_id} served at {self.endpoint.base_url}"
+
+    @property
+    def model(self) -> Any:
+        raise LabError(
+            f"{self.name} is a served model ({self.endpoint.base_url}): its weights stay on the "
+            "server, so attention, hidden states, experts and accelerations cannot be reached "
+            "from here; load a local model for this"
+        )
+
+    @property
+    def config(self) -> Any:
+        return self.model
+
+    def summary(self) -> dict[str, Any]:
+        """One row of ``%llm models`` (the same columns as a local model)."""
+        return {
+            "name": self.name,
+            "family": "served",
+            "params": "?",
+            "layers": None,
+            "heads": None,
+            "device": f"served ({self.endpoint.host})",
+            "dtype": "server-side",
+            "attention": "server-side",
+            "weights": "on the server",
+            "context": None,
+            "source": self.source,
+        }
+
+
+def is_served(lm: Any) -> bool:
+    return bool(getattr(lm, "served", False))
+
+
+def load_served(
+    spec: str,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    api_key_env: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ServedModel:
+    """Connect to ``openai:http://host:port/v1`` and check that it serves ``model``.
+
+    Without ``model`` the server's only model is taken; with several it must be named.
+    """
+    start = time.perf_counter()
+    endpoint = Endpoint(spec.removeprefix(PREFIX), api_key_env=api_key_env, timeout_s=timeout_s)
+    available = endpoint.models()
+    if model is None:
+        if len(available) != 1:
+            raise LabError(
+                f"the server at {endpoint.host} serves {', '.join(available) or 'no model'}; "
+                "name one with --model"
+            )
+        model = available[0]
+    elif available and model not in available:
+        raise LabError(
+            f"the server at {endpoint.host} has no model {model!r}; it serves: "
+            f"{', '.join(available)}"
+        )
+    return ServedModel(
+        name=name or model.rsplit("/", 1)[-1],
+        spec=spec,
+        endpoint=endpoint,
+        model_id=model,
+        server_models=available,
+        load_seconds=time.perf_counter() - start,
+    )

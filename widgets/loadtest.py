@@ -1,0 +1,101 @@
+"""Live view of a load sweep: the latency-vs-throughput plot gains a point per concurrency level
+as each finishes, with a progress line and the percentile table filling below. The figure and
+table come from :mod:`llmlab.served.render`, so the live view and the offline HTML agree."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ipywidgets as widgets
+
+from llmlab.html import card
+from llmlab.served.loadtest import LoadTest
+from llmlab.served.render import build_figure, figure_data, header_html, table_html
+
+#: Progress redraws are throttled; a finished level always redraws.
+PROGRESS_REFRESH_S = 0.25
+
+
+class LoadTestView(widgets.VBox):
+    """``LoadTestView(test)``: subscribes to the test and redraws as levels finish."""
+
+    def __init__(self, test: LoadTest) -> None:
+        import plotly.graph_objects as go
+
+        self.test = test
+        self.header = widgets.HTML()
+        self.status = widgets.HTML()
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "320px"})
+        self.figure = go.FigureWidget(build_figure(test))
+        self.table = widgets.HTML()
+        self._last = 0.0
+        super().__init__(
+            [self.header, widgets.HBox([self.progress, self.status]), self.figure, self.table],
+            layout={"max_width": "1000px"},
+        )
+        self.add_class("llmlab-loadtest")
+        self._refresh(redraw=True)
+        test.subscribe(self._on_event)
+
+    def _on_event(self, test: LoadTest, event: str) -> None:
+        now = time.monotonic()
+        if event == "progress" and now - self._last < PROGRESS_REFRESH_S:
+            return
+        self._last = now
+        self._refresh(redraw=event in ("level", "end"))
+        if event == "end":
+            self._update_display()
+
+    # -- display ------------------------------------------------------------------------------
+    def _ipython_display_(self) -> None:
+        """Display with a handle kept: when the test ends, the display is updated so that its
+        static copy (what saved notebooks and reports show) is the finished test's page."""
+        from IPython.display import display
+
+        self._handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+
+    def _update_display(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            handle.update(self._repr_mimebundle_(), raw=True)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if self.test.status == "running":
+            data["text/html"] = card(
+                header_html(self.test) + '<div class="llmlab-stats">live view: needs a running '
+                "kernel; display the test again when it has finished for a static copy.</div>"
+            )
+        else:
+            data["text/html"] = self.test.to_html()
+        return bundle
+
+    def _refresh(self, redraw: bool) -> None:
+        t = self.test
+        total = max(len(t.concurrency) * t.requests, 1)
+        done = len(t.levels) * t.requests + (t.done_requests if t.current else 0)
+        self.progress.value = min(done / total, 1.0) if t.status == "running" else 1.0
+        state = t.current or t.status
+        self.status.value = (
+            f"<span class='llmlab-stats'>&nbsp;{state}: {done}/{total} requests</span>"
+        )
+        self.header.value = header_html(t)
+        if redraw:
+            with self.figure.batch_update():
+                for trace, data in zip(self.figure.data, figure_data(t)):
+                    trace.x, trace.y, trace.text = data["x"], data["y"], data["text"]
+                    trace.customdata = data["customdata"]
+                    trace.error_y.array = data["error_y"]["array"]
+                    trace.error_y.arrayminus = data["error_y"]["arrayminus"]
+            self.table.value = table_html(t)
+
+
+def _register() -> None:
+    from llmlab.results import register_view
+
+    register_view(LoadTest, LoadTestView)
+
+
+_register()
