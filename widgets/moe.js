@@ -145,11 +145,14 @@ function mapView(p, d, state) {
 
 function barChart(values, opts) {
   // values: [{v, color, title, label}], optional overlay values and dashed reference lines.
-  const W = opts.width || 640, H = opts.height || 150;
-  const peak = Math.max(...values.map((x) => x.v), ...(opts.lines || []).map((x) => x.v), 1e-9) * 1.12;
+  // Reference lines are labelled in a margin right of the bars, so labels never cover a bar.
+  const lines = opts.lines || [];
+  const margin = lines.length ? 118 : 0;
+  const W = (opts.width || 640) + margin, H = opts.height || 150, plotW = W - margin;
+  const peak = Math.max(...values.map((x) => x.v), ...lines.map((x) => x.v), 1e-9) * 1.12;
   const y = (v) => H - 14 - ((H - 24) * v) / peak;
   const s = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` });
-  const bw = W / values.length;
+  const bw = plotW / values.length;
   values.forEach((x, i) => {
     s.append(svg("rect", { x: i * bw + 0.5, y: y(x.v), width: Math.max(bw - 1, 1), height: y(0) - y(x.v),
       fill: x.color, opacity: x.opacity ?? 1 }, x.title));
@@ -163,14 +166,28 @@ function barChart(values, opts) {
       s.append(label);
     }
   });
-  for (const line of opts.lines || []) {
-    s.append(svg("line", { x1: 0, x2: W, y1: y(line.v), y2: y(line.v), stroke: line.color, "stroke-dasharray": line.dash }));
-    const t = svg("text", { x: W - 4, y: y(line.v) - 3, "text-anchor": "end" });
+  let lastY = -Infinity;
+  for (const line of [...lines].sort((a, b) => b.v - a.v)) {
+    s.append(svg("line", { x1: 0, x2: plotW, y1: y(line.v), y2: y(line.v), stroke: line.color, "stroke-dasharray": line.dash }));
+    const ty = Math.max(y(line.v) + 3, lastY + 11); // equal shares (k = 1) would stack labels
+    lastY = ty;
+    const t = svg("text", { x: plotW + 4, y: ty });
     t.textContent = line.label;
+    s.append(t);
+  }
+  if (opts.xTitle) {
+    const t = svg("text", { x: plotW / 2, y: H + 10, "text-anchor": "middle" });
+    t.textContent = opts.xTitle;
+    s.setAttribute("height", H + 14);
+    s.setAttribute("viewBox", `0 0 ${W} ${H + 14}`);
     s.append(t);
   }
   return s;
 }
+
+// Label every expert whose number fits in its px-wide column, else every few.
+const expertTick = (e, E, px) =>
+  e % Math.max(Math.ceil(E / 32), Math.ceil((E > 100 ? 20 : E > 10 ? 15 : 8) / px)) === 0;
 
 function loadView(p, d, state) {
   const box = el("div");
@@ -180,24 +197,33 @@ function loadView(p, d, state) {
   box.append(barChart(p.load_topk[pos].map((c, e) => ({
     v: c / T, over: p.load_top1[pos][e] / T, color: p.palette[e], opacity: 0.45,
     title: `expert ${e}: top-${K} ${c} tokens (${(c / T).toFixed(3)}), first choice ${p.load_top1[pos][e]}`,
-  })), { lines: [
+    label: expertTick(e, E, 640 / E) ? String(e) : undefined,
+  })), { xTitle: "expert", lines: [
     { v: K / E, color: "#cf222e", dash: "4 3", label: `uniform k/E = ${(K / E).toFixed(3)}` },
     { v: 1 / E, color: "#1f2328", dash: "2 3", label: `1/E = ${(1 / E).toFixed(3)}` },
   ] }));
   box.append(note("Every layer: top-k load ÷ uniform (red above, blue below). Click a row to open that layer."));
-  const cell = Math.max(4, Math.min(14, Math.floor(600 / E))), left = 34;
-  const heat = svg("svg", { width: left + E * cell, height: d.L * cell });
+  const cell = Math.max(4, Math.min(14, Math.floor(600 / E))), left = 34, top = 12;
+  const heat = svg("svg", { width: left + E * cell, height: top + d.L * cell });
+  for (let e = 0; e < E; e++) {
+    if (!expertTick(e, E, cell)) continue;
+    const t = svg("text", { x: left + e * cell + cell / 2, y: top - 2, "text-anchor": "middle" });
+    t.textContent = String(e);
+    heat.append(t);
+  }
+  const rows = svg("g", { transform: `translate(0 ${top})` });
+  heat.append(rows);
   p.layers.forEach((layer, l) => {
     const label = svg("text", { x: 0, y: l * cell + cell - 2 });
     label.textContent = `L${layer}`;
-    heat.append(label);
+    rows.append(label);
     for (let e = 0; e < E; e++) {
       const ratio = p.load_topk[l][e] / (T * K / E);
       const r = svg("rect", { x: left + e * cell, y: l * cell, width: cell, height: cell, fill: ratioColor(ratio) },
         `layer ${layer}, expert ${e}: ${ratio.toFixed(2)}× uniform`);
       r.style.cursor = "pointer";
       r.addEventListener("click", () => state.setLayer(layer));
-      heat.append(r);
+      rows.append(r);
     }
   });
   box.append(heat);
@@ -225,12 +251,30 @@ function coactView(p, d, state) {
   box.append(note(`Layer ${state.layer}: row i, column j = P(j in top-${K} | i in top-${K}); ` +
     `darkest ${top.toFixed(2)}; independent choices give about ${((K - 1) / Math.max(E - 1, 1)).toFixed(2)}.`));
   const cell = Math.max(4, Math.min(16, Math.floor(480 / E)));
-  const s = svg("svg", { width: E * cell, height: E * cell, class: "llmlab-moe-frame" });
+  // Expert numbers on both axes (every one, or every few when there are many experts).
+  const left = 40, head = 34;
+  const s = svg("svg", { width: left + E * cell, height: head + E * cell });
+  const caption = svg("text", { x: left, y: 9 });
+  caption.textContent = "expert j (also chosen) →";
+  const side = svg("text", { x: 0, y: 21 });
+  side.textContent = "expert i ↓";
+  s.append(caption, side);
+  for (let e = 0; e < E; e++) {
+    if (!expertTick(e, E, cell)) continue;
+    const c = svg("text", { x: left + e * cell + cell / 2, y: head - 4, "text-anchor": "middle" });
+    c.textContent = String(e);
+    const r = svg("text", { x: left - 4, y: head + e * cell + cell / 2 + 3, "text-anchor": "end" });
+    r.textContent = String(e);
+    s.append(c, r);
+  }
+  const grid = svg("g", { transform: `translate(${left} ${head})` });
+  grid.append(svg("rect", { x: 0, y: 0, width: E * cell, height: E * cell, fill: "none", stroke: "#d0d7de" }));
   for (let i = 0; i < E; i++) for (let j = 0; j < E; j++) {
     const v = P[i * E + j];
-    if (v > 0) s.append(svg("rect", { x: j * cell, y: i * cell, width: cell, height: cell, fill: seqColor(v / (top || 1)) },
+    if (v > 0) grid.append(svg("rect", { x: j * cell, y: i * cell, width: cell, height: cell, fill: seqColor(v / (top || 1)) },
       `P(expert ${j} | expert ${i}) = ${v.toFixed(2)}`));
   }
+  s.append(grid);
   box.append(s);
   return box;
 }
@@ -337,9 +381,20 @@ function render({ model, el: root }) {
     layerSelect.style.display = [1, 2, 4].includes(state.tab) ? "" : "none";
     body.replaceChildren(TABS[state.tab][1](p, d, state));
   }
-  state.setLayer = (layer) => { state.layer = layer; layerSelect.value = String(layer); draw(); };
+  // One chosen layer for every tab: picking a layer in the token map, load, co-activation or
+  // across-inputs tab keeps it when you switch tabs (the map's "all" stays a map-only mode).
+  state.setLayer = (layer) => {
+    state.layer = layer;
+    layerSelect.value = String(layer);
+    if (state.mapLayer !== "all") { state.mapLayer = String(layer); mapSelect.value = String(layer); }
+    draw();
+  };
   layerSelect.addEventListener("change", () => state.setLayer(Number(layerSelect.value)));
-  mapSelect.addEventListener("change", () => { state.mapLayer = mapSelect.value; draw(); });
+  mapSelect.addEventListener("change", () => {
+    state.mapLayer = mapSelect.value;
+    if (state.mapLayer !== "all") state.setLayer(Number(state.mapLayer));
+    else draw();
+  });
   box.append(bar, body);
   root.append(box);
   draw();
