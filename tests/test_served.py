@@ -220,3 +220,36 @@ def test_magics_load_generate_next_and_load_test(ip, fake, capsys):
         run_magic(ip, "load-test --slo fast=1ms")
     with pytest.raises(UsageError, match="only for served|for served models"):
         run_magic(ip, "load default --api-key-env X")
+
+
+def test_tradeoff_sweep_mixes_local_and_served(fake, tiny_llama):
+    from llmlab.tradeoff import run_sweep
+
+    lab = _lab(fake.url)
+    sm = lab.model()
+    sweep = run_sweep(
+        tiny_llama,
+        "baseline,served:fake-model",
+        ["What is the capital of France?"],
+        max_new_tokens=4,
+        repeats=3,
+        warmup=0,
+        prices={"fake-model": 0.5},
+        models=lab.models,
+    )
+    served = sweep.point("served:fake-model")
+    assert served.status == "ok", served.error
+    assert served.latency.ttft_s.n == 3 and served.latency.tpot_s.value > 0
+    assert served.usd_per_mtok.value == pytest.approx(
+        served.latency.s_per_token.value * 0.5 / 3600 * 1e6
+    )
+    # A random tiny model and a fixed fake answer: measured as different, honestly.
+    assert served.greedy_matches == [False] and served.texts == ["The capital of France"]
+    assert "on the server" in served.quality_note and "top-1 judged" in served.quality_note
+    # The quality pass asked for top log-probs; the timed runs did not (they slow servers).
+    timed = [b for b in fake.requests if b.get("max_tokens") == 4]
+    assert sum("logprobs" in b for b in timed) == 1 and len(timed) == 4
+    row = sweep.to_pandas().loc["served:fake-model"]
+    assert row["peak_mem_mb"] is None or row["peak_mem_mb"] != row["peak_mem_mb"]
+    with pytest.raises(LabError, match="no served model named 'nope'"):
+        run_sweep(tiny_llama, "baseline,served:nope", ["q"], models={"fake-model": sm})

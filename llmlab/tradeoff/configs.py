@@ -86,16 +86,32 @@ def accel_configuration(text: str) -> Configuration:
     )
 
 
-def resolve_configs(configs: str | Sequence[str | Configuration]) -> list[Configuration]:
+def resolve_configs(
+    configs: str | Sequence[str | Configuration],
+    *,
+    models: dict[str, Any] | None = None,
+    prices: dict[str, float] | None = None,
+) -> list[Configuration]:
     """Every configuration of a sweep, each checked before anything runs; baseline first,
-    duplicates dropped. An unknown name fails here, in one line."""
+    duplicates dropped. An unknown name fails here, in one line.
+
+    ``served:NAME`` (or a served model object) is a served target (:mod:`llmlab.served`),
+    looked up in ``models`` (default: the session's); ``prices[NAME]`` is its US$ per hour."""
+    from llmlab.served.tradeoff import served_target
+
     items = configs if not isinstance(configs, str) else split_configs(configs)
     resolved: list[Configuration] = []
     for item in items:
         if isinstance(item, Configuration):
             resolved.append(item)
             continue
+        if getattr(item, "served", False):
+            resolved.append(served_target(item, models, prices))
+            continue
         for text in split_configs([item]):
+            if text.startswith("served:"):
+                resolved.append(served_target(text, models, prices))
+                continue
             try:
                 resolved.append(accel_configuration(text))
             except LabError as err:

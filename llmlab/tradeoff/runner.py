@@ -80,6 +80,7 @@ def run_sweep(
     background: bool = False,
     listeners: Sequence[Callable[[Sweep, str], None]] = (),
     start: bool = True,
+    models: dict[str, Any] | None = None,
 ) -> Sweep:
     """Measure every configuration in ``configs`` on ``lm`` over ``prompts`` (greedy).
 
@@ -89,6 +90,8 @@ def run_sweep(
     recorded on its row and the sweep goes on. With ``background=True`` the sweep runs in a
     thread and the returned :class:`Sweep` fills as points finish (``sweep.wait()``). With
     ``start=False`` nothing runs until ``sweep.start()`` (so a view can subscribe first).
+    ``served:NAME`` in ``configs`` measures a served model (looked up in ``models``, default
+    the session's) on the same prompts; ``prices[NAME]`` is its US$ per hour.
     """
     from llmlab.generation.settings import GenerationSettings
     from llmlab.tradeoff.render import check_axes
@@ -98,7 +101,7 @@ def run_sweep(
     prompts = default_prompts() if prompts is None else [p for p in prompts if p.strip()]
     if not prompts:
         raise LabError("the prompt set is empty; give at least one prompt (one per line)")
-    configurations = resolve_configs(configs)
+    configurations = resolve_configs(configs, models=models, prices=prices)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     sweep = Sweep(
         model=lm.name,
@@ -207,8 +210,11 @@ class _SweepJob:
                 config.open(self.lm) as vlm,
             ):
                 runs = self.time_runs(config, vlm, point)
-                self.cost(config, vlm, point, runs)
-                self.quality(config, vlm, point, again)
+                if getattr(vlm, "served", False):
+                    self.served(config, vlm, point)
+                else:
+                    self.cost(config, vlm, point, runs)
+                    self.quality(config, vlm, point, again)
         except (_Stopped, KeyboardInterrupt):
             raise
         except Exception as err:  # noqa: BLE001 - record the failure on its row, go on
@@ -263,6 +269,22 @@ class _SweepJob:
         if any(r is not None for r in rates):
             point.acceptance_rate = Spread.of(rates, headline="mean")
         return runs
+
+    def served(self, config: Configuration, sm: Any, point: SweepPoint) -> None:
+        """A served target: cost at its own price, quality judged by the local reference."""
+        from llmlab.served.tradeoff import served_figures
+
+        ok = self.reference is not None
+        served_figures(
+            self.lm,
+            sm,
+            point,
+            prompts=self.sweep.prompts,
+            reference_texts=self.sweep.reference_texts if ok else [],
+            reference_ids=self.ref_tokens if ok else [],
+            max_new_tokens=self.settings.max_new_tokens,
+            usd_per_hour=config.accel.get("usd_per_hour"),
+        )
 
     def tick(self) -> None:
         self.sweep.done_units += 1
