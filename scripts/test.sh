@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# llama.cpp's OpenAI-compatible server for the served-engine tests (built once, ~5 min, cached
+# outside the repo). Only the tests need it; if the build fails they skip and say why.
+if [ "${LLMLAB_SKIP_LLAMA:-0}" != 1 ]; then
+  bash scripts/llama_server.sh || echo "test.sh: llama.cpp server build failed; served-engine tests will be skipped" >&2
+fi
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 ruff check . && ruff format --check .

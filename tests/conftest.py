@@ -25,6 +25,19 @@ def tiny_llama():
     return load_model("tiny:llama")
 
 
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1 serving the default model's GGUF,
+    started once per session and stopped after it. scripts/test.sh builds it
+    (scripts/llama_server.sh); elsewhere the served-engine tests skip with the reason."""
+    from llmlab.served import llama
+
+    if not llama.available():
+        pytest.skip("llama-cpp-python[server] is not installed (bash scripts/llama_server.sh)")
+    with llama.start_llama_server() as server:
+        yield server
+
+
 @pytest.fixture
 def ip():
     """An IPython shell with `%load_ext llmlab` done and a fresh default session."""

@@ -98,6 +98,11 @@ def run_sweep(
 
     check_repeats(repeats, warmup)
     check_axes(axes)
+    if getattr(lm, "served", False):
+        raise LabError(
+            f"{lm.name} is served: the sweep's reference must be a local model; "
+            f"add the served one to the configurations as served:{lm.name}"
+        )
     prompts = default_prompts() if prompts is None else [p for p in prompts if p.strip()]
     if not prompts:
         raise LabError("the prompt set is empty; give at least one prompt (one per line)")

@@ -39,7 +39,8 @@ def _prices(items: list[str] | None) -> dict[str, float]:
     arg(
         "--configs",
         help="comma-separated configurations, parts of one joined with +, e.g. "
-        "baseline,kv=off,quant=int8,spec=prompt-lookup,bf16,spec=prompt-lookup+quant=int8",
+        "baseline,kv=off,quant=int8,spec=prompt-lookup,bf16,spec=prompt-lookup+quant=int8; "
+        "served:NAME adds a loaded served model (docs/served.md)",
     ),
     arg("--prompts", help="text file, one prompt per line (default: 4 short built-in prompts)"),
     arg(
@@ -51,7 +52,12 @@ def _prices(items: list[str] | None) -> dict[str, float]:
     arg("--repeats", type=int, default=3, help="timed passes over the prompts (>= 3)"),
     arg("--warmup", type=int, default=1, help="untimed warm-up generations per configuration"),
     arg("--text", help="text file for perplexity (default: the text that ships with llmlab)"),
-    arg("--price", action="append", metavar="DEVICE=USD", help="hourly price, e.g. cpu=0.05"),
+    arg(
+        "--price",
+        action="append",
+        metavar="DEVICE=USD",
+        help="hourly price, e.g. cpu=0.05; for a served target its name, e.g. served=0.50",
+    ),
     arg(
         "--wait",
         action="store_true",
