@@ -10,7 +10,7 @@ compact payloads for long inputs, and differences between two variants.
     diff.ranking().head()                # the heads that changed most
 """
 
-from llmlab.attention.capture import MAX_TOKENS, attention_modules, eager_attention, hook_count
+from llmlab.attention.capture import MAX_TOKENS, eager_attention, hook_count, parse_layers
 from llmlab.attention.engine import attention, compare, compare_results
 from llmlab.attention.result import AttentionComparison, AttentionResult
 
@@ -19,9 +19,9 @@ __all__ = [
     "AttentionComparison",
     "AttentionResult",
     "attention",
-    "attention_modules",
     "compare",
     "compare_results",
     "eager_attention",
     "hook_count",
+    "parse_layers",
 ]

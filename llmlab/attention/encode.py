@@ -97,6 +97,54 @@ def signed_max_pool(d: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(up >= down, up, -down)
 
 
+class RowPool:
+    """Max pooling of an (H, nq, nk) matrix fed in chunks of rows, to at most ``size`` pixels
+    a side (the same cells as :func:`block_max`). Chunks must start on multiples of
+    ``row_multiple``; a chunk may hold fewer keys than nk (the rest count as zeros).
+    With ``signed``, each cell keeps the strongest change of either sign."""
+
+    def __init__(self, heads: int, nq: int, nk: int, size: int, *, signed: bool = False):
+        import torch
+
+        self.bq, self.bk = -(-nq // size) if nq > size else 1, -(-nk // size) if nk > size else 1
+        shape = (heads, -(-nq // self.bq), -(-nk // self.bk))
+        self.up = torch.zeros(shape)
+        self.down = torch.zeros(shape) if signed else None
+
+    @property
+    def row_multiple(self) -> int:
+        return self.bq
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        h, r, k = x.shape
+        tq, tk = -(-r // self.bq), -(-k // self.bk)
+        if self.bq > 1 or self.bk > 1:
+            x = F.pad(x, (0, tk * self.bk - k, 0, tq * self.bq - r))
+            x = x.reshape(h, tq, self.bq, tk, self.bk).amax(dim=(2, 4))
+        return x
+
+    def add(self, r0: int, x: torch.Tensor) -> None:
+        import torch
+
+        for target, part in ((self.up, x), (self.down, -x if self.down is not None else None)):
+            if target is None:
+                continue
+            pooled = self._pool(part.float().cpu())
+            row0 = r0 // self.bq
+            tq, tk = pooled.shape[-2:]
+            view = target[:, row0 : row0 + tq, :tk]
+            view.copy_(torch.maximum(view, pooled))
+
+    def result(self) -> torch.Tensor:
+        import torch
+
+        if self.down is None:
+            return self.up
+        return torch.where(self.up >= self.down, self.up, -self.down)
+
+
 def top_lines(a: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k strongest keys of every query row of one layer ``a`` (H, n, n):
     key indices (H, n, k) as little-endian uint16 and weights as u16."""

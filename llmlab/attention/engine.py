@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmlab.attention import encode
-from llmlab.attention.capture import THUMB, attention_modules, capture, n_kv_heads
-from llmlab.attention.result import AttentionComparison, AttentionResult
+from llmlab.attention import adapters, encode
+from llmlab.attention.capture import THUMB, capture, check_layers, parse_layers, plan
+from llmlab.attention.result import AttentionComparison, AttentionResult, StackDiff
 from llmlab.errors import LabError
 from llmlab.tokens import token_texts
 
@@ -20,14 +20,19 @@ if TYPE_CHECKING:
     from llmlab.models.loaded import LoadedModel
 
 
+#: Decoder tokens an encoder-decoder model generates for the view when ``generate`` is not set.
+SEQ2SEQ_TOKENS = 16
+
+
 def token_ids_for(
     lm: LoadedModel, text: str, *, chat: bool = False, generate: int = 0
-) -> tuple[torch.Tensor, int]:
-    """The ids to look at, shape (1, n), and how many of them are the prompt.
+) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """The ids to look at, shape (1, n), how many of them are the prompt, and for an
+    encoder-decoder model the decoder's ids (its start token and what it generates).
 
-    With ``generate=N`` the model first answers (greedy, N new tokens at most) and the view
-    covers prompt + answer: one forward pass over the whole sequence gives the same attention
-    as the cached decoding steps did, row by row.
+    With ``generate=N`` a decoder-only model first answers (greedy, N new tokens at most) and
+    the view covers prompt + answer: one forward pass over the whole sequence gives the same
+    attention as the cached decoding steps did, row by row.
     """
     import torch
 
@@ -37,15 +42,30 @@ def token_ids_for(
 
     if not text or not text.strip():
         raise LabError("the text is empty; give some text to look at")
+    if generate < 0:
+        raise LabError(f"--generate must be a positive number of tokens, got {generate}")
+    if adapters.is_encoder_only(lm.model):
+        if generate:
+            lm.check_can_generate()
+        ids = lm.tokenizer(text, return_tensors="pt").input_ids
+        return ids, int(ids.shape[1]), None
+    if adapters.is_encoder_decoder(lm.model.config):
+        ids = lm.tokenizer(text, return_tensors="pt").input_ids.to(lm.device)
+        with lm.exclusive("attention capture"), torch.inference_mode():
+            out = lm.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=generate or SEQ2SEQ_TOKENS,
+                do_sample=False,
+            )
+        return ids, int(ids.shape[1]), out[:, :].cpu()
     ids = encode_prompt(lm, text, raw=not chat)
     n_prompt = int(ids.shape[1])
     if generate:
-        if generate < 0:
-            raise LabError(f"--generate must be a positive number of tokens, got {generate}")
         result = run_generate(lm, text, GenerationSettings(max_new_tokens=generate), raw=not chat)
         new = torch.tensor([result.token_ids], dtype=ids.dtype, device=ids.device)
         ids = torch.cat([ids, new], dim=1)
-    return ids, n_prompt
+    return ids, n_prompt, None
 
 
 def _label(lm: LoadedModel, extra: str = "") -> str:
@@ -58,13 +78,17 @@ def attention_of_ids(
     *,
     text: str,
     n_prompt: int,
+    target_ids: torch.Tensor | None = None,
     layer: int | None = None,
     head: int | None = None,
+    layers: str | list[int] | None = None,
+    precision: str = "auto",
     label: str | None = None,
 ) -> AttentionResult:
-    captured = capture(lm, ids)
+    captured = capture(lm, ids, target_ids=target_ids, layers=layers, precision=precision)
     tok = lm.tokenizer
     id_list = ids[0].tolist()
+    target = target_ids[0].tolist() if target_ids is not None else None
     result = AttentionResult(
         model=lm.name,
         family=lm.family,
@@ -74,8 +98,10 @@ def attention_of_ids(
         tokens=token_texts(tok, id_list),
         token_ids=id_list,
         n_prompt=n_prompt,
-        n_kv_heads=n_kv_heads(lm),
+        n_kv_heads=captured.main.n_kv_heads,
         captured=captured,
+        target_tokens=token_texts(tok, target) if target is not None else None,
+        target_ids=target,
     )
     result.check(layer, head)
     result.layer, result.head = layer, head
@@ -88,53 +114,96 @@ def attention(
     *,
     layer: int | None = None,
     head: int | None = None,
+    layers: str | list[int] | None = None,
     generate: int = 0,
     chat: bool | None = None,
+    precision: str = "auto",
 ) -> AttentionResult:
     """Capture every head's attention over ``text`` (plus ``generate`` answer tokens).
 
-    The text is taken raw unless ``chat`` (default: chat when generating and the model has a
-    chat template, so an instruct model answers rather than continues).
+    ``layers`` ("10-20", [3, 5]) keeps only those layers (default: all). The text is taken
+    raw unless ``chat`` (default: chat when generating and the model has a chat template, so
+    an instruct model answers rather than continues). An encoder-decoder model reads ``text``
+    in its encoder and its decoder generates ``generate`` tokens (default 16) for the view.
+    ``precision``: see :func:`llmlab.attention.capture.capture`.
     """
-    _check_layer_head(lm, layer, head)
+    layers = _check_layer_head(lm, layer, head, layers)
     if chat is None:
         chat = bool(generate) and lm.has_chat_template
-    ids, n_prompt = token_ids_for(lm, text, chat=chat, generate=generate)
-    return attention_of_ids(lm, ids, text=text, n_prompt=n_prompt, layer=layer, head=head)
+    ids, n_prompt, target = token_ids_for(lm, text, chat=chat, generate=generate)
+    return attention_of_ids(
+        lm,
+        ids,
+        text=text,
+        n_prompt=n_prompt,
+        target_ids=target,
+        layer=layer,
+        head=head,
+        layers=layers,
+        precision=precision,
+    )
 
 
-def _check_layer_head(lm: LoadedModel, layer: int | None, head: int | None) -> None:
-    """Fail before any compute when the family cannot be captured or the layer or head
-    does not exist."""
-    n_layers = len(attention_modules(lm.model, lm.family))
-    n_heads = getattr(lm.config.get_text_config(), "num_attention_heads", 0)
+def _check_layer_head(
+    lm: LoadedModel, layer: int | None, head: int | None, layers: Any = None
+) -> list[int] | None:
+    """Fail before any compute when the family cannot be captured or the layer or head does
+    not exist or has no attention; the parsed ``layers`` (with ``layer`` in them)."""
+    stacks = plan(lm)
+    main = next(iter(stacks.values()))
+    n_layers = len(main.layers)
+    wanted = parse_layers(layers)
+    if layer is not None:
+        check_layers(lm, [layer], stacks)
+        if wanted is not None and layer not in wanted:
+            wanted = sorted({*wanted, layer})
+    check_layers(lm, wanted, stacks)
     if layer is not None and not 0 <= layer < n_layers:
         raise LabError(f"layer {layer} is out of range: {lm.name} has layers 0-{n_layers - 1}")
-    if head is not None and not 0 <= head < n_heads:
+    text = lm.config.get_text_config()
+    n_heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", 0)
+    if head is not None and n_heads and not 0 <= head < n_heads:
         raise LabError(f"head {head} is out of range: {lm.name} has heads 0-{n_heads - 1}")
+    return wanted
 
 
 def compare_results(a: AttentionResult, b: AttentionResult) -> AttentionComparison:
-    """Per-head differences b - a over the same tokens."""
+    """Per-head differences b - a over the same tokens, per stack, over the layers both
+    captured."""
     import torch
 
-    if a.token_ids != b.token_ids:
+    if a.token_ids != b.token_ids or a.target_ids != b.target_ids:
         raise LabError("the two variants saw different tokens; compare over the same ids")
-    if (a.n_layers, a.n_heads) != (b.n_layers, b.n_heads):
-        raise LabError(
-            f"cannot compare {a.label} ({a.n_layers} layers × {a.n_heads} heads) with "
-            f"{b.label} ({b.n_layers} × {b.n_heads}): the head grids differ"
-        )
-    L, H = a.n_layers, a.n_heads
-    change, max_abs = np.zeros((L, H)), np.zeros((L, H))
-    thumbs = torch.empty(a.captured.thumbs.shape)
-    for layer in range(L):  # one layer at a time keeps the float32 working set small
-        d = b.captured.weights[layer].float() - a.captured.weights[layer].float()
-        # Total variation per query row: half the L1 distance of the two distributions.
-        change[layer] = (0.5 * d.abs().sum(-1)).mean(-1).numpy()
-        max_abs[layer] = d.abs().amax(dim=(-1, -2)).numpy()
-        thumbs[layer] = encode.signed_max_pool(d, THUMB)
-    return AttentionComparison(a=a, b=b, change=change, max_abs=max_abs, diff_thumbs=thumbs)
+    diffs = {}
+    for name in a.stack_names:
+        sa, sb = a.stack(name), b.stack(name) if name in b.stack_names else None
+        if sb is None or (len(sa.layers), sa.n_heads) != (len(sb.layers), sb.n_heads):
+            raise LabError(
+                f"cannot compare {a.label} ({len(sa.layers)} layers × {sa.n_heads} heads) with "
+                f"{b.label}: the head grids differ"
+            )
+        layers = [i for i in sa.captured if i in sb.captured]
+        C, H = len(layers), sa.n_heads
+        change, max_abs = np.zeros((C, H)), np.zeros((C, H))
+        thumbs = torch.empty((C, H, *sa.thumbs.shape[-2:]))
+        nq = len(a.tokens_of(sa.queries))
+        for slot, layer in enumerate(layers):
+            # Row chunk by row chunk: the float32 working set stays small on long inputs.
+            tv = torch.zeros(H, dtype=torch.float64)
+            top = torch.zeros(H)
+            pool = encode.RowPool(H, nq, len(a.tokens_of(sa.keys)), THUMB, signed=True)
+            rows_a = sa.layer_rows(layer, pool.row_multiple)
+            for (r0, _, pa), (_, _, pb) in zip(rows_a, sb.layer_rows(layer, pool.row_multiple)):
+                d = pb - pa
+                # Total variation per query row: half the L1 distance of the two rows.
+                tv += (0.5 * d.abs().sum(-1)).sum(-1).double()
+                top = torch.maximum(top, d.abs().amax(dim=(-1, -2)))
+                pool.add(r0, d)
+            change[slot] = (tv / nq).numpy()
+            max_abs[slot] = top.numpy()
+            thumbs[slot] = pool.result()
+        diffs[name] = StackDiff(layers=layers, change=change, max_abs=max_abs, thumbs=thumbs)
+    return AttentionComparison(a=a, b=b, diffs=diffs)
 
 
 def _same_tokenizer(lm: LoadedModel, other: LoadedModel, ids: list[int], text: str) -> None:
@@ -180,20 +249,29 @@ def compare(
     lab: Any = None,
     layer: int | None = None,
     head: int | None = None,
+    layers: str | list[int] | None = None,
     generate: int = 0,
     chat: bool | None = None,
+    precision: str = "auto",
 ) -> AttentionComparison:
     """The same text through ``lm`` and through the variant ``spec`` names; see
     :func:`variant_model`. Generated tokens (if any) come from ``lm`` and both variants read
     the same ids."""
-    _check_layer_head(lm, layer, head)
+    layers = _check_layer_head(lm, layer, head, layers)
     if chat is None:
         chat = bool(generate) and lm.has_chat_template
-    ids, n_prompt = token_ids_for(lm, text, chat=chat, generate=generate)
+    ids, n_prompt, target = token_ids_for(lm, text, chat=chat, generate=generate)
+    options = dict(text=text, n_prompt=n_prompt, layers=layers, precision=precision)
     with variant_model(lab, lm, spec) as (other, label):
         _same_tokenizer(lm, other, ids[0].tolist(), text)
-        b = attention_of_ids(other, ids.to(other.device), text=text, n_prompt=n_prompt, label=label)
-    a = attention_of_ids(lm, ids, text=text, n_prompt=n_prompt, layer=layer, head=head)
+        b = attention_of_ids(
+            other,
+            ids.to(other.device),
+            target_ids=target,
+            label=label,
+            **options,
+        )
+    a = attention_of_ids(lm, ids, target_ids=target, layer=layer, head=head, **options)
     if b.label == a.label:
         b.label += " [B]"
     return compare_results(a, b)

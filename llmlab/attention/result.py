@@ -1,6 +1,12 @@
 """Typed attention results: one variant (:class:`AttentionResult`) or two compared
 (:class:`AttentionComparison`). Both render live (``payload`` + on-demand ``answer``) and as
-static offline HTML (``to_html``)."""
+static offline HTML (``to_html``).
+
+A result has one or more stacks (see :class:`llmlab.attention.capture.Stack`): "self" for a
+decoder-only model, "encoder" for BERT, "encoder", "decoder" and "cross" for T5/BART. Methods
+take ``stack=`` (default: the first one). Layer numbers are the model's own; a hybrid model's
+layers without attention, and layers left out with ``layers=``, are listed but hold no weights.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from llmlab.attention.capture import Captured
+    from llmlab.attention.capture import Captured, Stack
 
 #: Lines per query token in the head view (the strongest keys; weaker lines are invisible).
 LINES_K = 12
@@ -31,11 +37,12 @@ STAT_NAMES = {
 
 @dataclass(repr=False)
 class AttentionResult(Result):
-    """Every layer's and head's attention over one token sequence.
+    """Attention of every captured layer and head over one token sequence.
 
-    ``tokens[:n_prompt]`` is the input; the rest (if any) was generated. Full-resolution
-    weights stay here in float16 (``head()``, ``row()``); the live view receives thumbnails
-    and fetches full heads and rows on demand.
+    ``tokens[:n_prompt]`` is the input; the rest (if any) was generated. For an
+    encoder-decoder model ``target_tokens`` are the decoder's tokens (its start token and what
+    it generated). Weights are recomputed on demand from the kept queries and keys
+    (``head_weights()``, ``row()``); the live view receives thumbnails and fetches the rest.
     """
 
     model: str
@@ -49,121 +56,203 @@ class AttentionResult(Result):
     captured: Captured = field(compare=False)
     layer: int | None = None
     head: int | None = None
+    target_tokens: list[str] | None = None
+    target_ids: list[int] | None = None
 
     # -- shape and checks ---------------------------------------------------------------------
+    def stack(self, name: str | None = None) -> Stack:
+        if name is None:
+            return self.captured.main
+        if name not in self.captured.stacks:
+            raise LabError(
+                f"{self.model} has no {name!r} attention; it has {', '.join(self.stack_names)}"
+            )
+        return self.captured.stacks[name]
+
+    @property
+    def stack_names(self) -> list[str]:
+        return list(self.captured.stacks)
+
     @property
     def n_layers(self) -> int:
-        return int(self.captured.weights.shape[0])
+        """Layers of the first stack, with or without captured weights."""
+        return len(self.captured.main.layers)
+
+    @property
+    def layers(self) -> list[int]:
+        """The captured layers of the first stack."""
+        return self.captured.main.captured
 
     @property
     def n_heads(self) -> int:
-        return int(self.captured.weights.shape[1])
+        return self.captured.main.n_heads
 
     @property
     def n_tokens(self) -> int:
         return len(self.tokens)
 
-    def kv_head(self, head: int) -> int:
-        """The key/value head that query ``head`` reads (grouped-query attention)."""
-        return head // (self.n_heads // self.n_kv_heads)
+    def tokens_of(self, axis: str) -> list[str]:
+        return self.target_tokens if axis == "target" else self.tokens
 
-    def check(self, layer: int | None = None, head: int | None = None) -> None:
-        if layer is not None and not 0 <= layer < self.n_layers:
-            raise LabError(
-                f"layer {layer} is out of range: {self.model} has layers 0-{self.n_layers - 1}"
-            )
-        if head is not None and not 0 <= head < self.n_heads:
-            raise LabError(
-                f"head {head} is out of range: {self.model} has heads 0-{self.n_heads - 1}"
-            )
+    def kv_head(self, head: int, stack: str | None = None) -> int:
+        """The key/value head that query ``head`` reads (grouped-query attention)."""
+        s = self.stack(stack)
+        return head // (s.n_heads // s.n_kv_heads)
+
+    def check(self, layer: int | None = None, head: int | None = None, stack=None) -> None:
+        s = self.stack(stack)
+        if layer is not None:
+            if not 0 <= layer < len(s.layers):
+                raise LabError(
+                    f"layer {layer} is out of range: {self.model} has layers 0-{len(s.layers) - 1}"
+                )
+            s.slot(layer)
+        if head is not None and not 0 <= head < s.n_heads:
+            raise LabError(f"head {head} is out of range: {self.model} has heads 0-{s.n_heads - 1}")
 
     # -- data ---------------------------------------------------------------------------------
-    def weights(self, layer: int, head: int) -> torch.Tensor:
-        self.check(layer, head)
-        return self.captured.weights[layer, head].float()
+    def weights(self, layer: int, head: int, stack: str | None = None) -> torch.Tensor:
+        """Full weights of one head, (queries, keys) float32, recomputed from the kept queries
+        and keys exactly as the forward pass computed them."""
+        self.check(layer, head, stack)
+        return self.stack(stack).head(layer, head)
 
-    def head_weights(self, layer: int, head: int) -> np.ndarray:
+    def head_weights(self, layer: int, head: int, stack: str | None = None) -> np.ndarray:
         """Full-resolution weights of one head, (n, n): row = query, column = key."""
-        return self.weights(layer, head).numpy()
+        return self.weights(layer, head, stack).numpy()
 
-    def row(self, layer: int, query: int) -> np.ndarray:
-        """What token ``query`` attends to in every head of ``layer``: (heads, n)."""
-        self.check(layer)
-        if not 0 <= query < self.n_tokens:
-            raise LabError(f"token {query} is out of range: 0-{self.n_tokens - 1}")
-        return self.captured.weights[layer, :, query].float().numpy()
+    def row(self, layer: int, query: int, stack: str | None = None) -> np.ndarray:
+        """What token ``query`` attends to in every head of ``layer``: (heads, keys)."""
+        self.check(layer, None, stack)
+        s = self.stack(stack)
+        n = len(self.tokens_of(s.queries))
+        if not 0 <= query < n:
+            raise LabError(f"token {query} is out of range: 0-{n - 1}")
+        return s.row(layer, query).numpy()
 
-    def stats(self) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in self.captured.stats.items()}
+    def stats(self, stack: str | None = None) -> dict[str, np.ndarray]:
+        """Per-head statistics of the captured layers: name -> (captured layers, heads)."""
+        return {k: v.numpy() for k, v in self.stack(stack).stats.items()}
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per head: entropy, sink mass, previous-token score, mean distance."""
+        """One row per captured head: entropy, sink mass, previous-token score, mean distance
+        (a "stack" column first when the model has several)."""
         import pandas as pd
 
         rows = []
-        stats = self.stats()
-        for layer in range(self.n_layers):
-            for head in range(self.n_heads):
-                rows.append(
-                    {
-                        "layer": layer,
-                        "head": head,
-                        "kv_head": self.kv_head(head),
-                        **{STAT_NAMES[k]: float(stats[k][layer, head]) for k in STAT_NAMES},
-                    }
-                )
+        many = len(self.captured.stacks) > 1
+        for name, s in self.captured.stacks.items():
+            stats = self.stats(name)
+            for slot, layer in enumerate(s.captured):
+                for head in range(s.n_heads):
+                    rows.append(
+                        {
+                            **({"stack": name} if many else {}),
+                            "layer": layer,
+                            "head": head,
+                            "kv_head": self.kv_head(head, name),
+                            **{STAT_NAMES[k]: float(v[slot, head]) for k, v in stats.items()},
+                        }
+                    )
         return pd.DataFrame(rows)
 
-    def initial_layer(self) -> int:
-        return self.layer if self.layer is not None else self.n_layers // 2
+    def initial_layer(self, stack: str | None = None) -> int:
+        captured = self.stack(stack).captured
+        if self.layer is not None and self.layer in captured:
+            return self.layer
+        return captured[len(captured) // 2]
 
     # -- rendering ----------------------------------------------------------------------------
     def summary(self) -> str:
+        s = self.captured.main
         stats = self.stats()
-        layer, head = np.unravel_index(np.argmax(stats["prev"]), stats["prev"].shape)
         generated = self.n_tokens - self.n_prompt
         gen = f" + {generated} generated" if generated else ""
+        target = f", {len(self.target_tokens)} decoder tokens" if self.target_tokens else ""
+        n_layers = len(s.layers)
+        kept = len(s.captured)
+        layers = f"{n_layers} layers" if kept == n_layers else f"{kept} of {n_layers} layers"
+        best = ""
+        if "prev" in stats:
+            slot, head = np.unravel_index(np.argmax(stats["prev"]), stats["prev"].shape)
+            best = (
+                f"; strongest previous-token head L{s.captured[slot]}H{head} "
+                f"{stats['prev'][slot, head]:.2f}"
+            )
+        stacks = f" [{', '.join(self.stack_names)}]" if len(self.stack_names) > 1 else ""
         return (
-            f"AttentionResult({self.label}: {self.n_prompt} tokens{gen}, {self.n_layers} layers "
-            f"× {self.n_heads} heads ({self.n_kv_heads} KV); strongest previous-token head "
-            f"L{layer}H{head} {stats['prev'][layer, head]:.2f})"
+            f"AttentionResult({self.label}: {self.n_prompt} tokens{gen}{target}{stacks}, "
+            f"{layers} × {s.n_heads} heads ({s.n_kv_heads} KV){best})"
         )
 
+    def stack_payload(self, name: str) -> dict[str, Any]:
+        """The part of a stack's payload that differs between compared variants."""
+        s = self.stack(name)
+        return {
+            "thumb": {
+                "rows": int(s.thumbs.shape[-2]),
+                "cols": int(s.thumbs.shape[-1]),
+                "enc": "sqrt8",
+                "data": encode.b64(encode.sqrt8(s.thumbs)),
+            },
+            "stats": {k: np.round(v, 4).tolist() for k, v in self.stats(name).items()},
+        }
+
     def variant_payload(self) -> dict[str, Any]:
-        """The part of the payload that differs between compared variants."""
         return {
             "label": self.label,
-            "thumb": {
-                "size": int(self.captured.thumbs.shape[-1]),
-                "enc": "sqrt8",
-                "data": encode.b64(encode.sqrt8(self.captured.thumbs)),
-            },
-            "stats": {k: np.round(v, 4).tolist() for k, v in self.stats().items()},
+            "stacks": {name: self.stack_payload(name) for name in self.stack_names},
         }
 
-    def lines(self, layer: int, k: int = LINES_K) -> dict[str, Any]:
+    def lines(self, layer: int, k: int = LINES_K, stack: str | None = None) -> dict[str, Any]:
         """The strongest ``k`` keys of every query in every head of ``layer`` (head view)."""
-        self.check(layer)
-        index, value = encode.top_lines(self.captured.weights[layer], k)
+        self.check(layer, None, stack)
+        s = self.stack(stack)
+        index, value = [], []
+        for _, _, p in s.layer_rows(layer):
+            i, v = encode.top_lines(p, k)
+            index.append(i)
+            value.append(v)
+        index_all, value_all = np.concatenate(index, axis=1), np.concatenate(value, axis=1)
         return {
+            "stack": s.name,
             "layer": layer,
-            "k": int(index.shape[-1]),
-            "index": encode.b64(index),
-            "value": encode.b64(value),
+            "k": int(index_all.shape[-1]),
+            "index": encode.b64(np.ascontiguousarray(index_all)),
+            "value": encode.b64(np.ascontiguousarray(value_all)),
         }
+
+    def structure(self) -> list[dict[str, Any]]:
+        """Each stack's shape for the views: title, token axes, every layer and its kind."""
+        return [
+            {
+                "name": s.name,
+                "title": s.title,
+                "queries": s.queries,
+                "keys": s.keys,
+                "n_heads": s.n_heads,
+                "n_kv_heads": s.n_kv_heads,
+                "layers": [
+                    {"index": i.index, "kind": i.kind, "captured": i.captured} for i in s.layers
+                ],
+            }
+            for s in self.captured.stacks.values()
+        ]
 
     def payload(self) -> dict[str, Any]:
+        first = self.captured.main.name
         layer = self.initial_layer()
         return {
             "model": self.model,
             "family": self.family,
             "tokens": self.tokens,
+            "target_tokens": self.target_tokens,
             "n_prompt": self.n_prompt,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "n_kv_heads": self.n_kv_heads,
+            "stacks": self.structure(),
+            "stack": first,
             "layer": layer,
             "head": self.head,
+            "precision": self.captured.precision,
             "a": self.variant_payload(),
             "lines": self.lines(layer),
             "compare": None,
@@ -179,34 +268,66 @@ class AttentionResult(Result):
         return render(self, None)
 
 
+@dataclass
+class StackDiff:
+    """Per-head differences B − A of one stack over the layers both captured."""
+
+    layers: list[int]
+    change: np.ndarray  # (C, H) mean total variation per query row
+    max_abs: np.ndarray  # (C, H) largest single weight difference
+    thumbs: torch.Tensor  # (C, H, Tq, Tk) signed, max-|d| pooled
+
+
 @dataclass(repr=False)
 class AttentionComparison(Result):
     """The same tokens through two variants ``a`` and ``b``: per-head differences (b - a).
 
-    ``change[layer, head]`` is the mean total-variation distance between the two heads' rows
-    (0: identical, 1: disjoint), the ranking key of :meth:`ranking`.
+    ``change[slot, head]`` is the mean total-variation distance between the two heads' rows
+    (0: identical, 1: disjoint) over the captured layers ``layers``, the ranking key of
+    :meth:`ranking`. ``diffs`` holds the same per stack.
     """
 
     a: AttentionResult
     b: AttentionResult
-    change: np.ndarray  # (L, H) mean total variation per query row
-    max_abs: np.ndarray  # (L, H) largest single weight difference
-    diff_thumbs: torch.Tensor  # (L, H, T, T) signed, max-|d| pooled
+    diffs: dict[str, StackDiff]
+
+    @property
+    def main(self) -> StackDiff:
+        return self.diffs[self.a.captured.main.name]
+
+    @property
+    def change(self) -> np.ndarray:
+        return self.main.change
+
+    @property
+    def max_abs(self) -> np.ndarray:
+        return self.main.max_abs
+
+    @property
+    def diff_thumbs(self) -> torch.Tensor:
+        return self.main.thumbs
+
+    @property
+    def layers(self) -> list[int]:
+        return self.main.layers
 
     def ranking(self) -> pd.DataFrame:
         """Heads ordered by how much their attention changed, most first."""
         import pandas as pd
 
+        many = len(self.diffs) > 1
         rows = [
             {
+                **({"stack": name} if many else {}),
                 "layer": layer,
                 "head": head,
-                "kv_head": self.a.kv_head(head),
-                "change (mean TV)": float(self.change[layer, head]),
-                "max |Δ|": float(self.max_abs[layer, head]),
+                "kv_head": self.a.kv_head(head, name),
+                "change (mean TV)": float(d.change[slot, head]),
+                "max |Δ|": float(d.max_abs[slot, head]),
             }
-            for layer in range(self.a.n_layers)
-            for head in range(self.a.n_heads)
+            for name, d in self.diffs.items()
+            for slot, layer in enumerate(d.layers)
+            for head in range(d.change.shape[1])
         ]
         frame = pd.DataFrame(rows).sort_values("change (mean TV)", ascending=False)
         return frame.reset_index(drop=True)
@@ -215,24 +336,28 @@ class AttentionComparison(Result):
         return self.ranking()
 
     def summary(self) -> str:
-        layer, head = np.unravel_index(np.argmax(self.change), self.change.shape)
+        slot, head = np.unravel_index(np.argmax(self.change), self.change.shape)
         return (
             f"AttentionComparison({self.a.label} vs {self.b.label}: {self.a.n_tokens} tokens; "
-            f"mean change {self.change.mean():.4f}, most changed L{layer}H{head} "
-            f"{self.change[layer, head]:.4f})"
+            f"mean change {self.change.mean():.4f}, most changed L{self.layers[slot]}H{head} "
+            f"{self.change[slot, head]:.4f})"
         )
 
     def payload(self) -> dict[str, Any]:
         data = self.a.payload()
         data["compare"] = {
             **self.b.variant_payload(),
-            "diff": {
-                "size": int(self.diff_thumbs.shape[-1]),
-                "enc": "signed8",
-                "data": encode.b64(encode.signed8(self.diff_thumbs)),
+            "diffs": {
+                name: {
+                    "rows": int(d.thumbs.shape[-2]),
+                    "cols": int(d.thumbs.shape[-1]),
+                    "enc": "signed8",
+                    "data": encode.b64(encode.signed8(d.thumbs)),
+                    "change": np.round(d.change, 5).tolist(),
+                    "max_abs": np.round(d.max_abs, 5).tolist(),
+                }
+                for name, d in self.diffs.items()
             },
-            "change": np.round(self.change, 5).tolist(),
-            "max_abs": np.round(self.max_abs, 5).tolist(),
         }
         return data
 
@@ -250,29 +375,33 @@ def answer_request(
 ) -> tuple[dict[str, Any], list[bytes]]:
     """One on-demand request of the live view -> (JSON reply, binary buffers).
 
-    ``{"kind": "head", layer, head, which: a|b|diff}`` -> the full n×n head (u16 or s16);
-    ``{"kind": "lines", layer, which}`` -> top-k lines of a layer;
-    ``{"kind": "row", layer, query, which}`` -> exact float32 weights of one query, all heads.
+    ``{"kind": "head", stack, layer, head, which: a|b|diff}`` -> the full head (u16 or s16);
+    ``{"kind": "lines", stack, layer, which}`` -> top-k lines of a layer;
+    ``{"kind": "row", stack, layer, query, which}`` -> exact float32 weights of one query,
+    all heads. ``stack`` defaults to the first stack.
     """
-    reply: dict[str, Any] = {k: request.get(k) for k in ("id", "kind", "layer", "head", "which")}
+    keys = ("id", "kind", "stack", "layer", "head", "which")
+    reply: dict[str, Any] = {k: request.get(k) for k in keys}
     try:
         which = request.get("which") or "a"
         if which != "a" and b is None:
             raise LabError("this view has no second variant")
         result = b if which == "b" else a
+        stack = request.get("stack") or a.captured.main.name
         layer = int(request["layer"])
         kind = request.get("kind")
+        n_keys = len(a.tokens_of(a.stack(stack).keys))
         if kind == "head":
             head = int(request["head"])
             if which == "diff":
-                d = b.weights(layer, head) - a.weights(layer, head)
-                return reply | {"enc": "s16", "n": a.n_tokens}, [encode.s16(d).tobytes()]
-            data = encode.u16(result.weights(layer, head))
-            return reply | {"enc": "u16", "n": a.n_tokens}, [data.tobytes()]
+                d = b.weights(layer, head, stack) - a.weights(layer, head, stack)
+                return reply | {"enc": "s16", "n": n_keys}, [encode.s16(d).tobytes()]
+            data = encode.u16(result.weights(layer, head, stack))
+            return reply | {"enc": "u16", "n": n_keys}, [data.tobytes()]
         if kind == "lines":
-            return reply | {"lines": result.lines(layer)}, []
+            return reply | {"lines": result.lines(layer, stack=stack)}, []
         if kind == "row":
-            values = result.row(layer, int(request["query"])).astype("<f4")
+            values = result.row(layer, int(request["query"]), stack).astype("<f4")
             return reply | {"query": int(request["query"])}, [values.tobytes()]
         raise LabError(f"unknown request {kind!r}")
     except (LabError, KeyError, ValueError, TypeError) as err:

@@ -1,0 +1,208 @@
+"""Attention weights computed the way transformers' eager kernels compute them, in row chunks.
+
+transformers has no function that returns weights for every family: each modeling file has
+its own ``eager_attention_forward``. They share one recipe, which :class:`Recipe` follows:
+``softmax(softcap(QKᵀ·scaling) + position_bias + mask [, sink])`` over query rows, with
+grouped-query heads and dropout off. Computing it here, chunk by chunk of query rows, lets the
+capture reduce each chunk at once (statistics, thumbnails) without ever holding a layer's full
+weights, skip the keys a causal mask hides, and recompute any head or row later from the
+layer's queries and keys (what the result keeps instead of the weights).
+
+Shapes: H query heads, G = H / Hkv heads per key/value head, nq query rows, nk keys, d dims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: Work per chunk: about this many float32 scores (heads × rows × keys) at a time.
+CHUNK_ELEMENTS = 1 << 22
+
+
+@dataclass
+class Recipe:
+    """Everything needed to compute one layer's weights (batch row 0)."""
+
+    q: torch.Tensor  # (H, nq, d)
+    k: torch.Tensor  # (Hkv, nk, d)
+    scaling: float
+    mask: torch.Tensor | None = None  # (nq, nk) additive (0 or a very negative number), shared
+    bias: torch.Tensor | None = None  # (H or 1, nq, nk) additive position bias (T5), shared
+    softcap: float | None = None  # logits -> tanh(logits / c) · c (Gemma 2)
+    sinks: torch.Tensor | None = None  # (H,) one extra logit per head whose weight is dropped
+    key_stop: torch.Tensor | None = None  # (nq,) int64: 1 + the last key row i may see
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.q.shape[0])
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.q.shape[1])
+
+    @property
+    def n_keys(self) -> int:
+        return int(self.k.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.q.nelement() * self.q.element_size() + self.k.nelement() * self.k.element_size()
+
+    def stop(self, r0: int, r1: int) -> int:
+        """How many keys rows r0..r1-1 can see (all keys unless the mask hides a right tail)."""
+        if self.key_stop is None:
+            return self.n_keys
+        return int(self.key_stop[r0:r1].max())
+
+    def chunk_rows(self, multiple: int = 1) -> int:
+        rows = max(1, CHUNK_ELEMENTS // max(1, self.n_heads * self.n_keys))
+        rows = max(multiple, rows // multiple * multiple)
+        return min(rows, -(-self.n_queries // multiple) * multiple)
+
+    def probs(
+        self, r0: int, r1: int, heads: list[int] | None = None, stop: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights of query rows r0..r1-1 over keys 0..stop-1, float32 (h, r, stop), and each
+        row's entropy in nats (h, r), from the logits (no logarithm of every weight)."""
+        stop = self.stop(r0, r1) if stop is None else stop
+        q = self.q[:, r0:r1].float()
+        k = self.k[:, :stop].float()
+        n_kv, group = k.shape[0], self.n_heads // k.shape[0]
+        if heads is None:
+            s = torch.matmul(q.view(n_kv, group, r1 - r0, -1), k.transpose(-1, -2).unsqueeze(1))
+            s = s.view(self.n_heads, r1 - r0, stop)
+        else:
+            kv = torch.tensor([h // group for h in heads], device=q.device)
+            s = torch.matmul(q[heads], k[kv].transpose(-1, -2))
+        s = s * self.scaling
+        if self.softcap:
+            s = torch.tanh(s / self.softcap) * self.softcap
+        if self.bias is not None:
+            b = self.bias[:, r0:r1, :stop].float()
+            s = s + (b if b.shape[0] == 1 or heads is None else b[heads])
+        if self.mask is not None:
+            s = s + self.mask[r0:r1, :stop].float()
+        m = s.amax(-1, keepdim=True)
+        sink = None
+        if self.sinks is not None:
+            sink = self.sinks.float().view(-1, 1, 1)
+            if heads is not None:
+                sink = sink[heads]
+            m = torch.maximum(m, sink)
+        e = torch.exp(s - m)
+        z = e.sum(-1, keepdim=True)
+        if sink is not None:
+            z = z + torch.exp(sink - m)
+        p = e / z
+        lse = (m + torch.log(z)).squeeze(-1)
+        # Entropy of the row's weights: sum_j p_j (lse - s_j). Masked keys have p_j = 0 and a
+        # finite very negative s_j, so they add exactly zero.
+        entropy = lse * p.sum(-1) - (p * s).sum(-1)
+        return p, entropy
+
+    def output(self, p: torch.Tensor, v: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+        """Weights ``p`` (H, r, stop) times values ``v`` (Hkv, nk, dv) -> (H, r, dv)."""
+        n_kv, group = v.shape[0], self.n_heads // v.shape[0]
+        stop = p.shape[-1]
+        out = torch.matmul(p.view(n_kv, group, r1 - r0, stop).to(v.dtype), v[:, None, :stop])
+        return out.view(self.n_heads, r1 - r0, -1)
+
+    def head(self, head: int) -> torch.Tensor:
+        """One head's full weights, (nq, nk) float32."""
+        out = torch.zeros(self.n_queries, self.n_keys)
+        for r0, r1 in spans(self.n_queries, self.chunk_rows()):
+            p, _ = self.probs(r0, r1, heads=[head])
+            out[r0:r1, : p.shape[-1]] = p[0]
+        return out
+
+    def row(self, query: int) -> torch.Tensor:
+        """Every head's weights of one query row, (H, nk) float32."""
+        p, _ = self.probs(query, query + 1, stop=self.n_keys)
+        return p[:, 0]
+
+    def chunks(self, multiple: int = 1) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """(r0, r1, weights (H, r, stop), entropy nats (H, r)) over all query rows."""
+        for r0, r1 in spans(self.n_queries, self.chunk_rows(multiple)):
+            p, ent = self.probs(r0, r1)
+            yield r0, r1, p, ent
+
+
+def spans(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+def additive_mask(mask: torch.Tensor | None, nq: int, nk: int) -> torch.Tensor | None:
+    """The (nq, nk) additive mask of batch row 0 (transformers' eager masks are additive
+    floats; a boolean mask means True = may attend)."""
+    if mask is None:
+        return None
+    m = mask[0, 0] if mask.dim() == 4 else mask[0] if mask.dim() == 3 else mask
+    m = m[:nq, :nk]
+    if m.dtype == torch.bool:
+        return torch.zeros(m.shape).masked_fill(~m, torch.finfo(torch.float32).min)
+    return m
+
+
+def key_stop(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Per query row, 1 + the last key it may see; None when every row sees every key."""
+    if mask is None:
+        return None
+    allowed = (mask > torch.finfo(mask.dtype).min / 2).to(torch.uint8)
+    nk = mask.shape[-1]
+    # The first allowed key from the right is the last one the row may see.
+    stop = nk - allowed.flip(-1).argmax(-1)
+    return None if bool((stop == nk).all()) else stop
+
+
+def recipe_of_call(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    scaling: float | None,
+    kwargs: dict[str, Any],
+    shared: dict[int, Any],
+) -> Recipe:
+    """The recipe of one attention-interface call (query (b, H, nq, d), key (b, Hkv, nk, d)).
+
+    ``shared`` caches what all layers receive as the same tensor (the mask, T5's position
+    bias), so each is converted and kept once, not once per layer.
+    """
+    nq, nk = query.shape[-2], key.shape[-2]
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    m = None
+    stop = None
+    if mask is not None:
+        cached = shared.get(id(mask))
+        if cached is None or cached[0] is not mask:
+            converted = additive_mask(mask, nq, nk)
+            cached = (mask, converted, key_stop(converted))
+            shared[id(mask)] = cached
+        m, stop = cached[1], cached[2]
+    bias = kwargs.get("position_bias")
+    if bias is not None:
+        cached = shared.get(id(bias))
+        if cached is None or cached[0] is not bias:
+            cached = (bias, bias[0, :, :nq, :nk])
+            shared[id(bias)] = cached
+        bias = cached[1]
+    sinks = kwargs.get("s_aux")
+    if sinks is None and isinstance(getattr(module, "sinks", None), torch.nn.Parameter):
+        sinks = module.sinks
+    softcap = kwargs.get("softcap")
+    return Recipe(
+        q=query[0].detach(),
+        k=key[0].detach(),
+        scaling=float(scaling),
+        mask=m,
+        bias=bias,
+        softcap=float(softcap) if softcap else None,
+        sinks=sinks.detach() if sinks is not None else None,
+        key_stop=stop,
+    )
