@@ -71,10 +71,12 @@ class Result:
 
     def save_html(self, path: str | Path, title: str | None = None) -> Path:
         """Write a standalone offline HTML page of this result."""
+        from llmlab.html import esc
+
         path = Path(path)
         title = title or type(self).__name__
         page = (
-            f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+            f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title></head>'
             f"<body>{self.static_html()}</body></html>"
         )
         path.write_text(page, encoding="utf-8")

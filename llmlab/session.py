@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from llmlab.errors import LabError
@@ -35,6 +36,15 @@ class Lab:
         self, spec: str = "default", *, name: str | None = None, **options: Any
     ) -> LoadedModel:
         """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active."""
+        if isinstance(spec, os.PathLike):
+            spec = os.fspath(spec)
+        if not isinstance(spec, str):
+            raise LabError(
+                f"load takes a model spec as text ('default', 'tiny:llama', a folder or a Hub "
+                f"id), got {spec!r} ({type(spec).__name__})"
+            )
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise LabError(f"a model name must be non-empty text, got {name!r}")
         from llmlab.models.registry import load_model
         from llmlab.served.model import PREFIX, load_served
 
@@ -42,6 +52,11 @@ class Lab:
             lm = load_served(spec, name=name, **options)
         else:
             lm = load_model(spec, name=name, **options)
+        old = self.models.get(lm.name)
+        if old is not None and old.spec != lm.spec:
+            # Another model under a name in use: the old model's conversation is not this one's.
+            self.histories.pop(lm.name, None)
+            self.last_exchange.pop(lm.name, None)
         self.models[lm.name] = lm
         self.histories.setdefault(lm.name, [])
         self.prefix_caches.pop(lm.name, None)  # a reloaded name must not reuse the old KV
@@ -101,7 +116,7 @@ class Lab:
         ``accel``: an acceleration config ("spec=prompt-lookup,quant=int8", see llmlab.accel).
         ``system``: a system prompt put before the prompt through the chat template.
         """
-        settings = settings or GenerationSettings(**setting_fields)
+        settings = GenerationSettings.of(settings, **setting_fields)
         lm = self.model(model)
         text: str | Messages = prompt
         if system is not None:
@@ -155,7 +170,7 @@ class Lab:
         lm = self.model(model)
         if not message.strip():
             raise LabError("the chat message is empty")
-        settings = settings or GenerationSettings(**setting_fields)
+        settings = GenerationSettings.of(settings, **setting_fields)
         history = self.histories.setdefault(lm.name, [])
         if not history:
             history.extend(self.last_exchange.pop(lm.name, []))

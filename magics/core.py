@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import shlex
+import sys
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from llmlab.magics.line import check_length, expand, split_line, split_options, takes_text
 from llmlab.magics.registry import COMMANDS, Context
 
-from llmlab.errors import LabError
+from llmlab.errors import LabError, one_line
 from llmlab.session import default_lab
 
 OVERVIEW = """Work with large language models from a notebook.
@@ -31,21 +32,48 @@ def full_help() -> str:
     return "\n".join(sections)
 
 
-def split_line(line: str) -> list[str]:
-    try:
-        return shlex.split(line)
-    except ValueError as err:
-        raise UsageError(
-            f"could not read the line ({err}); quote the text with double quotes, "
-            "or use %%llm with the text in the cell body"
-        ) from None
+def _failed(name: str, err: BaseException) -> UsageError:
+    """The one line for a failure outside the expected set; the original exception is kept
+    on it, and :func:`keep_traceback` hands it to ``%tb``."""
+    usage = UsageError(f"%llm {name} failed: {one_line(err)} (%tb shows the traceback)")
+    usage.llmlab_error = err  # type: ignore[attr-defined]
+    return usage
+
+
+def keep_traceback(result) -> None:
+    """IPython ``post_run_cell`` hook: after a ``%llm`` failure shown as one line, make the
+    original exception the "last" one, so ``%tb`` prints its traceback (not the UsageError's)."""
+    err = getattr(result.error_in_exec, "llmlab_error", None)
+    if err is not None:
+        sys.last_type, sys.last_value, sys.last_traceback = type(err), err, err.__traceback__
+        if sys.version_info >= (3, 12):
+            sys.last_exc = err
 
 
 @magics_class
 class LlmMagics(Magics):
+    # {var} is interpolated here, not by IPython, so an undefined name can be named.
+    @no_var_expand
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None):
-        words = split_line(line)
+        name = "?"
+        try:
+            check_length(line, "line")
+            line = expand(line, self.shell.user_ns)
+            check_length(line, "line after {var} interpolation")
+            words = split_line(line)
+            name = words[0] if words else ""
+            return self._dispatch(words, cell)
+        except UsageError:
+            raise
+        except LabError as err:
+            usage = UsageError(str(err))
+            usage.llmlab_error = err  # type: ignore[attr-defined]
+            raise usage from None
+        except Exception as err:  # noqa: BLE001 - any failure reaches the user as one line
+            raise _failed(name, err) from None
+
+    def _dispatch(self, words: list[str], cell: str | None):
         if not words:
             print(OVERVIEW + "\nSubcommands: " + ", ".join(COMMANDS))
             return None
@@ -59,12 +87,14 @@ class LlmMagics(Magics):
         cmd = COMMANDS[name]
         if cell is not None and cmd.body == "none":
             raise UsageError(f"%%llm {name} takes no cell body; use the line magic %llm {name}")
-        if "-h" in rest or "--help" in rest:
+        parser = cmd.parser()
+        # Everything after the first word of text is text: an unquoted "-h" there is a word.
+        options, text = split_options(parser, rest)
+        if "-h" in options or "--help" in options:
             print(cmd.help())
             return None
-        args = cmd.parser().parse_args(rest)
+        args = parser.parse_args(options)
+        if takes_text(parser):
+            args.text = text
         ctx = Context(lab=default_lab(), shell=self.shell, body=cell)
-        try:
-            return cmd.run(ctx, args)
-        except LabError as err:
-            raise UsageError(str(err)) from None
+        return cmd.run(ctx, args)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
+from llmlab.magics.line import check_length
 from llmlab.magics.registry import Context, arg
+
+from llmlab.errors import LabError
 
 TEXT_ARGS = [
     arg("text", nargs="*", help="the text (quote it); or put it in the %%llm cell body"),
@@ -18,6 +22,8 @@ def text_of(ctx: Context, args: Any, what: str = "prompt") -> str:
     """The line's words joined, or the cell body (taken literally unless --format-body)."""
     line_text = " ".join(args.text)
     body = ctx.body
+    if body is not None:
+        check_length(body, "cell body")
     if body is not None and body.strip():
         if line_text:
             raise UsageError(f"give the {what} either on the line or in the cell body, not both")
@@ -40,3 +46,19 @@ class _Namespace(dict):
 
     def __missing__(self, key: str) -> Any:
         raise KeyError(key)
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """A text file the user named (``--texts``, ``--prompts``), or one line saying why not."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise LabError(f"{what} file {str(path)!r} not found")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise LabError(
+            f"{what} file {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} "
+            f"at offset {err.start}); save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise LabError(f"cannot read {what} file {str(path)!r}: {err.strerror or err}") from None

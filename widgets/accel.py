@@ -13,7 +13,7 @@ import traitlets
 from llmlab.widgets.base import HERE, LabWidget
 
 from llmlab.accel.panel import AccelPanelState
-from llmlab.errors import LabError
+from llmlab.errors import LabError, one_line
 
 
 class AccelPanel(LabWidget):
@@ -54,13 +54,17 @@ class AccelPanel(LabWidget):
         """What the Run button does (callable from Python too)."""
         described = self.state.describe(config)
         self.status = {"busy": True, **described}
+        error = None
         try:
             self.state.run(config, prompt, max_new_tokens)
+            self.runs = list(self.state.runs)
         except LabError as err:
-            self.status = {**described, "busy": False, "error": str(err)}
-            return
-        self.runs = list(self.state.runs)
-        self.status = {"busy": False, **described}
+            error = str(err)
+        except Exception as err:  # noqa: BLE001 - shown on the panel, which must not hang
+            error = f"the run failed: {one_line(err)}"
+        finally:
+            # Whatever happened (Ctrl-C included), the button leaves "Running…".
+            self.status = {**described, "busy": False, **({"error": error} if error else {})}
 
 
 AccelPanel.register(AccelPanelState)

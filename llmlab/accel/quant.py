@@ -90,6 +90,25 @@ def _int4_module_class():
     return _Int4Linear
 
 
+#: torch's int4pack kernel packs weights whose output size is a multiple of this.
+INT4_N_MULTIPLE = 16
+
+
+def int4_unpackable(model: nn.Module) -> list[str]:
+    """The linear layers int4 would convert but torch's int4pack kernel cannot pack (e.g. a
+    MoE shared-expert gate with one output), as ``name (out x in)``."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return [
+        f"{name} ({m.out_features}x{m.in_features})"
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and m is not head
+        and (m.in_features % INT4_GROUP or m.out_features % INT4_N_MULTIPLE)
+    ]
+
+
 def quantize_int4_weight_only(model: nn.Module) -> nn.Module:
     """Decoder ``nn.Linear`` layers -> int4 weight-only; the output head -> dynamic int8."""
     import torch

@@ -100,6 +100,35 @@ def _ok(lm: LoadedModel | None) -> Availability:
     return True, ""
 
 
+def _int4_shapes(lm: LoadedModel | None) -> Availability:
+    if lm is None or getattr(lm, "served", False):
+        return True, ""
+    from llmlab.accel.quant import int4_unpackable
+
+    bad = int4_unpackable(lm.model)
+    if bad:
+        return False, (
+            f"the int4 kernel cannot pack {len(bad)} linear layer(s) of {lm.name}, "
+            f"e.g. {bad[0]}; use quant=int8"
+        )
+    return True, ""
+
+
+def _full_attention(lm: LoadedModel | None) -> Availability:
+    """Quantized KV caches in transformers take only full-attention layers (GPT-OSS, Gemma 3
+    and others interleave sliding-window ones)."""
+    if lm is None or getattr(lm, "served", False):
+        return True, ""
+    kinds = set(getattr(lm.config.get_text_config(), "layer_types", None) or [])
+    other = sorted(kinds - {"full_attention"})
+    if other:
+        return False, (
+            f"quantized caches need full attention in every layer; {lm.family} has "
+            f"{', '.join(other)} layers"
+        )
+    return True, ""
+
+
 @dataclass(frozen=True)
 class Acceleration:
     """One named acceleration and the values it takes.
@@ -199,8 +228,11 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "int4-hqq": "quantized cache, int4 via HQQ (approximates)",
             },
             value_checks={
-                "int4-quanto": _needs_package("optimum.quanto", "optimum-quanto"),
-                "int4-hqq": _needs_package("hqq", "hqq"),
+                "fp8": _full_attention,
+                "int4-quanto": _all(
+                    _needs_package("optimum.quanto", "optimum-quanto"), _full_attention
+                ),
+                "int4-hqq": _all(_needs_package("hqq", "hqq"), _full_attention),
             },
         ),
         Acceleration(
@@ -246,7 +278,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "bnb8": "bitsandbytes LLM.int8 (CUDA)",
                 "bnb4": "bitsandbytes NF4 (CUDA)",
             },
-            value_checks={"bnb8": _BNB, "bnb4": _BNB},
+            value_checks={"bnb8": _BNB, "bnb4": _BNB, "int4": _int4_shapes},
         ),
         Acceleration(
             name="attn",

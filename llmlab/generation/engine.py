@@ -33,6 +33,7 @@ def encode_prompt(lm: LoadedModel, prompt: str | Messages, *, raw: bool = False)
     always uses the template.
     """
     tok = lm.tokenizer
+    check_text(prompt)
     if isinstance(prompt, str) and not prompt.strip():
         raise LabError("the prompt is empty")
     if isinstance(prompt, list) or (not raw and lm.has_chat_template):
@@ -51,6 +52,24 @@ def encode_prompt(lm: LoadedModel, prompt: str | Messages, *, raw: bool = False)
             f"{lm.context_length}; shorten it"
         )
     return ids.to(lm.device)
+
+
+def check_text(prompt: Any, what: str = "prompt") -> None:
+    """Refuse what no tokenizer can read, in one line: not text, or text with a lone surrogate
+    (half of a UTF-16 pair; the tokenizer would fail with a TypeError about its input types)."""
+    if isinstance(prompt, list):
+        for message in prompt:
+            check_text(message.get("content", "") if isinstance(message, dict) else message, what)
+        return
+    if not isinstance(prompt, str):
+        raise LabError(f"the {what} must be text, got {type(prompt).__name__}")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise LabError(
+            f"the {what} holds {prompt[err.start]!r} at character {err.start}: half of a UTF-16 "
+            "surrogate pair, not a character; remove it"
+        ) from None
 
 
 class _TokenClock:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from llmlab.errors import LabError
+
+#: torch.manual_seed takes 64-bit seeds; a larger one overflowed inside generate().
+SEED_LIMIT = 2**64
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,23 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise LabError(f"max new tokens must be a positive integer, got {self.max_new_tokens}")
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            # nan would silently mean greedy and inf uniform noise: refuse both.
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+            ):
+                raise LabError(f"{name.replace('_', '-')} must be a finite number, got {value!r}")
+        for name in ("top_k", "seed", "num_return_sequences", "best_of"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            ):
+                raise LabError(f"{name.replace('_', '-')} must be a whole number, got {value!r}")
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
+            raise LabError(f"the seed must be between 0 and 2**64 - 1, got {self.seed}")
         if self.temperature is not None and self.temperature < 0:
             raise LabError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
@@ -93,3 +115,20 @@ class GenerationSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, settings: GenerationSettings | None = None, **changes: Any) -> GenerationSettings:
+        """``settings`` (default: the defaults) with ``changes`` applied; an unknown name is a
+        one-line error rather than a keyword silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise LabError(
+                f"unknown generation setting {unknown[0]!r}; settings: {', '.join(sorted(known))}"
+            )
+        if settings is not None and not isinstance(settings, cls):
+            raise LabError(
+                f"settings must be a GenerationSettings, got {type(settings).__name__}; "
+                "or pass the fields as keywords (max_new_tokens=..., temperature=...)"
+            )
+        return replace(settings, **changes) if settings is not None else cls(**changes)

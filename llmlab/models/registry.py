@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from llmlab.devices import resolve_attention, resolve_device, resolve_dtype
-from llmlab.errors import LabError
+from llmlab.errors import LabError, one_line
 from llmlab.models.loaded import LoadedModel
 
 DEFAULT_SPECS = (
@@ -135,6 +135,20 @@ def _set_attention(model, wanted: str) -> list[str]:
         return [f"{model.config.model_type} has no {wanted} attention here; using eager"]
 
 
+def _load_failure(err: Exception) -> str:
+    """What went wrong reading a model folder, in words (the traceback stays on the cause)."""
+    import pickle
+
+    if isinstance(err, pickle.UnpicklingError):
+        return (
+            "its PyTorch pickle holds more than tensors (code, or damaged bytes) and torch "
+            "refused to unpickle it; load only weights you trust, best saved as safetensors"
+        )
+    if type(err).__name__ == "SafetensorError":
+        return f"a .safetensors file is damaged or truncated ({one_line(err)})"
+    return one_line(err)
+
+
 def _from_pretrained(
     folder, device, torch_dtype, attn_implementation, trust_remote_code, placement=None
 ):
@@ -156,6 +170,8 @@ def _from_pretrained(
     except (OSError, ValueError, ImportError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LabError(f"could not load {folder!r}: {first_line}") from err
+    except Exception as err:  # noqa: BLE001 - a damaged or hostile folder fails in one line
+        raise LabError(f"could not load {folder!r}: {_load_failure(err)}") from err
     finally:
         hf_logging.enable_progress_bar()
     return model, tokenizer

@@ -7,7 +7,7 @@ from pathlib import Path
 from IPython.core.error import UsageError
 from IPython.display import display
 from llmlab.magics.registry import Context, arg, command
-from llmlab.magics.text import TEXT_ARGS, text_of
+from llmlab.magics.text import TEXT_ARGS, read_text_file, text_of
 
 from llmlab.moe import capture_routing
 
@@ -28,7 +28,7 @@ def moe(ctx: Context, args):
         path = Path(name).expanduser()
         if not path.is_file():
             raise UsageError(f"%llm moe: no such file {name}")
-        texts[path.stem if path.stem not in texts else str(path)] = path.read_text()
+        texts[path.stem if path.stem not in texts else str(path)] = read_text_file(path, "--texts")
     if args.text or (ctx.body or "").strip() or not texts:
         texts = {"text": text_of(ctx, args, "text"), **texts}
     lm = ctx.lab.model(args.model)

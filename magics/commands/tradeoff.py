@@ -6,6 +6,7 @@ from pathlib import Path
 
 from IPython.display import display
 from llmlab.magics.registry import Context, arg, command
+from llmlab.magics.text import read_text_file
 
 from llmlab.errors import LabError
 
@@ -17,7 +18,7 @@ def _read_file(path: str, what: str) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
         raise LabError(f"{what} file {path!r} not found")
-    return p.read_text(encoding="utf-8")
+    return read_text_file(p, what)
 
 
 def _prices(items: list[str] | None) -> dict[str, float]:
