@@ -218,6 +218,11 @@ def test_magics_load_generate_next_and_load_test(ip, fake, capsys):
     assert "goodput" in capsys.readouterr().out
     with pytest.raises(UsageError, match="unknown SLO"):
         run_magic(ip, "load-test --slo fast=1ms")
+    for line in ("attention The cat sat", "moe The cat", "accel"):
+        with pytest.raises(
+            UsageError, match="is a served model .*: its weights stay on the server"
+        ):
+            run_magic(ip, line)
     with pytest.raises(UsageError, match="only for served|for served models"):
         run_magic(ip, "load default --api-key-env X")
 

@@ -32,8 +32,8 @@ def _draft_values(lm: LoadedModel, models: dict[str, LoadedModel]) -> list[dict[
 
     values = []
     for name, other in models.items():
-        if other.model is lm.model:
-            continue
+        if getattr(other, "served", False) or other.model is lm.model:
+            continue  # a served model cannot draft: its weights are on the server
         ok, why = True, ""
         if not same_tokenizer(other.tokenizer, lm.tokenizer):
             ok, why = False, f"{name}'s tokenizer differs from {lm.name}'s"

@@ -26,6 +26,8 @@ def accel(ctx: Context, args):
         lm = ctx.lab.model(args.model) if (args.model or ctx.lab.active) else None
         return pd.DataFrame(table(lm)).set_index("name")
     lm = ctx.lab.model(args.model)
+    if getattr(lm, "served", False):
+        _ = lm.model  # raises the one-line "served model: its weights stay on the server"
     from llmlab.accel import PrefixCache, parse_config
 
     config = parse_config(args.config, device=lm.device).label  # a bad config fails here
