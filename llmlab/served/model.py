@@ -7,6 +7,7 @@ which raises one clear :class:`LabError` instead of failing deep inside a captur
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,11 @@ class ServedModel:
     @property
     def config(self) -> Any:
         return self.model
+
+    def exclusive(self, what: str, *, on_wait: Any = None) -> contextlib.AbstractContextManager:
+        """No local lock: the server schedules its own requests (a local model's guard,
+        :func:`llmlab.models.guard.exclusive`, keeps hooks and timings apart)."""
+        return contextlib.nullcontext(self)
 
     def summary(self) -> dict[str, Any]:
         """One row of ``%llm models`` (the same columns as a local model)."""
