@@ -197,6 +197,26 @@ class Lab:
             return served_next_token(lm, prompt, **options)
         return next_token_distribution(lm, prompt, **options)
 
+    def lens(
+        self,
+        text: str,
+        *,
+        model: str | None = None,
+        compare: str | None = None,
+        generate: int = 0,
+        chat: bool | None = None,
+    ) -> Any:
+        """Logit lens over ``text``: every layer read through the final norm and unembedding
+        (:class:`llmlab.lens.LensResult`); with ``compare`` (another loaded model or an
+        acceleration config such as "int8"), where that variant parts layer by layer
+        (:class:`llmlab.lens.LensComparison`)."""
+        from llmlab import lens
+
+        lm = self.model(model)
+        if compare:
+            return lens.compare(lm, compare, text, lab=self, generate=generate, chat=chat)
+        return lens.lens(lm, text, generate=generate, chat=chat)
+
 
 _default_lab: Lab | None = None
 
