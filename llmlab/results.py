@@ -11,6 +11,7 @@ inline their own view script and data); ``static_html()`` uses it and falls back
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,29 @@ def _live_view(result: Any) -> Any | None:
     return factory(result) if factory is not None else None
 
 
+def _current_execution() -> Any | None:
+    """The IPython cell now running (its ExecutionResult), or None outside IPython."""
+    ip_module = sys.modules.get("IPython")
+    shell = ip_module.get_ipython() if ip_module is not None else None
+    hook = getattr(shell, "displayhook", None)
+    return getattr(hook, "exec_result", None)
+
+
 class Result:
     """Mixin for result dataclasses: ``to_html()``, ``save_html()``, rich display."""
 
-    #: Set by a front door that already showed this result live (e.g. streamed it), so that
-    #: being the cell's value does not draw it a second time.
-    _shown_live: bool = False
+    # A front door that already drew this result live (streamed it, showed its widget) sets
+    # ``_shown_live``; the cell that drew it then does not draw it again as its value (no
+    # second ``Out[n]``), while a later ``r`` or ``display(r)`` shows it in full.
+    @property
+    def _shown_live(self) -> bool:
+        shown_in = getattr(self, "_shown_in", None)
+        return shown_in is not None and shown_in() is _current_execution()
+
+    @_shown_live.setter
+    def _shown_live(self, value: bool) -> None:
+        run = _current_execution() if value else None
+        self._shown_in = weakref.ref(run) if run is not None else None
 
     def to_html(self) -> str:  # pragma: no cover - every result implements it
         raise NotImplementedError
@@ -82,9 +100,25 @@ class Result:
         path.write_text(page, encoding="utf-8")
         return path
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+    def _ipython_display_(self) -> None:
+        # IPython calls this for the cell's value and for display(). The value of the cell that
+        # drew the result live is skipped: the displayhook then sends nothing (no Out[n] line),
+        # yet still binds ``_`` and ``Out[n]``, so the result stays reachable.
         if self._shown_live:
-            return {"text/plain": f"{self.summary()}  (shown above)"}
+            if "ipykernel" not in sys.modules:
+                # A terminal has already printed "Out[n]: "; end it with the one-line summary.
+                print(self.summary())
+            return
+        from IPython.display import display
+
+        # A live view displays itself (it may keep a handle to update its static copy later).
+        view = _live_view(self) if "ipykernel" in sys.modules else None
+        if view is not None:
+            display(view)
+        else:
+            display(self._repr_mimebundle_(), raw=True)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         # Widgets need a kernel-backed front end; a terminal IPython gets text.
         view = _live_view(self) if "ipykernel" in sys.modules else None
         if view is not None:

@@ -28,6 +28,20 @@ class Context:
         return getattr(self.shell, "kernel", None) is not None
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, [], argparse.SUPPRESS)
+        if shown and "%(default)" not in text and (action.option_strings or action.nargs == "?"):
+            value = str(default)
+            value = value if len(value) <= 40 else value[:37] + "…"
+            text += f" (default: {value})".replace("%", "%%")  # argparse %-formats help
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as one-line UsageErrors instead of exiting."""
 
@@ -63,7 +77,7 @@ class Command:
             description=self.summary,
             add_help=False,
             allow_abbrev=False,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_HelpFormatter,
             epilog=(
                 f"As a cell magic (%%llm {self.name}), the cell body is {self.body}."
                 if self.body != "none"

@@ -12,15 +12,50 @@ from llmlab.html import card, esc
 
 #: Display updates are throttled: re-rendering per token would cost more than the token.
 REFRESH_S = 0.1
+#: An answer that hit the token limit while its last tokens repeat a short cycle this many
+#: times is called a loop (small models do this; the note says what to try).
+LOOP_REPEATS = 3
+LOOP_MAX_PERIOD = 32
+LOOP_MIN_TOKENS = 16  # a short answer that repeats a token is not a loop
 
 Runner = Callable[[Callable[[list[int], float], None] | None], GenerationResult]
 
 
 def stream(ctx: Context, run: Runner, decode: Callable[[list[int]], str]) -> GenerationResult:
     """Call ``run(on_token)`` and show the text as tokens arrive, then the final result."""
-    if ctx.in_kernel:
-        return _stream_to_display(run, decode)
-    return _stream_to_terminal(run, decode)
+    show = _stream_to_display if ctx.in_kernel else _stream_to_terminal
+    result = show(run, decode)
+    note = loop_note(result)
+    if note:
+        print(note)
+    return result
+
+
+def repeating_period(ids: list[int]) -> int | None:
+    """The shortest period p (<= LOOP_MAX_PERIOD) with which the answer's last
+    max(LOOP_REPEATS * p, LOOP_MIN_TOKENS) tokens repeat, or None."""
+    for p in range(1, LOOP_MAX_PERIOD + 1):
+        span = max(LOOP_REPEATS * p, LOOP_MIN_TOKENS)
+        if len(ids) < span:
+            break
+        tail = ids[-span:]
+        if all(tail[i] == tail[i - p] for i in range(p, span)):
+            return p
+    return None
+
+
+def loop_note(result: GenerationResult) -> str | None:
+    """One line when the answer ran to the token limit repeating itself."""
+    if result.stats.stopped != "length" or len(result.candidates) > 1:
+        return None
+    period = repeating_period(list(result.token_ids))
+    if period is None:
+        return None
+    return (
+        f"note: the answer ran to the token limit repeating a {period}-token phrase (small "
+        "models loop); try sampling (--temperature 0.7), a shorter --max-new-tokens, or "
+        "%llm chat --reset"
+    )
 
 
 def _stream_to_display(run: Runner, decode: Callable[[list[int]], str]) -> GenerationResult:
@@ -43,8 +78,14 @@ def _stream_to_display(run: Runner, decode: Callable[[list[int]], str]) -> Gener
                 )
             )
 
-    result = run(on_token)
-    handle.update(result)
+    try:
+        result = run(on_token)
+    except BaseException:
+        # A refused request or an error must not leave a "generating…" card behind.
+        handle.update(HTML(""))
+        raise
+    # The card becomes the result's own view (raw bundle: display_id updates need the data).
+    handle.update(result._repr_mimebundle_(), raw=True)
     result._shown_live = True
     return result
 

@@ -13,7 +13,7 @@ from llmlab.magics.registry import Context, arg
 from llmlab.errors import LabError
 
 TEXT_ARGS = [
-    arg("text", nargs="*", help="the text (quote it); or put it in the %%llm cell body"),
+    arg("text", nargs="*", help="the text (quote it); or put it in the %%%%llm cell body"),
     arg("--format-body", action="store_true", help="interpolate {var} in the cell body too"),
 ]
 

@@ -269,9 +269,13 @@ def test_prefix_cache_is_not_reused_across_weight_variants(tiny_llama):
 
 # -- magics and panel --------------------------------------------------------------------------
 def test_magic_accel_list_and_generate_with_accel(ip, capsys):
-    rows = run_magic(ip, "accel list")
+    listing = run_magic(ip, "accel list")
+    rows = listing.to_pandas()
     assert {"kv", "spec", "quant", "compile"} <= set(rows.index)
     assert "here" in rows.columns
+    html = listing.to_html()  # every cell whole: nothing cut at pandas' 50 characters
+    assert all(len(v) <= 50 or v[:60] in html for v in rows["needs"].map(str))
+    assert "optimum-quanto or hqq (fp8 is built in)" in html and "..." not in html
     run_magic(ip, "load tiny:llama")
     result = run_magic(ip, 'generate --raw --max-new-tokens 8 --accel kv=off "Hello"')
     assert result.stats.extra["accel"] == "kv=off"
@@ -306,10 +310,22 @@ def test_panel_state_runs_side_by_side_and_greys_out(tiny_llama):
     state.run("baseline", "Hello", 8)
     state.run("kv=static", "Hello", 8)
     assert [r["label"] for r in state.runs] == ["baseline", "kv=static"]
-    assert state.runs[1]["same_as_previous"] is True
+    assert state.runs[1]["vs_baseline"]["same_tokens"] is True
+    # Two more runs: the baseline stays shown, and ratios are against it, not the previous.
+    state.run("kv=off", "Hello", 8)
+    state.run("quant=int8", "Hello", 8)
+    assert [r["title"] for r in state.runs] == ["baseline", "previous", "this run"]
+    assert [r["label"] for r in state.runs] == ["baseline", "kv=off", "quant=int8"]
+    base = state.runs[0]["decode_tok_s"]
+    ratio = state.runs[2]["vs_baseline"]["decode_ratio"]
+    assert ratio == pytest.approx(state.runs[2]["decode_tok_s"] / base, abs=0.01)
+    # The exported copy marks the selected configuration.
+    assert "selected: <code>quant=int8</code>" in state.to_html() and "int8 ✓" in state.to_html()
+    state.run("kv=off", "Another prompt", 4)
+    assert "another prompt" in state.runs[-1]["vs_baseline"]["note"]
     assert state.describe("kv=off,spec=prompt-lookup")["error"]
     html = state.to_html()
-    assert "kv=static" in html and "flash" in html
+    assert "kv=off" in html and "flash" in html
     state.run("baseline", "</script><b>x</b>", 4)
     assert "</script><b>" not in state.to_html()
 

@@ -58,7 +58,7 @@ def test_accel_panel_runs_twice_side_by_side_in_jupyterlab():
     )
     assert state["flash_disabled"] and "CUDA" in state["flash_title"]
     assert state["titles"] == ["baseline", "spec=prompt-lookup"]
-    assert "same tokens as previous" in state["second"]
+    assert "same tokens as baseline" in state["second"] and "× baseline" in state["second"]
     assert "acceptance rate" in state["second"] and "tokens / target pass" in state["second"]
     assert "spec needs a KV cache" in state["error"]
 

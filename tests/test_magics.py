@@ -21,7 +21,20 @@ def test_generate_returns_an_assignable_result(tiny, capsys):
     assert r.stats.new_tokens <= 5
     out = capsys.readouterr().out
     assert "5 new" in out or "new ·" in out  # the stats footer was printed
-    assert r._shown_live
+
+
+def test_a_result_drawn_by_its_cell_is_not_echoed_there(tiny, capsys):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as shown:
+        tiny.run_cell('%llm generate --max-new-tokens 3 "hi"', store_history=True)
+    echo = [o for o in shown.outputs if "GenerationResult" in str(o.data)]
+    assert not echo  # no second Out[n] under the streamed answer
+    r = tiny.user_ns["_"]  # still reachable
+    assert isinstance(r, GenerationResult)
+    with capture_output() as shown:
+        tiny.run_cell("_", store_history=True)  # a later cell asks for it: shown in full
+    assert shown.outputs and "3 new" in str(shown.outputs[0].data)
 
 
 def test_sampling_flags_reach_the_engine(tiny):
@@ -122,3 +135,44 @@ def test_help_lists_every_subcommand(ip, capsys):
 def test_generate_before_any_load_loads_the_default(ip):
     r = run_magic(ip, 'generate "What is the capital of France?"')
     assert r.model == "smollm2" and "Paris" in r.text
+
+
+def test_loops_to_the_token_limit_get_one_note():
+    from llmlab.magics.streaming import repeating_period
+
+    assert repeating_period([5, 6, 7] * 8) == 3
+    assert repeating_period([9, 9, 9]) is None  # too short to call a loop
+    assert repeating_period(list(range(40))) is None
+
+
+def test_a_refused_request_leaves_no_generating_card(tiny):
+    from IPython.utils.capture import capture_output
+    from llmlab.magics.streaming import _stream_to_display
+
+    from llmlab.errors import LabError
+
+    def refuse(on_token):
+        raise LabError("no")
+
+    html = tiny.display_formatter.formatters["text/html"]
+    enabled, html.enabled = html.enabled, True  # as in a notebook
+    try:
+        with capture_output() as shown, pytest.raises(LabError):
+            _stream_to_display(refuse, str)
+    finally:
+        html.enabled = enabled
+    assert "generating" in shown.outputs[0].data["text/html"]
+    assert shown.outputs[-1].data["text/html"] == ""  # the card was cleared
+
+
+def test_a_preset_refusal_speaks_of_the_word_typed(tiny):
+    with pytest.raises(UsageError, match=r"^--accel fast \(here: spec=prompt-lookup\): "):
+        run_magic(tiny, 'generate --temperature 0.8 --accel fast "Hello"')
+
+
+def test_help_names_the_cell_magic_and_shows_defaults(tiny, capsys):
+    run_magic(tiny, "help generate")
+    out = capsys.readouterr().out
+    assert "%%llm cell body" in out and "(default: 128)" in out
+    run_magic(tiny, "help chat")
+    assert "(default: 64)" in capsys.readouterr().out

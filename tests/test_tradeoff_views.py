@@ -102,3 +102,79 @@ def test_magic_empty_prompt_file(ip, tmp_path):
     run_magic(ip, "load tiny:llama")
     with pytest.raises(UsageError, match="prompt set is empty"):
         run_magic(ip, f"tradeoff --configs baseline --prompts {empty}")
+
+
+class _Handle:
+    """Stands in for IPython's DisplayHandle: records what the display was updated to."""
+
+    def __init__(self):
+        self.updates = []
+
+    def update(self, obj, **kwargs):
+        self.updates.append(obj)
+
+
+def test_each_view_keeps_its_own_axes_and_exports_them(small_sweep):
+    from llmlab.widgets.tradeoff import TradeoffView
+
+    before = small_sweep.axes
+    a, b = TradeoffView(small_sweep, ("cost", "top1")), TradeoffView(small_sweep)
+    a.x_axis.value = "ttft"  # one view's picker ...
+    assert small_sweep.axes == before and b.axes == before  # ... changes nothing else
+    data = b._repr_mimebundle_()
+    html = (data[0] if isinstance(data, tuple) else data)["text/html"]
+    assert "time per output token" in html and "US$ per 1M" not in html
+    c = TradeoffView(small_sweep, ("cost", "top1"))
+    data = c._repr_mimebundle_()
+    html = (data[0] if isinstance(data, tuple) else data)["text/html"]
+    assert "US$ per 1M output tokens" in html and "top-1 agreement" in html
+
+
+def test_display_is_updated_with_the_finished_sweep_and_stop_settles():
+    from llmlab.widgets.tradeoff import TradeoffView
+
+    from llmlab.models.registry import load_model
+    from llmlab.tradeoff import run_sweep
+
+    lm = load_model("tiny:llama")
+    sweep = run_sweep(lm, "baseline,kv=off", ["hi"], max_new_tokens=3, warmup=0, start=False)
+    view, handle = TradeoffView(sweep), _Handle()
+    view.show(handle)
+    first = handle.updates[0]["text/html"]
+    assert "needs a running kernel" in first
+    sweep.subscribe(lambda s, event: event == "point" and view._stop())
+    sweep.start()
+    assert sweep.status == "stopped"
+    last = handle.updates[-1]["text/html"]
+    assert "Plotly.newPlot" in last and "needs a running kernel" not in last
+    assert view.stop_button.description == "Stopped" and view.stop_button.disabled
+
+
+def test_empty_plot_has_no_frame_and_labels_stay_inside(small_sweep):
+    from llmlab.models.registry import load_model
+    from llmlab.tradeoff import run_sweep
+    from llmlab.tradeoff.render import build_figure, table_html
+
+    empty = run_sweep(load_model("tiny:llama"), "baseline", ["hi"], start=False)
+    fig = build_figure(empty)
+    assert fig.layout.xaxis.visible is False and "appears here" in fig.layout.annotations[0].text
+    fig = build_figure(small_sweep)
+    for trace in fig.data:
+        if trace.mode == "markers+text":
+            assert all(pos.endswith("center") for pos in trace.textposition)
+    # The main table keeps to a notebook's width; the rest sits under "more figures".
+    main, more = table_html(small_sweep).split("<details", 1)
+    assert main.count("<th>") <= 9 and "more figures" in more and "KV MB" in more
+
+
+def test_headless_kernels_are_told_apart():
+    from types import SimpleNamespace
+
+    from llmlab.magics.commands.tradeoff import headless
+
+    def ctx(kernel):
+        return SimpleNamespace(shell=SimpleNamespace(kernel=kernel))
+
+    assert headless(ctx(SimpleNamespace(_allow_stdin=False)))
+    assert not headless(ctx(SimpleNamespace(_allow_stdin=True)))
+    assert not headless(ctx(None))

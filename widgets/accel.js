@@ -37,17 +37,21 @@ const STAT_NAMES = {
   weight_mb_before: "weights MB before",
 };
 
-function runCard(run, title, previous) {
+// A run beside the baseline run: speed ratio and token identity come from the kernel
+// (run.vs_baseline), measured against the latest baseline run on the same prompt.
+function runCard(run, title) {
   const box = el("div", "llmlab-ac-run");
   const head = el("div", "llmlab-ac-run-head");
   head.append(el("span", "llmlab-ac-run-title", title), el("code", "llmlab-ac-label", run.label));
   const badge = el("span", run.preserving ? "llmlab-ac-badge llmlab-ac-keep" : "llmlab-ac-badge llmlab-ac-approx",
     run.preserving ? "output-preserving" : "approximates");
   head.append(badge);
-  if (run.same_as_previous !== undefined) {
-    head.append(el("span", run.same_as_previous ? "llmlab-ac-badge llmlab-ac-keep" : "llmlab-ac-badge llmlab-ac-approx",
-      run.same_as_previous ? "same tokens as previous" : "tokens differ from previous"));
+  const vs = run.vs_baseline || {};
+  if (vs.same_tokens !== undefined) {
+    head.append(el("span", vs.same_tokens ? "llmlab-ac-badge llmlab-ac-keep" : "llmlab-ac-badge llmlab-ac-approx",
+      vs.same_tokens ? "same tokens as baseline" : "tokens differ from baseline"));
   }
+  if (vs.note) head.append(el("span", "llmlab-ac-muted", vs.note));
   const text = el("div", "llmlab-ac-text", run.text);
   const stats = el("table", "llmlab-ac-stats");
   const rows = [
@@ -61,9 +65,7 @@ function runCard(run, title, previous) {
   for (const [k, v] of rows) {
     const tr = el("tr");
     const td = el("td", "llmlab-ac-num", v === null || v === undefined ? "–" : String(v));
-    if (previous && k === "decode tok/s" && v && previous.decode_tok_s) {
-      td.textContent += `  (${(v / previous.decode_tok_s).toFixed(2)}×)`;
-    }
+    if (k === "decode tok/s" && vs.decode_ratio) td.textContent += `  (${vs.decode_ratio.toFixed(2)}× baseline)`;
     tr.append(el("th", null, k), td);
     stats.append(tr);
   }
@@ -80,7 +82,14 @@ function render({ model, el: root }) {
   const box = el("div", "llmlab-ac");
   const head = el("div", "llmlab-ac-head");
   head.append(el("b", null, "Accelerations for "), el("code", null, p.model),
-    el("span", "llmlab-ac-muted", ` · ${p.device}/${p.dtype} · struck out: cannot run here (hover for why) · dashed: approximates the output`));
+    el("span", "llmlab-ac-muted", ` · ${p.device}/${p.dtype}`));
+  // The legend shows sample chips: a dashed border described in words alone is easy to miss.
+  const legend = el("div", "llmlab-ac-legend");
+  legend.append(el("span", "llmlab-ac-value llmlab-ac-sample llmlab-ac-lossy", "dashed"),
+    el("span", null, "approximates the output"),
+    el("span", "llmlab-ac-value llmlab-ac-sample llmlab-ac-off", "struck out"),
+    el("span", null, "cannot run here (hover for why)"));
+  head.append(legend);
 
   const grid = el("div", "llmlab-ac-grid");
   const buttons = {};
@@ -152,11 +161,10 @@ function render({ model, el: root }) {
     const list = model.get("runs") || [];
     runs.replaceChildren();
     if (!list.length) {
-      runs.append(el("div", "llmlab-ac-muted", "Press Run: the run appears here, beside the previous one."));
+      runs.append(el("div", "llmlab-ac-muted", "Press Run: each run appears here, beside the baseline run (run baseline first)."));
       return;
     }
-    const titles = list.length === 2 ? ["previous", "this run"] : ["this run"];
-    list.forEach((r, i) => runs.append(runCard(r, titles[i], i > 0 ? list[i - 1] : null)));
+    list.forEach((r, i) => runs.append(runCard(r, r.title || (i === list.length - 1 ? "this run" : "previous"))));
   }
 
   run.addEventListener("click", () => {

@@ -53,7 +53,7 @@ function render({ model, el: root }) {
   const p = model.get("payload");
   const box = el("div", "llmlab-nt");
   const head = el("div", "llmlab-nt-head");
-  head.append(el("b", null, "Next token after "), el("span", "llmlab-nt-prompt", "…" + p.prompt.slice(-80)));
+  head.append(el("b", null, "Next token after "), el("span", "llmlab-nt-prompt", (p.prompt.length > 80 ? "…" : "") + p.prompt.slice(-80)));
   const controls = el("div", "llmlab-nt-controls");
   const temp = slider("temperature", 0.05, 2.5, 0.05, model.get("temperature"), (v) => v.toFixed(2));
   const topK = slider("top-k", 0, 50, 1, model.get("top_k"), (v) => (v === 0 ? "off" : String(v)));

@@ -40,6 +40,7 @@ class TradeoffView(widgets.VBox):
         self.sweep = sweep
         x, y = check_axes(axes or sweep.axes)
         self.selected: int | None = None
+        self._handle: Any = None  # the display this view was shown in (see show())
         self._lock = threading.Lock()
         self._last_progress = 0.0
         self.progress = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "320px"})
@@ -77,6 +78,8 @@ class TradeoffView(widgets.VBox):
             return
         self._last_progress = now
         self._refresh(redraw=event in ("point", "end"))
+        if event == "end":
+            self._update_display()
 
     def _refresh(self, redraw: bool) -> None:
         s = self.sweep
@@ -86,6 +89,9 @@ class TradeoffView(widgets.VBox):
             self.stop_button.disabled = not running or s.stopping
             if s.stopping and running:
                 self.stop_button.description = "Stopping…"
+            elif not running:
+                self.stop_button.description = "Stopped" if s.status == "stopped" else "Done"
+                self.stop_button.icon = ""
             if running:
                 now = f"running <b>{esc(s.current)}</b>" if s.current else "starting"
                 self.status.value = (
@@ -132,18 +138,46 @@ class TradeoffView(widgets.VBox):
         self.stop_button.description = "Stopping…"
         self.stop_button.disabled = True
 
+    @property
+    def axes(self) -> tuple[str, str]:
+        """The axes this view draws (its own pickers: other views and the sweep keep theirs)."""
+        return (self.x_axis.value, self.y_axis.value)
+
     def _axes_changed(self, _change: Any) -> None:
-        self.sweep.axes = (self.x_axis.value, self.y_axis.value)
         with self._lock:
             self._redraw_figure()
+
+    # -- display ------------------------------------------------------------------------------
+    def show(self, handle: Any = None) -> None:
+        """Display this view (into ``handle``, an IPython DisplayHandle, if given) and keep the
+        handle: when the sweep ends, the display is updated so that its static copy, which
+        saved notebooks and reports show, is the finished sweep rather than a "running" note."""
+        from IPython.display import display
+
+        if handle is None:
+            handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        else:
+            handle.update(self._repr_mimebundle_(), raw=True)
+        self._handle = handle
+        if self.sweep.done:
+            self._handle = None  # nothing left to update
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def _update_display(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.update(self._repr_mimebundle_(), raw=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         # Exported notebooks cannot run widgets offline. A finished sweep falls back to its
-        # self-contained page; a running one to a note (its page would be empty).
+        # self-contained page, drawn on this view's axes; a running one to a note (its page
+        # would be empty; show() replaces the note when the sweep ends).
         if self.sweep.done:
-            data["text/html"] = self.sweep.to_html()
+            data["text/html"] = self.sweep.to_html(self.axes)
         else:
             data["text/html"] = card(
                 header_html(self.sweep)

@@ -22,7 +22,7 @@ DEFAULT_PROMPT = (
     "It was designed by the engineer Gustave Eiffel's company and built from 1887 to 1889 "
     "as the entrance to the 1889 World's Fair. The Eiffel Tower is 330 metres tall."
 )
-#: Runs kept for the side-by-side view: the previous one and the latest.
+#: Runs shown side by side: the latest ones, plus the baseline run they are compared with.
 KEPT_RUNS = 2
 
 
@@ -100,6 +100,22 @@ def run_record(result: GenerationResult, label: str, preserving: bool) -> dict[s
         "decode_tok_s": None if s.decode_tokens_per_s is None else round(s.decode_tokens_per_s, 1),
         "total_s": round(s.total_s, 2),
         "extra": {k: v for k, v in s.extra.items() if k != "accel"},
+        "prompt": result.prompt,
+    }
+
+
+def compare_to_baseline(record: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    """Add ``vs_baseline`` to ``record``: decode speed ratio and same tokens, or why not."""
+    if baseline is None or record is baseline:
+        return
+    if baseline["prompt"] != record["prompt"]:
+        record["vs_baseline"] = {"note": "the baseline ran another prompt: run it again"}
+        return
+    a, b = record.get("decode_tok_s"), baseline.get("decode_tok_s")
+    n = min(len(record["token_ids"]), len(baseline["token_ids"]))
+    record["vs_baseline"] = {
+        "decode_ratio": round(a / b, 2) if a and b else None,
+        "same_tokens": record["token_ids"][:n] == baseline["token_ids"][:n],
     }
 
 
@@ -112,7 +128,9 @@ class AccelPanelState(Result):
     prompt: str = DEFAULT_PROMPT
     max_new_tokens: int = 64
     config: str = "baseline"
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # shown: see shown_runs()
+    baseline_run: dict[str, Any] | None = None  # the latest baseline run, the reference
+    recent: list[dict[str, Any]] = field(default_factory=list)  # the last KEPT_RUNS runs
     prefix_cache: Any = None  # the session's PrefixCache for this model, if any
 
     def summary(self) -> str:
@@ -158,32 +176,68 @@ class AccelPanelState(Result):
         )
         self.prompt, self.max_new_tokens, self.config = prompt, max_new_tokens, cfg.label
         record = run_record(result, cfg.label, cfg.output_preserving)
-        if self.runs:
-            record["same_as_previous"] = record["token_ids"] == self.runs[-1]["token_ids"]
-        self.runs = [*self.runs, record][-KEPT_RUNS:]
+        if cfg.is_baseline:
+            self.baseline_run = record
+        compare_to_baseline(record, self.baseline_run)
+        self.recent = [*self.recent, record][-KEPT_RUNS:]
+        self.runs = self.shown_runs()
         return record
 
+    def shown_runs(self) -> list[dict[str, Any]]:
+        """The latest runs, oldest first, with the baseline run first when it is not among
+        them; each titled "baseline", "previous" or "this run"."""
+        latest = self.recent
+        shown = list(latest)
+        if self.baseline_run is not None and not any(r is self.baseline_run for r in latest):
+            shown.insert(0, self.baseline_run)
+        out = []
+        for r in shown:
+            if r is latest[-1]:
+                title = "this run"
+            elif r is self.baseline_run:
+                title = "baseline"
+            else:
+                title = "previous"
+            out.append({**r, "title": title})
+        return out
+
     def to_html(self) -> str:
+        chosen = dict(parse_config(self.config, device=self.lm.device).parts)
         rows = []
         for c in controls(self.lm, self.models):
+            selected = chosen.get(c["name"], c["default"])
             cells = []
             for v in c["values"]:
-                cls = "" if v["ok"] else ' style="color:#999"'
-                title = esc(v["why"] or v["help"])
-                cells.append(f'<span title="{title}"{cls}>{esc(v["value"])}</span>')
+                style = [] if v["ok"] else ["color:#8c959f", "text-decoration:line-through"]
+                if not v["preserving"]:
+                    style.append("border-bottom:1.5px dashed #9a6700")
+                mark = ""
+                if v["value"] == selected:
+                    style += [
+                        "background:#0969da",
+                        "color:#fff",
+                        "padding:0 4px",
+                        "border-radius:3px",
+                    ]
+                    mark = " ✓"
+                attrs = f'title="{esc(v["why"] or v["help"])}" style="{";".join(style)}"'
+                cells.append(f"<span {attrs}>{esc(v['value'])}{mark}</span>")
             rows.append(
                 f"<tr><td><b>{esc(c['name'])}</b></td><td>{' · '.join(cells)}</td>"
                 f"<td>{esc(c['changes'])}</td></tr>"
             )
         runs = "".join(
-            f'<div style="flex:1;min-width:0"><b>{esc(r["label"])}</b>'
+            f'<div style="flex:1;min-width:0"><b>{esc(r["title"])}</b> '
+            f"<code>{esc(r['label'])}</code>"
             f'<div class="llmlab-text">{esc(r["text"])}</div>'
             f'<div class="llmlab-stats">{esc(_run_footer(r))}</div></div>'
-            for r in self.runs
+            for r in self.shown_runs()
         )
         head = (
             f"<b>Accelerations for {esc(self.lm.name)}</b> ({esc(self.lm.device)}/"
-            f"{esc(self.lm.dtype)}) · grey: cannot run here (hover for why)"
+            f"{esc(self.lm.dtype)}) · selected: <code>{esc(self.config)}</code> (blue ✓) · "
+            "dashed underline: approximates the output · struck out: cannot run here "
+            "(hover for why)"
         )
         body = f"<div>{head}</div><table>{''.join(rows)}</table>"
         if runs:
@@ -197,5 +251,12 @@ def _run_footer(r: dict[str, Any]) -> str:
         parts.append(f"TTFT {r['ttft_ms']:.0f} ms")
     if r.get("decode_tok_s") is not None:
         parts.append(f"decode {r['decode_tok_s']:.1f} tok/s")
+    vs = r.get("vs_baseline") or {}
+    if vs.get("decode_ratio") is not None:
+        parts.append(f"{vs['decode_ratio']:.2f}× the baseline's decode speed")
+    if "same_tokens" in vs:
+        parts.append("same tokens as the baseline" if vs["same_tokens"] else "tokens differ")
+    if vs.get("note"):
+        parts.append(vs["note"])
     parts.extend(f"{k} {v}" for k, v in r.get("extra", {}).items())
     return " · ".join(parts)

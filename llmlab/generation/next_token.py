@@ -106,8 +106,9 @@ class NextTokenDistribution(Result):
                 f"<td>{base[i]:.3f}</td><td>{probs[i]:.3f}</td></tr>"
             )
         cuts = f"T={self.temperature:g}, top-k={self.top_k or 'off'}, top-p={self.top_p or 'off'}"
+        shown = ("…" if len(self.prompt) > 80 else "") + self.prompt[-80:]
         head = (
-            f"<div><b>Next token after</b> <span class='llmlab-prompt'>…{esc(self.prompt[-80:])}"
+            f"<div><b>Next token after</b> <span class='llmlab-prompt'>{esc(shown)}"
             f"</span></div><table><tr><th>token</th><th>grey: T=1 · blue: {esc(cuts)}</th>"
             "<th>p (T=1)</th><th>p (reshaped)</th></tr>"
         )

@@ -56,7 +56,8 @@ Y_AXES = {
         Axis("acceptance", "acceptance", "draft acceptance rate", "high"),
     ]
 }
-_LABEL_POSITIONS = ("top center", "bottom center", "top right", "bottom left")
+#: Labels above or below their point, never to a side: a side label at the plot's edge is cut.
+_LABEL_POSITIONS = ("top center", "bottom center")
 COLORS = {PRESERVING: "#1a7f37", APPROXIMATING: "#bc4c00", None: "#8c959f"}
 
 
@@ -175,8 +176,13 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
                 mode="markers+text",
                 name=name,
                 text=[("⚠ " if p.label_disagrees else "") + p.name for _, p, _ in group],
-                # Alternate label positions: nearby points are common (e.g. the two baselines).
-                textposition=[_LABEL_POSITIONS[k % 4] for k in range(len(group))],
+                # Alternate label positions: nearby points are common; the repeated baseline
+                # (often on top of the first) always goes below.
+                textposition=[
+                    "bottom center" if p.repeat_of_baseline else _LABEL_POSITIONS[k % 2]
+                    for k, (_, p, _) in enumerate(group)
+                ],
+                cliponaxis=False,
                 customdata=[i for i, _, _ in group],
                 hovertext=[hover_text(p, sweep) for _, p, _ in group],
                 hoverinfo="text",
@@ -208,7 +214,7 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
                 hoverinfo="skip",
             )
         )
-    if ya.log:
+    if ya.log and plotted:
         fig.add_hline(
             y=KL_PRESERVING,
             line=dict(color="#57606a", dash="dot", width=1),
@@ -236,7 +242,28 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
         fig.update_yaxes(type="log", exponentformat="power")
     if ya.better == "low":
         fig.update_yaxes(autorange="reversed" if not ya.log else None)
+    if not plotted:
+        # No axes without points: an empty frame with made-up ranges says nothing.
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.add_annotation(
+            text=_empty_note(sweep, xa, ya),
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(size=13, color="#57606a"),
+        )
     return fig
+
+
+def _empty_note(sweep: Sweep, xa: Axis, ya: Axis) -> str:
+    if sweep.status == "running":
+        return "each configuration appears here when it has been measured"
+    if sweep.points:
+        return esc(f"no configuration has both {xa.key} and {ya.key} figures")
+    return "no configuration was measured"
 
 
 def _error_bars(group, axis: Axis, transform=lambda v: v) -> dict[str, Any]:
@@ -250,76 +277,97 @@ def _error_bars(group, axis: Axis, transform=lambda v: v) -> dict[str, Any]:
 
 
 # -- the table --------------------------------------------------------------------------------
+#: Shown by default: what a reader compares first. Header, row() column, has a spread.
 COLUMNS = [
-    ("TTFT ms", "ttft_ms"),
-    ("TPOT ms", "tpot_ms"),
-    ("decode tok/s", "decode_tps"),
-    ("$ / 1M tok", "usd_per_mtok"),
-    ("roofline %", "roofline_pct"),
-    ("KL mean", "kl"),
-    ("top-1", "top1"),
+    ("TTFT ms", "ttft_ms", True),
+    ("TPOT ms", "tpot_ms", True),
+    ("decode tok/s", "decode_tps", True),
+    ("KL mean", "kl", True),
+    ("top-1", "top1", True),
 ]
+#: In a second table under "more figures" (and every column in ``sweep.to_pandas()``).
+MORE_COLUMNS = [
+    ("$ / 1M tok", "usd_per_mtok", True),
+    ("roofline %", "roofline_pct", True),
+    ("accept.", "acceptance", True),
+    ("perplexity", "perplexity", False),
+    ("peak MB", "peak_mem_mb", False),
+    ("weights MB", "weight_mb", False),
+    ("KV MB", "kv_mb", False),
+]
+_SHORT_LABEL = {PRESERVING: "preserving", APPROXIMATING: "approx.", None: "–"}
 
 
 def _cell(row: dict, column: str, spread: bool = True) -> str:
+    """The headline; under it the IQR, with p90 and n in the tooltip (keeps columns narrow)."""
     v = row.get(column)
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
+        return "<td>–</td>"
     main = format_number(v)
     if not spread or row.get(column + "_q1") is None:
-        return main
+        return f"<td>{main}</td>"
     q1, q3, p90 = (format_number(row[column + s]) for s in ("_q1", "_q3", "_p90"))
-    return f"{main}<br><small>IQR {q1}–{q3} · p90 {p90} · n={row[column + '_n']}</small>"
+    tip = f"IQR {q1}–{q3} · p90 {p90} · n={row[column + '_n']}"
+    return f'<td title="{esc(tip)}">{main}<br><small>{q1}–{q3}</small></td>'
+
+
+def _label_cell(p: SweepPoint) -> str:
+    measured, claimed = p.measured_label, p.claimed_label
+    text = _SHORT_LABEL[measured]
+    tip = f"measured: {measured or 'not measured'} · registry: {claimed or '–'}"
+    if p.label_disagrees:
+        text = f'<span class="llmlab-sw-flag">⚠ {text}</span>'
+    elif measured:
+        text = f'<span style="color:{COLORS[measured]}">{text}</span>'
+    return f'<td title="{esc(tip)}">{text}<br><small>registry: {_SHORT_LABEL[claimed]}</small></td>'
+
+
+def _name_cell(p: SweepPoint) -> str:
+    # Break long combinations after their separators, not mid-word.
+    name = esc(p.name).replace(",", ",<wbr>").replace("+", "+<wbr>")
+    return f"<td><b>{name}</b></td>"
 
 
 def table_html(sweep: Sweep) -> str:
-    head = "".join(
-        f"<th>{esc(h)}</th>"
-        for h in [
-            "configuration",
-            "label (measured / registry)",
-            *[c for c, _ in COLUMNS],
-            "greedy same",
-            "perplexity",
-            "accept.",
-            "peak mem",
-            "weights",
-            "KV",
-            "note",
-        ]
-    )
-    rows = []
+    """The main figures in a table that fits a notebook's output (~900 px); the rest under
+    "more figures". Spreads: IQR under each headline, p90 and n in the cell's tooltip."""
+    heads = ["configuration", "label", *(h for h, _, _ in COLUMNS), "greedy same", "note"]
+    more_heads = ["configuration", *(h for h, _, _ in MORE_COLUMNS)]
+    rows, more_rows = [], []
     for i, p in enumerate(sweep.points):
         r = p.row()
-        label = esc(r["measured"] or "–") + " / " + esc(r["claimed"] or "–")
-        if p.label_disagrees:
-            label = f'<span class="llmlab-sw-flag">⚠ {label}</span>'
         greedy = (
             f"{sum(p.greedy_matches)}/{len(p.greedy_matches)}"
             if p.greedy_matches is not None
             else "–"
         )
-        mem = [
-            esc(f"{format_number(r[k])} MB") if r[k] is not None else "–"
-            for k in ("peak_mem_mb", "weight_mb", "kv_mb")
-        ]
         note = (
             p.error
             or p.quality_note
             or ("repeated greedy runs differed" if p.nondeterministic else "")
         )
         cls = "llmlab-sw-failed" if p.status != "ok" else ""
-        cells = [_cell(r, c) for _, c in COLUMNS]
         rows.append(
-            f'<tr class="{cls}" data-index="{i}"><td><b>{esc(p.name)}</b></td><td>{label}</td>'
-            + "".join(f"<td>{c}</td>" for c in cells)
-            + f"<td>{greedy}</td><td>{_cell(r, 'perplexity', False)}</td>"
-            f"<td>{_cell(r, 'acceptance')}</td>"
-            + "".join(f"<td>{m}</td>" for m in mem)
-            + f"<td class='llmlab-sw-note'>{esc(note)}</td></tr>"
+            f'<tr class="{cls}" data-index="{i}">{_name_cell(p)}{_label_cell(p)}'
+            + "".join(_cell(r, c, sp) for _, c, sp in COLUMNS)
+            + f"<td>{greedy}</td><td class='llmlab-sw-note'>{esc(note)}</td></tr>"
         )
-    table = f'<table class="llmlab-sw-table"><tr>{head}</tr>{"".join(rows)}</table>'
-    return f'<div class="llmlab-sw-scroll">{table}</div>'
+        more_rows.append(
+            f'<tr class="{cls}">{_name_cell(p)}'
+            + "".join(_cell(r, c, sp) for _, c, sp in MORE_COLUMNS)
+            + "</tr>"
+        )
+
+    def table(head: list[str], body: list[str]) -> str:
+        ths = "".join(f"<th>{esc(h)}</th>" for h in head)
+        return f'<table class="llmlab-sw-table"><tr>{ths}</tr>{"".join(body)}</table>'
+
+    more = ", ".join(h for h, _, _ in MORE_COLUMNS)
+    return (
+        f'<div class="llmlab-sw-scroll">{table(heads, rows)}</div>'
+        f'<details class="llmlab-sw-more"><summary>more figures: {esc(more)}</summary>'
+        f'<div class="llmlab-sw-scroll">{table(more_heads, more_rows)}</div></details>'
+    )
 
 
 def header_html(sweep: Sweep) -> str:
@@ -344,11 +392,14 @@ def header_html(sweep: Sweep) -> str:
 
 TABLE_CSS = """
 .llmlab-sw-scroll{overflow-x:auto}
-.llmlab-card table.llmlab-sw-table td{vertical-align:top;white-space:nowrap}
+.llmlab-card table.llmlab-sw-table td{vertical-align:top;white-space:nowrap;padding:2px 6px}
+.llmlab-card table.llmlab-sw-table th{white-space:normal;vertical-align:bottom;padding:2px 6px}
+.llmlab-card table.llmlab-sw-table td:first-child{white-space:normal;max-width:190px}
+.llmlab-sw-more summary{cursor:pointer;color:#57606a;font-size:12px;margin:4px 0}
 .llmlab-sw-table small{color:#57606a}
 .llmlab-sw-failed td{color:#cf222e}
 .llmlab-sw-flag{color:#cf222e;font-weight:600}
-.llmlab-card td.llmlab-sw-note{white-space:normal;min-width:180px;color:#57606a}
+.llmlab-card td.llmlab-sw-note{white-space:normal;min-width:120px;max-width:220px;color:#57606a}
 .llmlab-sw-compare{display:grid;grid-template-columns:1fr 1fr;gap:10px;margin-top:8px}
 .llmlab-sw-compare>div{border:1px solid #eaeef2;border-radius:6px;padding:6px}
 .llmlab-sw-compare h4{margin:0 0 4px 0;font-size:12px}

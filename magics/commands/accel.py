@@ -21,10 +21,10 @@ from llmlab.accel.panel import DEFAULT_PROMPT, AccelPanelState
 )
 def accel(ctx: Context, args):
     if args.action == "list":
-        import pandas as pd
+        from llmlab.accel.listing import AccelTable
 
         lm = ctx.lab.model(args.model) if (args.model or ctx.lab.active) else None
-        return pd.DataFrame(table(lm)).set_index("name")
+        return AccelTable(table(lm), lm.name if lm else None)
     lm = ctx.lab.model(args.model)
     if getattr(lm, "served", False):
         _ = lm.model  # raises the one-line "served model: its weights stay on the server"

@@ -7,10 +7,20 @@ from llmlab.magics.registry import Context, arg, command
 from llmlab.magics.streaming import stream
 from llmlab.magics.text import TEXT_ARGS, text_of
 
+from llmlab.errors import LabError
 from llmlab.generation.settings import GenerationSettings
 
+#: Chat answers get a smaller budget: the 135M default model can loop on a phrase until the
+#: limit, and a chat turn is meant to be short.
+CHAT_MAX_NEW_TOKENS = 64
+
+
+def _max_new_tokens(default: int):
+    return arg("--max-new-tokens", type=int, default=default, help="stop after this many tokens")
+
+
 SAMPLING_ARGS = [
-    arg("--max-new-tokens", type=int, default=128, help="stop after this many new tokens"),
+    _max_new_tokens(128),
     arg("--temperature", type=float, help="sample at this temperature (0 or unset: greedy)"),
     arg("--top-k", type=int, help="sample among the k most likely tokens"),
     arg("--top-p", type=float, help="sample among the smallest set with this total probability"),
@@ -24,6 +34,26 @@ SAMPLING_ARGS = [
 
 def _decoder(lm):
     return lambda ids: lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _with_preset_named(accel: str | None, run):
+    """Run; if ``--accel`` named a preset ("fast"), say what it stood for in any refusal, so
+    the message speaks of the word the user typed."""
+    from llmlab.accel.registry import PRESETS, parse_config
+
+    def wrapped(on_token):
+        try:
+            return run(on_token)
+        except LabError as err:
+            if accel and accel.strip() in PRESETS:
+                try:
+                    meant = parse_config(accel.strip()).label
+                except LabError:
+                    raise err from None
+                raise LabError(f"--accel {accel.strip()} (here: {meant}): {err}") from None
+            raise
+
+    return wrapped
 
 
 def settings_of(args) -> GenerationSettings:
@@ -53,14 +83,17 @@ def generate(ctx: Context, args):
     lm = ctx.lab.model(args.model)
     return stream(
         ctx,
-        lambda on_token: ctx.lab.generate(
-            prompt,
-            settings,
-            model=lm.name,
-            raw=args.raw,
-            on_token=on_token,
-            accel=args.accel,
-            system=args.system,
+        _with_preset_named(
+            args.accel,
+            lambda on_token: ctx.lab.generate(
+                prompt,
+                settings,
+                model=lm.name,
+                raw=args.raw,
+                on_token=on_token,
+                accel=args.accel,
+                system=args.system,
+            ),
         ),
         _decoder(lm),
     )
@@ -70,7 +103,8 @@ def generate(ctx: Context, args):
     "chat",
     "one chat turn (chat template, history kept per model; a new chat starts from the last "
     "generate exchange, so you can ask about it)",
-    *SAMPLING_ARGS,
+    _max_new_tokens(CHAT_MAX_NEW_TOKENS),
+    *SAMPLING_ARGS[1:],
     arg("--reset", action="store_true", help="forget this model's chat history first"),
     arg("--history", action="store_true", help="print the history and stop"),
     *TEXT_ARGS,
@@ -91,8 +125,11 @@ def chat(ctx: Context, args):
     settings = settings_of(args)
     return stream(
         ctx,
-        lambda on_token: ctx.lab.chat(
-            message, settings, model=lm.name, on_token=on_token, accel=args.accel
+        _with_preset_named(
+            args.accel,
+            lambda on_token: ctx.lab.chat(
+                message, settings, model=lm.name, on_token=on_token, accel=args.accel
+            ),
         ),
         _decoder(lm),
     )

@@ -88,8 +88,10 @@ def tradeoff(ctx: Context, args):
         prompts = read_prompts(ctx.body)
     text = _read_file(args.text, "perplexity text") if args.text else None
     lm = ctx.lab.model(args.model)
-    background = ctx.in_kernel and not args.wait
-    listeners = [] if ctx.in_kernel else [_print_progress]
+    # In Jupyter the sweep runs in the background so Stop and clicks respond; a headless run
+    # (nbclient, papermill: no one can press Stop) waits, so the saved output is the result.
+    background = ctx.in_kernel and not args.wait and not headless(ctx)
+    listeners = [] if ctx.in_kernel else [_progress_printer()]
     sweep = run_sweep(
         lm,
         args.configs,
@@ -107,6 +109,12 @@ def tradeoff(ctx: Context, args):
     _last["sweep"] = sweep
     if ctx.in_kernel:
         _show(ctx, sweep, axes)
+    else:
+        print(
+            f"tradeoff: {len(sweep.configs)} configurations + the baseline again, "
+            f"{len(sweep.prompts)} prompts x {sweep.repeats} repeats on {sweep.model}",
+            flush=True,
+        )
     sweep.start()
     if not ctx.in_kernel:
         print(sweep.to_text())
@@ -114,18 +122,46 @@ def tradeoff(ctx: Context, args):
     return sweep
 
 
+def headless(ctx: Context) -> bool:
+    """True when the kernel runs for a headless executor (nbclient, nbconvert, papermill):
+    they send execute requests with ``allow_stdin=False``; JupyterLab and VS Code allow it."""
+    kernel = getattr(ctx.shell, "kernel", None)
+    return kernel is not None and not getattr(kernel, "_allow_stdin", True)
+
+
 def _show(ctx: Context, sweep, axes):
     if not ctx.in_kernel:
         print(sweep.to_text())
         return sweep
+    from IPython.display import HTML
+
+    from llmlab.html import card
+
+    # The first view imports plotly and builds its figure (seconds on a busy CPU): say so.
+    handle = display(
+        HTML(card('<span class="llmlab-stats">tradeoff: preparing the live view…</span>')),
+        display_id=True,
+    )
     from llmlab.widgets.tradeoff import TradeoffView
 
-    display(TradeoffView(sweep, axes))
+    TradeoffView(sweep, axes).show(handle)
     sweep._shown_live = True
     return sweep
 
 
-def _print_progress(sweep, event: str) -> None:
-    if event == "point":
-        p = sweep.points[-1]
-        print(f"  [{len(sweep.points)}/{len(sweep.configs) + 1}] {p.name}: {p.status}", flush=True)
+def _progress_printer():
+    """A terminal listener: one line when a configuration starts and one when it ends."""
+    announced = ""
+
+    def listener(sweep, event: str) -> None:
+        nonlocal announced
+        total = len(sweep.configs) + 1
+        if event == "progress" and sweep.current and sweep.current != announced:
+            announced = sweep.current
+            print(f"  [{len(sweep.points) + 1}/{total}] {sweep.current} …", flush=True)
+        elif event == "point":
+            p = sweep.points[-1]
+            done = f"[{len(sweep.points)}/{total}] {p.name}: {p.status}"
+            print(f"  {done} ({p.seconds:.0f} s)", flush=True)
+
+    return listener
