@@ -1,5 +1,7 @@
 // Attention views in one widget: head view, layer × head grid, per-head table, diff between
-// two variants. The payload carries 8-bit thumbnails and one layer's head-view lines; full
+// two variants; one set of tabs per stack (masked self-attention; or encoder, decoder and
+// cross-attention for encoder-decoder models). Layers without attention weights (hybrid
+// models' Mamba/convolution layers, layers not captured) are listed with their kind. The payload carries 8-bit thumbnails and one layer's head-view lines; full
 // heads, other layers and exact rows are fetched from the kernel on demand (custom messages).
 // Every token is inserted with textContent, never as markup.
 
@@ -36,13 +38,13 @@ function ramp(stops) {
 const BLUES = ramp([[0, [255, 255, 255]], [0.5, [66, 133, 244]], [1, [8, 29, 88]]]);
 const DIVERGING = ramp([[0, [33, 102, 172]], [0.5, [255, 255, 255]], [1, [178, 24, 43]]]);
 
-// Draw a size×size image whose pixel i has colour index codeAt(i) into a canvas.
-function paint(canvas, size, codeAt, lut) {
-  canvas.width = size;
-  canvas.height = size;
+// Draw a rows×cols image whose pixel i has colour index codeAt(i) into a canvas.
+function paint(canvas, rows, cols, codeAt, lut) {
+  canvas.width = cols;
+  canvas.height = rows;
   const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(size, size);
-  for (let i = 0; i < size * size; i++) {
+  const img = ctx.createImageData(cols, rows);
+  for (let i = 0; i < rows * cols; i++) {
     const c = codeAt(i) * 3;
     img.data[i * 4] = lut[c];
     img.data[i * 4 + 1] = lut[c + 1];
@@ -54,18 +56,18 @@ function paint(canvas, size, codeAt, lut) {
 // Draw an n×n head at no more than MAX_PIXELS a side: each pixel shows the strongest value
 // (by magnitude) of its block, so a one-token-wide sink column survives the shrinking.
 const MAX_PIXELS = 640;
-function paintPooled(canvas, n, at, code, lut) {
-  const size = Math.min(n, MAX_PIXELS);
-  const best = new Float32Array(size * size);
-  for (let q = 0; q < n; q++) {
-    const y = Math.floor((q * size) / n);
-    for (let k = 0; k <= q; k++) {
-      const v = at(q * n + k);
-      const j = y * size + Math.floor((k * size) / n);
+function paintPooled(canvas, nq, nk, at, code, lut) {
+  const rows = Math.min(nq, MAX_PIXELS), cols = Math.min(nk, MAX_PIXELS);
+  const best = new Float32Array(rows * cols);
+  for (let q = 0; q < nq; q++) {
+    const y = Math.floor((q * rows) / nq);
+    for (let k = 0; k < nk; k++) {
+      const v = at(q * nk + k);
+      const j = y * cols + Math.floor((k * cols) / nk);
       if (Math.abs(v) > Math.abs(best[j])) best[j] = v;
     }
   }
-  paint(canvas, size, (i) => code(best[i]), lut);
+  paint(canvas, rows, cols, (i) => code(best[i]), lut);
 }
 const weightCode = (w) => Math.round(255 * Math.sqrt(Math.min(1, Math.max(0, w))));
 const diffCode = (d, scale) => {
@@ -82,24 +84,9 @@ function el(tag, cls, text) {
 const shown = (tok) => tok.replace(/\n/g, "↵").replace(/\t/g, "→");
 const fmt = (x, d = 3) => (x === undefined || x === null ? "–" : Number(x).toFixed(d));
 
+// The stack picker (encoder / decoder / cross-attention) and the comm, shared by the stacks.
 function render({ model, el: root }) {
   const p = model.get("payload");
-  const n = p.tokens.length, H = p.n_heads, L = p.n_layers;
-  const group = H / p.n_kv_heads;
-  const cmp = p.compare;
-  const variants = { a: p.a, b: cmp };
-  const state = {
-    which: "a",
-    layer: p.layer,
-    heads: new Set(p.head === null || p.head === undefined ? [...Array(H).keys()] : [p.head]),
-    focus: null, // {side: "q" | "k", index}
-    hover: null,
-  };
-  const linesCache = { [`a:${p.lines.layer}`]: decodeLines(p.lines) };
-  const thumbs = { a: fromB64(p.a.thumb.data), b: cmp ? fromB64(cmp.thumb.data) : null };
-  const T = p.a.thumb.size;
-
-  // -- comm: request/reply by id ------------------------------------------------------------
   let nextId = 1;
   const pending = new Map();
   model.on("msg:custom", (msg, buffers) => {
@@ -110,7 +97,8 @@ function render({ model, el: root }) {
       new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
     done(msg, bufs);
   });
-  function request(req) {
+  // request(req, say): one request/reply by id; say(text) reports a slow kernel.
+  function request(req, say, status) {
     return new Promise((resolve, reject) => {
       const id = nextId++;
       // No timeout: a kernel busy with another cell answers when it is done.
@@ -123,6 +111,63 @@ function render({ model, el: root }) {
       model.send({ ...req, id });
     });
   }
+  const holder = el("div", "llmlab-att-stacks");
+  root.append(holder);
+  const body = el("div");
+  if (p.stacks.length > 1) {
+    const bar = el("div", "llmlab-att-stackbar");
+    for (const st of p.stacks) {
+      const b = el("button", "llmlab-att-stackbtn", st.title[0].toUpperCase() + st.title.slice(1));
+      b.dataset.stack = st.name;
+      b.title = `${st.queries === "target" ? "decoder" : "input"} tokens attend to ` +
+        `${st.keys === "target" ? "decoder" : "input"} tokens`;
+      b.addEventListener("click", () => mount(st.name));
+      bar.append(b);
+    }
+    holder.append(bar);
+  }
+  holder.append(body);
+  function mount(name) {
+    for (const b of holder.querySelectorAll(".llmlab-att-stackbtn")) {
+      b.classList.toggle("llmlab-att-active", b.dataset.stack === name);
+    }
+    body.replaceChildren();
+    renderStack(p, name, body, request);
+  }
+  mount(p.stack);
+}
+
+// Per-head statistic of a captured layer slot (cross-attention has no prev/distance).
+const stat = (s, key, l, h) => (s[key] ? s[key][l][h] : null);
+
+function renderStack(p, stackName, root, send) {
+  const st = p.stacks.find((x) => x.name === stackName);
+  const qTok = st.queries === "target" ? p.target_tokens : p.tokens;
+  const kTok = st.keys === "target" ? p.target_tokens : p.tokens;
+  const n = qTok.length, nk = kTok.length, H = st.n_heads;
+  const LI = st.layers.filter((x) => x.captured).map((x) => x.index); // slot -> layer number
+  const L = LI.length;
+  const group = H / st.n_kv_heads;
+  const cmp0 = p.compare;
+  const cmp = cmp0 ? { label: cmp0.label, ...cmp0.diffs[stackName], ...cmp0.stacks[stackName] } : null;
+  const va = p.a.stacks[stackName];
+  const variants = { a: { label: p.a.label, ...va }, b: cmp };
+  const slotOf = (layer) => Math.max(0, LI.indexOf(layer));
+  const state = {
+    which: "a",
+    layer: slotOf(p.stack === stackName ? p.layer : LI[Math.floor(L / 2)]),
+    heads: new Set(p.head === null || p.head === undefined || p.head >= H ? [...Array(H).keys()] : [p.head]),
+    focus: null, // {side: "q" | "k", index}
+    hover: null,
+  };
+  const linesCache = {};
+  if (p.lines.stack === stackName || (p.lines.stack === undefined && p.stack === stackName)) {
+    linesCache[`a:${slotOf(p.lines.layer)}`] = decodeLines(p.lines);
+  }
+  const thumbs = { a: fromB64(va.thumb.data), b: cmp ? fromB64(cmp.thumb.data) : null };
+  const TR = va.thumb.rows, TC = va.thumb.cols;
+  const isGen = (axis, i) => axis === "source" && i >= p.n_prompt;
+  const request = (req) => send({ ...req, stack: stackName, layer: LI[req.layer] }, say, status);
   function decodeLines(lines) {
     return { k: lines.k, index: u16(fromB64(lines.index)), value: u16(fromB64(lines.value)) };
   }
@@ -150,12 +195,19 @@ function render({ model, el: root }) {
   // -- frame: header and tabs ---------------------------------------------------------------
   const box = el("div", "llmlab-att");
   const header = el("div", "llmlab-att-header");
-  const gen = n - p.n_prompt;
-  header.append(
-    el("b", null, "Attention "),
-    el("span", "llmlab-att-muted",
-      `${p.a.label} · ${p.n_prompt} tokens${gen ? ` + ${gen} generated` : ""} · ${L} layers × ${H} heads · ` +
-      `${p.n_kv_heads} KV heads (each shared by ${group} query heads)`));
+  const gen = p.tokens.length - p.n_prompt;
+  const kept = L === st.layers.length ? `${L} layers` : `${L} of ${st.layers.length} layers with weights`;
+  // Names the variant being shown (A or B), so the header follows the "showing" picker.
+  const headerInfo = el("span", "llmlab-att-muted");
+  const describe = () => {
+    const tag = cmp ? `${state.which.toUpperCase()}: ` : "";
+    const target = p.target_tokens ? ` · ${p.target_tokens.length} decoder tokens` : "";
+    headerInfo.textContent = `${tag}${variants[state.which].label} · ${p.n_prompt} tokens` +
+      `${gen ? ` + ${gen} generated` : ""}${target} · ${st.title} · ${kept} × ${H} heads · ` +
+      `${st.n_kv_heads} KV heads (each shared by ${group} query heads)`;
+  };
+  describe();
+  header.append(el("b", null, "Attention "), headerInfo);
   const variantPick = el("select", "llmlab-att-variant");
   if (cmp) {
     for (const [v, label] of [["a", `A: ${p.a.label}`], ["b", `B: ${cmp.label}`]]) {
@@ -196,14 +248,15 @@ function render({ model, el: root }) {
   const hv = panel["Head view"];
   const controls = el("div", "llmlab-att-controls");
   const layerPick = el("select");
-  for (let l = 0; l < L; l++) {
-    const o = el("option", null, `layer ${l}`);
-    o.value = String(l);
+  for (const info of st.layers) {
+    const o = el("option", null, info.captured ? `layer ${info.index}` : `layer ${info.index} · ${info.kind} (no weights)`);
+    o.value = info.captured ? String(LI.indexOf(info.index)) : "";
+    o.disabled = !info.captured;
     layerPick.append(o);
   }
   const chips = el("div", "llmlab-att-chips");
   const chipOf = [];
-  for (let g = 0; g < p.n_kv_heads; g++) {
+  for (let g = 0; g < st.n_kv_heads; g++) {
     const kv = el("span", "llmlab-att-kv");
     kv.append(el("span", "llmlab-att-muted", `KV ${g}:`));
     for (let h = g * group; h < (g + 1) * group; h++) {
@@ -236,17 +289,17 @@ function render({ model, el: root }) {
   const right = el("div", "llmlab-att-col llmlab-att-right");
   const canvas = el("canvas", "llmlab-att-canvas");
   mid.append(canvas);
-  mid.style.height = left.style.height = right.style.height = `${n * ROW}px`;
+  mid.style.height = left.style.height = right.style.height = `${Math.max(n, nk) * ROW}px`;
   cols.append(left, mid, right);
   scroll.append(cols);
   const tip = el("div", "llmlab-att-tip");
   hv.append(controls, hint, scroll, tip);
   const leftTok = [], rightTok = [];
-  for (let i = 0; i < n; i++) {
-    for (const [col, list, side] of [[left, leftTok, "q"], [right, rightTok, "k"]]) {
-      const t = el("div", "llmlab-att-tok", shown(p.tokens[i]));
-      if (i >= p.n_prompt) t.classList.add("llmlab-att-gen");
-      if (i === p.n_prompt && gen) t.classList.add("llmlab-att-genstart");
+  for (const [col, list, side, toks, axis] of [[left, leftTok, "q", qTok, st.queries], [right, rightTok, "k", kTok, st.keys]]) {
+    for (let i = 0; i < toks.length; i++) {
+      const t = el("div", "llmlab-att-tok", shown(toks[i]));
+      if (isGen(axis, i)) t.classList.add("llmlab-att-gen");
+      if (isGen(axis, i) && i === p.n_prompt) t.classList.add("llmlab-att-genstart");
       t.addEventListener("mouseenter", (e) => { state.hover = { side, index: i }; drawLines(); showTip(e, side, i); });
       t.addEventListener("mouseleave", () => { state.hover = null; tip.style.display = "none"; drawLines(); });
       t.addEventListener("click", () => {
@@ -270,7 +323,7 @@ function render({ model, el: root }) {
   // Weight of query q on key k in head h: the exact row if fetched, else the top-k lines.
   function weight(lines, h, q, k) {
     const row = rowCache.get(`${state.which}:${state.layer}:${q}`);
-    if (row) return row[h * n + k];
+    if (row) return row[h * nk + k];
     const base = (h * n + q) * lines.k;
     for (let j = 0; j < lines.k; j++) if (lines.index[base + j] === k) return lines.value[base + j] / 65535;
     return null; // below the top-k
@@ -282,25 +335,25 @@ function render({ model, el: root }) {
     const heads = [...state.heads].sort((a, b) => a - b);
     if (side === "k" && state.focus && state.focus.side === "q") {
       const q = state.focus.index;
-      tip.append(el("div", "llmlab-att-tiphead", `${shown(p.tokens[q])} → ${shown(p.tokens[i])}`));
+      tip.append(el("div", "llmlab-att-tiphead", `${shown(qTok[q])} → ${shown(kTok[i])}`));
       for (const h of heads) {
         const w = weight(lines, h, q, i);
         tip.append(el("div", null, `h${h}: ${w === null ? "< top-" + lines.k : fmt(w)}`));
       }
     } else if (side === "q") {
-      tip.append(el("div", "llmlab-att-tiphead", `${shown(p.tokens[i])} attends to`));
+      tip.append(el("div", "llmlab-att-tiphead", `${shown(qTok[i])} attends to`));
       for (const h of heads.slice(0, 4)) {
         const base = (h * n + i) * lines.k;
         const parts = [];
         for (let j = 0; j < Math.min(3, lines.k); j++) {
           const w = lines.value[base + j] / 65535;
-          if (w > 0) parts.push(`${shown(p.tokens[lines.index[base + j]])} ${fmt(w, 2)}`);
+          if (w > 0) parts.push(`${shown(kTok[lines.index[base + j]])} ${fmt(w, 2)}`);
         }
         tip.append(el("div", null, `h${h}: ${parts.join(" · ")}`));
       }
       if (heads.length > 4) tip.append(el("div", "llmlab-att-muted", `… ${heads.length - 4} more heads`));
     } else {
-      tip.append(el("div", "llmlab-att-tiphead", `attention into ${shown(p.tokens[i])}`));
+      tip.append(el("div", "llmlab-att-tiphead", `attention into ${shown(kTok[i])}`));
       tip.append(el("div", "llmlab-att-muted", "click a query token on the left for exact weights"));
     }
     const r = hv.getBoundingClientRect(), t = e.target.getBoundingClientRect();
@@ -310,7 +363,7 @@ function render({ model, el: root }) {
   }
   function drawLines() {
     const lines = linesCache[`${state.which}:${state.layer}`];
-    const viewH = Math.min(scroll.clientHeight || 560, n * ROW);
+    const viewH = Math.min(scroll.clientHeight || 560, Math.max(n, nk) * ROW);
     const width = mid.clientWidth || 240;
     const dpr = window.devicePixelRatio || 1;
     canvas.width = width * dpr;
@@ -323,7 +376,7 @@ function render({ model, el: root }) {
     const top = scroll.scrollTop;
     canvas.style.top = "0px";
     const focus = state.focus || state.hover;
-    const shade = new Float32Array(n);
+    const shade = new Float32Array(Math.max(n, nk));
     if (!lines) return;
     for (const h of state.heads) {
       ctx.strokeStyle = PALETTE[h % PALETTE.length];
@@ -351,14 +404,15 @@ function render({ model, el: root }) {
     ctx.globalAlpha = 1;
     // Shade the other side's tokens by their weight while a token is focused (exact row if any).
     const row = focus && focus.side === "q" ? rowCache.get(`${state.which}:${state.layer}:${focus.index}`) : null;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < Math.max(n, nk); i++) {
       let w = shade[i];
-      if (row) { w = 0; for (const h of state.heads) w = Math.max(w, row[h * n + i]); }
+      if (row && i < nk) { w = 0; for (const h of state.heads) w = Math.max(w, row[h * nk + i]); }
       const target = focus ? (focus.side === "q" ? rightTok[i] : leftTok[i]) : null;
-      leftTok[i].style.background = rightTok[i].style.background = "";
+      if (leftTok[i]) leftTok[i].style.background = "";
+      if (rightTok[i]) rightTok[i].style.background = "";
       if (target && w > 0.005) target.style.background = `rgba(66,133,244,${Math.min(0.85, 0.1 + Math.sqrt(w))})`;
-      leftTok[i].classList.toggle("llmlab-att-focus", !!focus && focus.side === "q" && focus.index === i);
-      rightTok[i].classList.toggle("llmlab-att-focus", !!focus && focus.side === "k" && focus.index === i);
+      if (leftTok[i]) leftTok[i].classList.toggle("llmlab-att-focus", !!focus && focus.side === "q" && focus.index === i);
+      if (rightTok[i]) rightTok[i].classList.toggle("llmlab-att-focus", !!focus && focus.side === "k" && focus.index === i);
     }
   }
   scroll.addEventListener("scroll", () => requestAnimationFrame(drawLines));
@@ -367,7 +421,7 @@ function render({ model, el: root }) {
     chipOf.forEach((c, h) => c.classList.toggle("llmlab-att-on", state.heads.has(h)));
     const key = `${state.which}:${state.layer}`;
     if (!linesCache[key]) {
-      say(`fetching layer ${state.layer}…`);
+      say(`fetching layer ${LI[state.layer]}…`);
       getLines(state.which, state.layer).then(() => { say(""); drawLines(); }).catch(fail);
     }
     if (state.focus && state.focus.side === "q") fetchRow(state.focus.index);
@@ -389,7 +443,7 @@ function render({ model, el: root }) {
     const hdr = el("tr"), sub = el("tr");
     hdr.append(el("th"));
     sub.append(el("th"));
-    for (let g = 0; g < p.n_kv_heads; g++) {
+    for (let g = 0; g < st.n_kv_heads; g++) {
       const th = el("th", "llmlab-att-kvhead", `KV ${g}`);
       th.colSpan = group;
       hdr.append(th);
@@ -400,25 +454,34 @@ function render({ model, el: root }) {
     let scale = 1;
     let diffCodes = null;
     if (kind === "diff") {
-      diffCodes = fromB64(cmp.diff.data);
+      diffCodes = fromB64(cmp.data);
       scale = Math.max(1e-6, ...cmp.max_abs.flat());
     }
-    for (let l = 0; l < L; l++) {
+    for (const info of st.layers) {
       const tr = el("tr");
-      tr.append(el("th", null, `L${l}`));
+      tr.append(el("th", null, `L${info.index}`));
+      if (!info.captured) {
+        const td = el("td", "llmlab-att-nolayer",
+          `${info.kind} · ${/attention/.test(info.kind) ? "not captured" : "no attention weights"}`);
+        td.colSpan = H;
+        tr.append(td);
+        table.append(tr);
+        continue;
+      }
+      const l = LI.indexOf(info.index);
       for (let h = 0; h < H; h++) {
         const td = el("td");
         const c = el("canvas", "llmlab-att-thumb");
-        const off = (l * H + h) * T * T;
+        const off = (l * H + h) * TR * TC;
         if (kind === "diff") {
-          paint(c, T, (i) => diffCode(signed8Value(diffCodes[off + i]), scale), DIVERGING);
-          c.title = `L${l} H${h} (KV ${Math.floor(h / group)}) · change ${fmt(cmp.change[l][h], 4)} · max |Δ| ${fmt(cmp.max_abs[l][h], 4)}`;
+          paint(c, TR, TC, (i) => diffCode(signed8Value(diffCodes[off + i]), scale), DIVERGING);
+          c.title = `L${LI[l]} H${h} (KV ${Math.floor(h / group)}) · change ${fmt(cmp.change[l][h], 4)} · max |Δ| ${fmt(cmp.max_abs[l][h], 4)}`;
         } else {
           const codes = thumbs[kind];
-          paint(c, T, (i) => codes[off + i], BLUES);
+          paint(c, TR, TC, (i) => codes[off + i], BLUES);
           const s = variants[kind].stats;
-          c.title = `L${l} H${h} (KV ${Math.floor(h / group)}) · entropy ${fmt(s.entropy[l][h], 2)} bits · ` +
-            `sink ${fmt(s.sink[l][h], 2)} · prev ${fmt(s.prev[l][h], 2)} · distance ${fmt(s.distance[l][h], 1)}`;
+          c.title = `L${LI[l]} H${h} (KV ${Math.floor(h / group)}) · entropy ${fmt(stat(s, "entropy", l, h), 2)} bits · ` +
+            `sink ${fmt(stat(s, "sink", l, h), 2)}` + (s.prev ? ` · prev ${fmt(stat(s, "prev", l, h), 2)} · distance ${fmt(stat(s, "distance", l, h), 1)}` : "");
         }
         c.addEventListener("click", () => {
           cells.forEach((x) => x.classList.remove("llmlab-att-picked"));
@@ -438,53 +501,59 @@ function render({ model, el: root }) {
   // A large view of one head; draws the thumbnail at once, then the full-resolution head.
   function bigHead(title, kind, layer, head, { scale = 1, side = 320, labels = true } = {}) {
     const card = el("div", "llmlab-att-big");
-    card.append(el("div", "llmlab-att-bigtitle", title));
+    const heading = el("div", "llmlab-att-bigtitle", title);
+    heading.title = title; // the trio keeps titles on one line; the full one on hover
+    card.append(heading);
     const c = el("canvas", "llmlab-att-bigcanvas");
-    c.style.width = c.style.height = `${side}px`;
+    // Square for self-attention; cross-attention keeps its queries × keys aspect ratio.
+    const cw = Math.max(24, Math.round((side * nk) / Math.max(n, nk)));
+    const ch = Math.max(24, Math.round((side * n) / Math.max(n, nk)));
+    c.style.width = `${cw}px`;
+    c.style.height = `${ch}px`;
     const readout = el("div", "llmlab-att-readout", "hover for weights");
     readout.style.maxWidth = `${side}px`;
     const body = el("div", "llmlab-att-bigbody");
     // Short inputs get the query tokens beside the rows; long ones rely on the hover readout.
-    if (labels && side / n >= 8) {
+    if (labels && ch / n >= 8) {
       const column = el("div", "llmlab-att-rowlabels");
-      column.style.height = `${side}px`;
+      column.style.height = `${ch}px`;
       column.style.gridTemplateRows = `repeat(${n}, 1fr)`;
-      column.style.fontSize = `${Math.min(11, Math.floor(side / n) - 1)}px`;
-      p.tokens.forEach((tok) => column.append(el("div", null, shown(tok))));
+      column.style.fontSize = `${Math.min(11, Math.floor(ch / n) - 1)}px`;
+      qTok.forEach((tok) => column.append(el("div", null, shown(tok))));
       body.append(column);
     }
     body.append(c);
     card.append(body, readout);
     card.style.maxWidth = `${side + (body.children.length > 1 ? 75 : 2)}px`;
-    const off = (layer * H + head) * T * T;
+    const off = (layer * H + head) * TR * TC;
     const lut = kind === "diff" ? DIVERGING : BLUES;
     if (kind === "diff") {
-      const codes = fromB64(cmp.diff.data);
-      paint(c, T, (i) => diffCode(signed8Value(codes[off + i]), scale), lut);
+      const codes = fromB64(cmp.data);
+      paint(c, TR, TC, (i) => diffCode(signed8Value(codes[off + i]), scale), lut);
     } else {
-      paint(c, T, (i) => thumbs[kind][off + i], lut);
+      paint(c, TR, TC, (i) => thumbs[kind][off + i], lut);
     }
     let full = null;
     getHead(kind, layer, head).then((data) => {
       full = data;
       const code = kind === "diff" ? (v) => diffCode(v, scale) : weightCode;
-      paintPooled(c, n, data.at, code, lut);
+      paintPooled(c, n, nk, data.at, code, lut);
     }).catch(fail);
     c.addEventListener("mousemove", (e) => {
       const r = c.getBoundingClientRect();
       const q = Math.floor(((e.clientY - r.top) / r.height) * n);
-      const k = Math.floor(((e.clientX - r.left) / r.width) * n);
-      if (q < 0 || k < 0 || q >= n || k >= n) return;
-      const v = full ? fmt(full.at(q * n + k), 4) : "…";
-      readout.textContent = `query ${q} ${shown(p.tokens[q])} → key ${k} ${shown(p.tokens[k])}: ${v}`;
+      const k = Math.floor(((e.clientX - r.left) / r.width) * nk);
+      if (q < 0 || k < 0 || q >= n || k >= nk) return;
+      const v = full ? fmt(full.at(q * nk + k), 4) : "…";
+      readout.textContent = `query ${q} ${shown(qTok[q])} → key ${k} ${shown(kTok[k])}: ${v}`;
     });
     return card;
   }
 
   function statsLine(kind, l, h) {
     const s = variants[kind].stats;
-    return `entropy ${fmt(s.entropy[l][h], 2)} bits · sink ${fmt(s.sink[l][h])} · ` +
-      `previous-token ${fmt(s.prev[l][h])} · mean distance ${fmt(s.distance[l][h], 1)}`;
+    return `entropy ${fmt(stat(s, "entropy", l, h), 2)} bits · sink ${fmt(stat(s, "sink", l, h))}` +
+      (s.prev ? ` · previous-token ${fmt(stat(s, "prev", l, h))} · mean distance ${fmt(stat(s, "distance", l, h), 1)}` : "");
   }
 
   const gridPanel = panel.Grid;
@@ -495,7 +564,7 @@ function render({ model, el: root }) {
     const { wrap } = gridOf(state.which, (l, h) => {
       side.replaceChildren();
       const kv = Math.floor(h / group);
-      side.append(bigHead(`layer ${l}, head ${h} (KV ${kv}, shared with heads ${kv * group}–${(kv + 1) * group - 1})`, state.which, l, h));
+      side.append(bigHead(`layer ${LI[l]}, head ${h} (KV ${kv}, shared with heads ${kv * group}–${(kv + 1) * group - 1})`, state.which, l, h));
       side.append(el("div", "llmlab-att-muted", statsLine(state.which, l, h)));
       const go = el("button", "llmlab-att-small", "open in head view");
       go.addEventListener("click", () => openHead(l, h));
@@ -515,11 +584,13 @@ function render({ model, el: root }) {
     const columns = [
       ["layer", "layer"], ["head", "head"], ["kv", "KV head"], ["entropy", "entropy (bits)"],
       ["sink", "sink mass"], ["prev", "previous-token"], ["distance", "mean distance"],
-    ].concat(cmp ? [["change", "change vs other"]] : []);
+    ].filter(([k]) => !["entropy", "sink", "prev", "distance"].includes(k) || s[k])
+      .concat(cmp ? [["change", "change vs other"]] : []);
     const rows = [];
     for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) {
-      rows.push({ layer: l, head: h, kv: Math.floor(h / group), entropy: s.entropy[l][h], sink: s.sink[l][h],
-        prev: s.prev[l][h], distance: s.distance[l][h], change: cmp ? cmp.change[l][h] : null });
+      rows.push({ layer: LI[l], slot: l, head: h, kv: Math.floor(h / group), entropy: stat(s, "entropy", l, h),
+        sink: stat(s, "sink", l, h), prev: stat(s, "prev", l, h), distance: stat(s, "distance", l, h),
+        change: cmp ? cmp.change[l][h] : null });
     }
     rows.sort((x, y) => (sortDesc ? y[sortKey] - x[sortKey] : x[sortKey] - y[sortKey]) || x.layer - y.layer || x.head - y.head);
     const max = {};
@@ -549,7 +620,7 @@ function render({ model, el: root }) {
         if (!integer) td.style.setProperty("--fill", `${(100 * (v ?? 0)) / max[k]}%`);
         row.append(td);
       }
-      row.addEventListener("click", () => openHead(r.layer, r.head));
+      row.addEventListener("click", () => openHead(r.slot, r.head));
       table.append(row);
     }
     box.append(table);
@@ -574,7 +645,7 @@ function render({ model, el: root }) {
       const r = el("div", "llmlab-att-rank");
       const bar = el("span", "llmlab-att-rankbar");
       bar.style.width = `${(100 * v) / top}%`;
-      r.append(el("span", "llmlab-att-ranklabel", `L${l} H${h}`), el("span", "llmlab-att-ranktrack"), el("span", "llmlab-att-muted", fmt(v, 4)));
+      r.append(el("span", "llmlab-att-ranklabel", `L${LI[l]} H${h}`), el("span", "llmlab-att-ranktrack"), el("span", "llmlab-att-muted", fmt(v, 4)));
       r.children[1].append(bar);
       r.addEventListener("click", () => pickDiff(l, h));
       ranking.append(r);
@@ -587,7 +658,7 @@ function render({ model, el: root }) {
         bigHead(`B: ${cmp.label}`, "b", l, h, small),
         bigHead(`B − A (±${fmt(cmp.max_abs[l][h], 4)})`, "diff", l, h,
           { ...small, scale: Math.max(1e-6, cmp.max_abs[l][h]) }));
-      side.append(el("div", "llmlab-att-bigtitle", `layer ${l}, head ${h}: change ${fmt(cmp.change[l][h], 4)}`), trio);
+      side.append(el("div", "llmlab-att-bigtitle", `layer ${LI[l]}, head ${h}: change ${fmt(cmp.change[l][h], 4)}`), trio);
     }
     const row = el("div", "llmlab-att-split");
     const rightCol = el("div");
@@ -599,6 +670,7 @@ function render({ model, el: root }) {
 
   variantPick.addEventListener("change", () => {
     state.which = variantPick.value;
+    describe();
     buildGrid();
     buildTable();
     updateHeadView();

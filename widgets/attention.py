@@ -30,25 +30,38 @@ class AttentionView(LabWidget):
     @classmethod
     def offline_requests(cls, result: Any) -> list[dict[str, Any]]:
         # Head-view lines of every layer, nearest the first shown layer first, then (for a
-        # comparison) the full heads of the most changed head, which the Diff tab opens on.
+        # comparison) the full heads of the most changed head, which the Diff tab opens on,
+        # then full heads layer by layer (short inputs fit many; the budget decides).
         import numpy as np
 
         compare = hasattr(result, "b")
         first = result.a if compare else result
-        start = first.initial_layer()
-        layers = sorted(range(first.n_layers), key=lambda layer: (abs(layer - start), layer))
-        requests = [
-            {"kind": "lines", "layer": layer, "which": which}
-            for layer in layers
-            for which in (("a", "b") if compare else ("a",))
-        ]
+        requests = []
+        for name in first.stack_names:
+            start = first.initial_layer(name)
+            layers = sorted(
+                first.stack(name).captured, key=lambda layer: (abs(layer - start), layer)
+            )
+            requests += [
+                {"kind": "lines", "stack": name, "layer": layer, "which": which}
+                for layer in layers
+                for which in (("a", "b") if compare else ("a",))
+            ]
         if compare:
             most = np.unravel_index(np.argmax(result.change), result.change.shape)
-            layer, head = (int(i) for i in most)
+            slot, head = (int(i) for i in most)
+            layer = result.layers[slot]
             requests[:0] = [
-                {"kind": "head", "layer": layer, "head": head, "which": which}
+                {"kind": "head", "stack": first.stack_names[0], "layer": layer, "head": head}
+                | {"which": which}
                 for which in ("a", "b", "diff")
             ]
+        requests += [
+            {"kind": "head", "layer": layer, "head": head, "which": which}
+            for layer in layers
+            for head in range(first.n_heads)
+            for which in (("a", "b", "diff") if compare else ("a",))
+        ]
         return requests
 
 

@@ -16,6 +16,19 @@ from llmlab.attention import compare
     arg("--layer", type=int, help="the layer the head view opens on"),
     arg("--head", type=int, help="the head the head view opens on (default: all heads)"),
     arg(
+        "--layers",
+        metavar="A-B",
+        help="capture only these layers (10-20, or 3,5,8); big models keep only what is asked for",
+    ),
+    arg(
+        "--precision",
+        choices=["auto", "float16", "float32"],
+        default="auto",
+        help="what the result keeps: auto (queries/keys at the model's precision, weights "
+        "recomputed exactly in float32), float16 (half the memory), float32 (also for "
+        "Falcon/Bloom/MPT, whose full weights are otherwise kept in float16)",
+    ),
+    arg(
         "--compare",
         metavar="VARIANT",
         help="also run a variant and show differences: another loaded model with the same "
@@ -36,7 +49,14 @@ def attention(ctx: Context, args):
     text = text_of(ctx, args, "text")
     lm = ctx.lab.model(args.model)
     chat = False if args.raw else (True if args.chat else None)
-    options = dict(layer=args.layer, head=args.head, generate=args.generate, chat=chat)
+    options = dict(
+        layer=args.layer,
+        head=args.head,
+        layers=args.layers,
+        precision=args.precision,
+        generate=args.generate,
+        chat=chat,
+    )
     if args.compare:
         result = compare(lm, args.compare, text, lab=ctx.lab, **options)
     else:
