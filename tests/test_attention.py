@@ -17,8 +17,8 @@ from IPython.core.error import UsageError
 
 from llmlab.attention import attention, capture, compare, hook_count
 from llmlab.attention.compute import Recipe
-from llmlab.attention.reduce import LayerReducer, row_entropy_nats
 from llmlab.attention.encode import signed8, sqrt8
+from llmlab.attention.reduce import LayerReducer, row_entropy_nats
 from llmlab.errors import LabError
 from llmlab.models.registry import load_model
 from tests.helpers import run_magic
