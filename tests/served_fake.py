@@ -105,7 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
                         "top_logprobs": [top],
                     }
             self._send({"choices": [choice]})
-        if (body.get("stream_options") or {}).get("include_usage"):
+        usage = (body.get("stream_options") or {}).get("include_usage")
+        if usage and self.fake.mode != "nousage":
             self._send({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": n}})
         self.wfile.write(b"data: [DONE]\n\n")
 

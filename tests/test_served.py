@@ -46,6 +46,17 @@ def test_generate_streams_and_measures_on_the_client(fake):
     assert body["temperature"] == 0.0 and body["stream_options"] == {"include_usage": True}
 
 
+def test_without_usage_report_tokens_are_counted_and_said_so():
+    server = FakeServer(mode="nousage")
+    try:
+        r = _lab(server.url).generate("q")
+        assert r.stats.new_tokens == 7 and r.stats.prompt_tokens == 0
+        footer = r.stats.footer()
+        assert "the server sent no usage report" in footer and "prompt tokens" not in footer
+    finally:
+        server.stop()
+
+
 def test_sampling_flags_raw_and_chat_history(fake):
     lab = _lab(fake.url)
     r = lab.generate("Once", raw=True, max_new_tokens=3, temperature=0.7, top_k=5, seed=1)

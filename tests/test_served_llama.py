@@ -20,9 +20,11 @@ def lab(llama_server):
 def test_generate_chat_and_next_against_llama_cpp(lab):
     r = lab.generate("What is the capital of France?", max_new_tokens=24)
     assert "Paris" in r.text
-    assert r.stats.prompt_tokens > 5 and r.stats.new_tokens == len(r.stats.token_times_s)
-    assert 0 < r.stats.ttft_s < r.stats.total_s and r.stats.decode_tokens_per_s > 1
-    assert "tokens counted from chunks" not in r.stats.footer()  # llama.cpp reports usage
+    assert r.stats.new_tokens == len(r.stats.token_times_s) == 24
+    assert 0 < r.stats.ttft_s < r.stats.total_s and r.stats.decode_tokens_per_s > 0
+    # llama-cpp-python's server sends no usage report in streams: counted, and said so.
+    assert "the server sent no usage report" in r.stats.footer()
+    assert "prompt tokens" not in r.stats.footer()
     reply = lab.chat("And of Italy?", max_new_tokens=16)
     assert reply.text and len(lab.histories["served"]) == 2
     sampled = lab.generate("Say a color.", max_new_tokens=8, temperature=0.9, top_k=20, seed=3)

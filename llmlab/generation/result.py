@@ -49,7 +49,9 @@ class GenerationStats:
         return [b - a for a, b in zip(t, t[1:])]
 
     def footer(self) -> str:
-        parts = [f"{self.prompt_tokens} prompt tokens", f"{self.new_tokens} new"]
+        # 0 only where a server did not report it (a local prompt has at least one token).
+        parts = [f"{self.prompt_tokens} prompt tokens"] if self.prompt_tokens else []
+        parts.append(f"{self.new_tokens} new")
         if self.ttft_s is not None:
             parts.append(f"TTFT {self.ttft_s * 1000:.0f} ms")
         if (tps := self.decode_tokens_per_s) is not None:

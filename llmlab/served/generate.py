@@ -247,7 +247,7 @@ def stats_of(sm: ServedModel, run: Streamed) -> GenerationStats:
         extra["ITL p50"] = f"{statistics.median(gaps) * 1000:.0f} ms"
     extra["E2E"] = f"{run.e2e_s:.2f} s"
     if run.usage is None:
-        extra["tokens"] = "counted from chunks (no usage report)"
+        extra["tokens"] = "counted from chunks (the server sent no usage report)"
     extra["server"] = sm.endpoint.host
     return GenerationStats(
         prompt_tokens=run.prompt_tokens or 0,
