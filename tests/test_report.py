@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import nbformat
 import pytest
 
-from llmlab.report import execute, export_html
+from llmlab.report import execute, export_html, main
 from tests.browser import screenshot_offline_html
+
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+EVIL = "</script><script>window.__pwned = 1</script>"
 
 
 def _notebook(tmp_path, cells):
@@ -30,8 +37,14 @@ def test_widgets_export_as_their_static_fallback(tmp_path):
     mimes = nb.cells[2].outputs[0]["data"]
     assert "application/vnd.jupyter.widget-view+json" in mimes and "text/html" in mimes
     html = export_html(nb, tmp_path / "nb.html").read_text()
-    assert "Next token after" in html
+    assert "Next token after" in html  # the reduced copy, kept for viewers without script
     assert "<script>alert(1)" not in html
+    # The offline copy runs the view's own module on its data, with nothing to fetch.
+    blocks = re.findall(r'<script[^>]*class="llmlab-static-data"[^>]*>(.*?)</script>', html, re.S)
+    data = json.loads(blocks[0])
+    assert "applyFilters" in data["esm"]
+    assert data["state"]["payload"]["prompt"] == "</script><script>alert(1)"
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
 
 
 @pytest.mark.slow
@@ -39,11 +52,71 @@ def test_widgets_export_as_their_static_fallback(tmp_path):
 def test_report_opens_offline_in_chromium(tmp_path):
     path = _notebook(tmp_path, ["%load_ext llmlab", "%llm load tiny:llama", '%llm next "hello"'])
     html = export_html(execute(path, timeout=300), tmp_path / "nb.html")
-    png = screenshot_offline_html(html, tmp_path / "report.png", wait_for=".llmlab-card")
+    # The view's own module ran (its rows), in place of the reduced card.
+    png = screenshot_offline_html(html, tmp_path / "report.png", wait_for=".llmlab-nt-row")
     assert png.stat().st_size > 10_000
 
 
-def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path):
+@pytest.mark.slow
+@pytest.mark.browser
+def test_offline_report_switches_layers_and_tabs(tmp_path):
+    """A report's attention view switches layer, tab and sort with no kernel and no network."""
+    path = _notebook(
+        tmp_path,
+        [
+            "%load_ext llmlab",
+            "%llm load tiny:llama",
+            f'%llm attention --compare int8 --layer 0 "The cat sat. {EVIL} The cat sat."',
+            f'%llm next "{EVIL}"',
+        ],
+    )
+    html = export_html(execute(path, timeout=300), tmp_path / "nb.html")
+    seen: dict = {}
+
+    def tour(page):
+        page.wait_for_selector(".llmlab-att-tab")
+        seen["views"] = page.locator(".llmlab-static-view").count()
+        seen["fallbacks"] = page.locator(".llmlab-static-fallback").count()
+        page.click(".llmlab-att-tab >> text=Head view")
+        hv = page.locator(".llmlab-att-panel").first
+        before = hv.locator("canvas").first.evaluate("c => c.toDataURL()")
+        page.select_option(".llmlab-att-panel select", "1")
+        page.wait_for_timeout(300)
+        seen["layer"] = page.eval_on_selector(".llmlab-att-panel select", "s => s.value")
+        seen["status"] = page.inner_text(".llmlab-att-status")
+        seen["lines_changed"] = before != hv.locator("canvas").first.evaluate("c => c.toDataURL()")
+        page.screenshot(path=str(SHOTS / "report_offline_layer1.png"), full_page=True)
+        page.click(".llmlab-att-tab >> text=Heads table")
+        first_row = page.locator(".llmlab-att-table tr").nth(1).inner_text()
+        page.click(".llmlab-att-table th >> text=entropy")
+        seen["sorted"] = first_row != page.locator(".llmlab-att-table tr").nth(1).inner_text()
+        page.click(".llmlab-att-tab >> text=Grid")
+        page.locator(".llmlab-att-thumb").nth(5).click()
+        page.wait_for_timeout(300)
+        seen["grid_status"] = page.inner_text(".llmlab-att-status")  # a short input's heads fit
+        page.click(".llmlab-att-tab >> text=Head view")
+        seen["note_before"] = page.locator(".llmlab-static-note").first.is_visible()
+        page.locator(".llmlab-att-left .llmlab-att-tok").nth(3).click()  # asks for an exact row
+        page.wait_for_timeout(300)
+        seen["note"] = page.inner_text(".llmlab-static-note >> nth=0")
+        eval_slider = "e => { e.value = 3; e.dispatchEvent(new Event('input')); }"
+        page.eval_on_selector(".llmlab-nt-slider:nth-child(2) input", eval_slider)
+        seen["cut"] = page.locator(".llmlab-nt-cut").count()
+        seen["pwned"] = page.evaluate("() => window.__pwned === 1")
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    screenshot_offline_html(
+        html, SHOTS / "report_offline.png", wait_for=".llmlab-nt-row", actions=tour
+    )
+    assert seen["views"] == 2 and seen["fallbacks"] == 0
+    assert seen["layer"] == "1" and seen["status"] == "" and seen["lines_changed"]
+    assert seen["sorted"] and seen["cut"] > 0 and seen["pwned"] is False
+    assert seen["grid_status"] == ""
+    # An exact row is not in the page: the view says so in place, and only when asked.
+    assert not seen["note_before"] and "need the running kernel" in seen["note"]
+
+
+def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path, capsys):
     """One headless run of what a new user types: no Out[n] echo under a view a magic drew,
     the sweep's static copy is the finished sweep on the requested axes, nothing truncated."""
     path = _notebook(
@@ -60,7 +133,11 @@ def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path):
             "%llm accel list",
         ],
     )
-    nb = execute(path, timeout=600)
+    main([str(path), "--execute", "-o", str(tmp_path / "out")])  # what the README says
+    printed = capsys.readouterr()
+    assert "[6/8] sweep = %llm tradeoff" in printed.err  # per-cell progress on stderr
+    assert "executed, with saved widget state" in printed.out
+    nb = nbformat.read(tmp_path / "out" / "nb.ipynb", as_version=4)
     kinds = [[o["output_type"] for o in c.outputs] for c in nb.cells]
     assert "execute_result" not in kinds[2] + kinds[3] + kinds[5]  # no second Out[n]
     assert kinds[4] == ["display_data"]  # asked for by name: shown in full
@@ -74,5 +151,5 @@ def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path):
     assert "US$ per 1M output tokens" in again and "running" not in again.split("</b>")[1][:20]
     listing = nb.cells[7].outputs[0]["data"]["text/html"]
     assert "..." not in listing and "optimum-quanto or hqq (fp8 is built in)" in listing
-    html = export_html(nb, tmp_path / "nb.html").read_text()
+    html = (tmp_path / "out" / "nb.html").read_text()
     assert "needs a running kernel" not in html and "(shown above)" not in html

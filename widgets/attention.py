@@ -15,8 +15,8 @@ class AttentionView(LabWidget):
     _esm = HERE / "attention.js"
     _css = HERE / "attention.css"
     offline_note = (
-        "Offline copy: every layer's head view and the thumbnails are here; full-resolution "
-        "heads and exact rows need the running kernel."
+        "Offline copy: exact per-token rows, and for long inputs some layers' head views and "
+        "full-resolution heads, need the running kernel (hover values use what the page holds)."
     )
 
     def __init__(self, result: Any) -> None:
@@ -36,17 +36,18 @@ class AttentionView(LabWidget):
 
         compare = hasattr(result, "b")
         first = result.a if compare else result
-        requests = []
-        for name in first.stack_names:
+        sides = ("a", "b") if compare else ("a",)
+
+        def layers(name: str) -> list[int]:
             start = first.initial_layer(name)
-            layers = sorted(
-                first.stack(name).captured, key=lambda layer: (abs(layer - start), layer)
-            )
-            requests += [
-                {"kind": "lines", "stack": name, "layer": layer, "which": which}
-                for layer in layers
-                for which in (("a", "b") if compare else ("a",))
-            ]
+            return sorted(first.stack(name).captured, key=lambda layer: (abs(layer - start), layer))
+
+        requests = [
+            {"kind": "lines", "stack": name, "layer": layer, "which": which}
+            for name in first.stack_names
+            for layer in layers(name)
+            for which in sides
+        ]
         if compare:
             most = np.unravel_index(np.argmax(result.change), result.change.shape)
             slot, head = (int(i) for i in most)
@@ -57,8 +58,9 @@ class AttentionView(LabWidget):
                 for which in ("a", "b", "diff")
             ]
         requests += [
-            {"kind": "head", "layer": layer, "head": head, "which": which}
-            for layer in layers
+            {"kind": "head", "stack": name, "layer": layer, "head": head, "which": which}
+            for name in first.stack_names
+            for layer in layers(name)
             for head in range(first.n_heads)
             for which in (("a", "b", "diff") if compare else ("a",))
         ]

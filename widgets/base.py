@@ -50,6 +50,16 @@ class LabWidget(anywidget.AnyWidget):
         return [n for n in cls.class_trait_names(sync=True) if n not in base]
 
     @classmethod
+    def _source(cls, key: str) -> Any:
+        # The class's own _esm/_css (a file), not the per-instance trait anywidget adds on a
+        # subclass it creates for each widget.
+        for klass in cls.__mro__:
+            value = klass.__dict__.get(key)
+            if value is not None and not isinstance(value, traitlets.TraitType):
+                return value
+        return None
+
+    @classmethod
     def render_static(cls, result: Any, state: dict[str, Any] | None = None) -> str:
         """Offline HTML of ``result`` in this view (``state``: the synced traits, if known)."""
         from llmlab.widgets.static import NEEDS_KERNEL, prepared_replies, static_view
@@ -63,8 +73,8 @@ class LabWidget(anywidget.AnyWidget):
             else {}
         )
         return static_view(
-            cls._esm,
-            getattr(cls, "_css", None),
+            cls._source("_esm"),
+            cls._source("_css"),
             state,
             fallback_html=result.to_html(),
             replies=replies,
