@@ -14,25 +14,54 @@ from __future__ import annotations
 import argparse
 import copy
 from pathlib import Path
+from typing import Any
 
 TEMPLATE = Path(__file__).parent / "data" / "offline_report.html.j2"
 
 
-def execute(path: str | Path, timeout: int = 900):
-    """Run every cell of a notebook (from its own folder) and return the executed notebook."""
+def execute(path: str | Path, timeout: int = 900, progress: bool = False):
+    """Run every cell of a notebook (from its own folder) and return the executed notebook.
+
+    ``progress``: a tqdm bar on stderr over the code cells, naming the one running.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    hooks, bar = _progress_hooks(path, nb) if progress else ({}, None)
     client = NotebookClient(
         nb,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        **hooks,
     )
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        if bar is not None:
+            bar.close()
     return nb
+
+
+def _progress_hooks(path: Path, nb) -> tuple[dict, Any]:
+    """nbclient hooks driving one tqdm bar: which cell runs (its first line), how many are left."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    code = sum(c.cell_type == "code" for c in nb.cells)
+    bar = tqdm(total=code, desc=path.name, unit="cell", file=sys.stderr)
+
+    def started(cell, cell_index, **_):
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        bar.set_postfix_str(f"[{cell_index + 1}/{len(nb.cells)}] {first[:60]}")
+
+    def executed(cell, cell_index, **_):
+        bar.update(1)
+
+    return {"on_cell_start": started, "on_cell_executed": executed}, bar
 
 
 def export_html(nb, out: str | Path, title: str | None = None) -> Path:
@@ -63,11 +92,19 @@ def main(argv: list[str] | None = None) -> None:
     import nbformat
 
     for path in args.notebooks:
-        nb = execute(path) if args.execute else nbformat.read(path, as_version=4)
+        nb = execute(path, progress=True) if args.execute else nbformat.read(path, as_version=4)
         if args.execute:
-            nbformat.write(nb, args.output_dir / path.name)
+            # The executed notebook keeps every widget's saved state (megabytes), so it reopens
+            # in Jupyter with its views; the HTML report needs none of it.
+            executed = args.output_dir / path.name
+            nbformat.write(nb, executed)
+            print(f"wrote {executed} ({_size(executed)}, executed, with saved widget state)")
         html = export_html(nb, args.output_dir / f"{path.stem}.html", title=path.stem)
-        print(f"wrote {html}")
+        print(f"wrote {html} ({_size(html)}, offline report)")
+
+
+def _size(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
 
 
 if __name__ == "__main__":

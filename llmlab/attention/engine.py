@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +118,7 @@ def attention(
     generate: int = 0,
     chat: bool | None = None,
     precision: str = "auto",
+    progress: Callable[[str], None] | None = None,
 ) -> AttentionResult:
     """Capture every head's attention over ``text`` (plus ``generate`` answer tokens).
 
@@ -125,12 +126,17 @@ def attention(
     raw unless ``chat`` (default: chat when generating and the model has a chat template, so
     an instruct model answers rather than continues). An encoder-decoder model reads ``text``
     in its encoder and its decoder generates ``generate`` tokens (default 16) for the view.
-    ``precision``: see :func:`llmlab.attention.capture.capture`.
+    ``precision``: see :func:`llmlab.attention.capture.capture`. ``progress(step)`` is told
+    each step as it starts (the magics show it).
     """
+    step = progress or (lambda _step: None)
     layers = _check_layer_head(lm, layer, head, layers)
     if chat is None:
         chat = bool(generate) and lm.has_chat_template
+    if generate:
+        step(f"generating up to {generate} tokens")
     ids, n_prompt, target = token_ids_for(lm, text, chat=chat, generate=generate)
+    step(f"capturing every head of {lm.name}")
     return attention_of_ids(
         lm,
         ids,
@@ -253,17 +259,23 @@ def compare(
     generate: int = 0,
     chat: bool | None = None,
     precision: str = "auto",
+    progress: Callable[[str], None] | None = None,
 ) -> AttentionComparison:
     """The same text through ``lm`` and through the variant ``spec`` names; see
     :func:`variant_model`. Generated tokens (if any) come from ``lm`` and both variants read
-    the same ids."""
+    the same ids. ``progress(step)`` is told each step as it starts."""
+    step = progress or (lambda _step: None)
     layers = _check_layer_head(lm, layer, head, layers)
     if chat is None:
         chat = bool(generate) and lm.has_chat_template
+    if generate:
+        step(f"generating up to {generate} tokens with {lm.name}")
     ids, n_prompt, target = token_ids_for(lm, text, chat=chat, generate=generate)
     options = dict(text=text, n_prompt=n_prompt, layers=layers, precision=precision)
+    step(f"preparing the variant {spec.strip()}")
     with variant_model(lab, lm, spec) as (other, label):
         _same_tokenizer(lm, other, ids[0].tolist(), text)
+        step(f"capturing every head of {label}")
         b = attention_of_ids(
             other,
             ids.to(other.device),
@@ -271,7 +283,9 @@ def compare(
             label=label,
             **options,
         )
+    step(f"capturing every head of {lm.name}")
     a = attention_of_ids(lm, ids, target_ids=target, layer=layer, head=head, **options)
     if b.label == a.label:
         b.label += " [B]"
+    step("comparing the heads")
     return compare_results(a, b)

