@@ -87,14 +87,16 @@ class LensReader:
     transforms: list[tuple[str, float, Callable[[Any, float], Any]]]
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = self.norm(hidden) if self.norm is not None else hidden
-        for module in self.head:
-            x = module(x)
-            x = x[0] if isinstance(x, tuple) else x  # XLM's head returns (scores,)
-        logits = x
-        for _name, value, transform in self.transforms:
-            logits = transform(logits, value)
-        return logits
+        import torch
+
+        with torch.inference_mode():
+            x = self.norm(hidden) if self.norm is not None else hidden
+            for module in self.head:
+                x = module(x)
+                x = x[0] if isinstance(x, tuple) else x  # XLM's head returns (scores,)
+            for _name, value, transform in self.transforms:
+                x = transform(x, value)
+            return x
 
     def describe(self) -> str:
         """In words, for the result: how a layer is read."""

@@ -39,7 +39,9 @@ CSS = """
 
 
 def _shown(token: str) -> str:
-    return token.replace("\n", "↵").replace("\t", "→")
+    """Newlines and tabs as arrows; a token of spaces only as "␣" marks (as lens.js)."""
+    text = token.replace("\n", "↵").replace("\t", "→")
+    return text.replace(" ", "␣") if not text.strip() else text
 
 
 def _blue(p: float) -> tuple[str, str]:
