@@ -70,11 +70,37 @@ function runCard(run, title) {
     stats.append(tr);
   }
   box.append(head, text, stats);
+  if (run.drafts) box.append(draftsToggle(run.drafts));
+  return box;
+}
+
+// A speculative run's drafts (accepted, rejected, the target's own tokens), drawn on demand by
+// the drafts view's own module, whose source the panel's state carries (drafts_esm).
+let draftsSource = { esm: "", css: "" };
+let draftsModule = null;
+function draftsToggle(trace) {
+  const box = el("details", "llmlab-ac-drafts");
+  box.append(el("style", null, draftsSource.css));
+  box.append(el("summary", null, `show drafts: ${trace.steps.length} target passes, ${trace.accepted} of ${trace.drafted} drafts accepted`));
+  box.addEventListener("toggle", async () => {
+    if (!box.open || box.dataset.drawn) return;
+    box.dataset.drawn = "1";
+    try {
+      if (!draftsModule) {
+        const url = URL.createObjectURL(new Blob([draftsSource.esm], { type: "text/javascript" }));
+        draftsModule = import(url).finally(() => URL.revokeObjectURL(url));
+      }
+      (await draftsModule).drawDrafts(box, trace);
+    } catch (err) {
+      box.append(el("div", "llmlab-ac-error", `could not draw the drafts: ${err.message}`));
+    }
+  });
   return box;
 }
 
 function render({ model, el: root }) {
   const p = model.get("payload");
+  draftsSource = model.get("drafts_view") || draftsSource;
   const chosen = {};
   const start = parseConfig(p.config);
   for (const c of p.controls) chosen[c.name] = start[c.name] || c.default;

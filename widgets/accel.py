@@ -11,6 +11,7 @@ from typing import Any
 
 import traitlets
 from llmlab.widgets.base import HERE, LabWidget
+from llmlab.widgets.drafts import DRAFTS_CSS, DRAFTS_ESM
 
 from llmlab.accel.panel import AccelPanelState
 from llmlab.errors import LabError, one_line
@@ -21,6 +22,7 @@ class AccelPanel(LabWidget):
     _css = HERE / "accel.css"
     runs = traitlets.List().tag(sync=True)
     status = traitlets.Dict().tag(sync=True)  # {busy, error, label, preserving}
+    drafts_view = traitlets.Dict().tag(sync=True)  # the drafts view's {esm, css}, drawn per run
     offline_note = (
         "Offline copy: the runs are shown as they were; choosing a configuration and Run need "
         "the running kernel."
@@ -35,6 +37,10 @@ class AccelPanel(LabWidget):
         return {
             **super().initial_state(result),
             "runs": list(result.runs),
+            "drafts_view": {
+                "esm": DRAFTS_ESM.read_text(encoding="utf-8"),
+                "css": DRAFTS_CSS.read_text(encoding="utf-8"),
+            },
             "status": {"busy": False, **result.describe(result.config)},
         }
 

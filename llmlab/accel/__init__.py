@@ -22,6 +22,7 @@ from llmlab.accel.registry import (
     table,
 )
 from llmlab.accel.run import generate_accelerated, prefix_cache_for
+from llmlab.accel.spec_trace import DraftStep, DraftTrace
 from llmlab.accel.variant import forget_copies, variant
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "PRESETS",
     "AccelConfig",
     "Acceleration",
+    "DraftStep",
+    "DraftTrace",
     "PrefixCache",
     "check",
     "forget_copies",

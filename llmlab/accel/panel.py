@@ -100,6 +100,8 @@ def run_record(result: GenerationResult, label: str, preserving: bool) -> dict[s
         "decode_tok_s": None if s.decode_tokens_per_s is None else round(s.decode_tokens_per_s, 1),
         "total_s": round(s.total_s, 2),
         "extra": {k: v for k, v in s.extra.items() if k != "accel"},
+        # Speculative runs: every verification step, for the panel's drafts view.
+        "drafts": result.drafts.payload() if result.drafts is not None else None,
         "prompt": result.prompt,
     }
 

@@ -13,12 +13,13 @@ import copy
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.accel.lookup import MAX_NGRAM
 from llmlab.accel.prefix import PrefixCache
 from llmlab.accel.registry import PROMPT_LOOKUP_TOKENS, AccelConfig, check, parse_config
+from llmlab.accel.spec_trace import DraftRecorder
 from llmlab.accel.variant import changed_copy, variant
 from llmlab.errors import LabError
 from llmlab.generation.engine import Messages, TokenCallback, encode_prompt, generate
@@ -40,6 +41,7 @@ def prefix_cache_for(lm: LoadedModel) -> PrefixCache:
 class _DraftCounter:
     rounds: int = 0  # target forward passes (each verifies one batch of drafts)
     proposed: int = 0  # draft tokens proposed in all
+    recorder: DraftRecorder = field(default_factory=DraftRecorder)  # per-step drafts (views)
 
 
 @contextmanager
@@ -66,7 +68,7 @@ def _counting_drafts(model: Any) -> Iterator[_DraftCounter]:
             return ids, logits
 
         gen.get_candidates = get_candidates
-        return gen
+        return counter.recorder.attach(gen)
 
     model._get_candidate_generator = counted_generator
     try:
@@ -193,11 +195,12 @@ def generate_accelerated(
     extra: dict[str, Any] = {"accel": cfg.label}
     if speculative and drafts.rounds:
         new = result.stats.new_tokens
-        accepted = max(new - drafts.rounds, 0)
+        accepted = drafts.recorder.accepted  # exact, also when the length limit cut the last step
         extra["drafted_tokens"] = drafts.proposed
         extra["acceptance_rate"] = round(accepted / drafts.proposed, 3) if drafts.proposed else 0.0
         extra["tokens_per_target_pass"] = round(new / drafts.rounds, 2)
         extra["target_passes"] = drafts.rounds
+        result.drafts = drafts.recorder.trace(lm.name, cfg.label, lm.tokenizer)
     if prefix is not None:
         _record_prefix(prefix, key, prompt_ids, result, kwargs["cache"], reused, extra)
     if cfg.get("quant") != "none":

@@ -85,6 +85,8 @@ class GenerationResult(Result):
     settings: GenerationSettings
     candidates: list[Candidate] = field(default_factory=list)
     chosen: int = 0
+    #: With speculative decoding: every verification step (a ``llmlab.accel.DraftTrace``).
+    drafts: Any = None
 
     def __str__(self) -> str:
         return self.text

@@ -74,10 +74,29 @@ def settings_of(args) -> GenerationSettings:
     *SAMPLING_ARGS,
     arg("--raw", action="store_true", help="send the text as is (no chat template)"),
     arg("--system", help="a system prompt before the prompt (pair with --accel prefix)"),
+    arg(
+        "--show-drafts",
+        action="store_true",
+        help="with speculative decoding (--accel spec=...): show which drafted tokens were "
+        "accepted, rejected and replaced, and acceptance by draft position",
+    ),
     *TEXT_ARGS,
     body="the prompt",
 )
 def generate(ctx: Context, args):
+    result = _generate(ctx, args)
+    if args.show_drafts:
+        if result.drafts is None:
+            print(
+                "--show-drafts: nothing was drafted in this generation (no speculative "
+                "decoding); add e.g. --accel spec=prompt-lookup"
+            )
+        else:
+            display(result.drafts)
+    return result
+
+
+def _generate(ctx: Context, args):
     prompt = text_of(ctx, args)
     settings = settings_of(args)
     lm = ctx.lab.model(args.model)
