@@ -26,7 +26,7 @@ def test_generate_chat_and_next_against_llama_cpp(lab):
     assert "the server sent no usage report" in r.stats.footer()
     assert "prompt tokens" not in r.stats.footer()
     reply = lab.chat("And of Italy?", max_new_tokens=16)
-    assert reply.text and len(lab.histories["served"]) == 2
+    assert reply.text and len(lab.histories["served"]) == 4  # it follows the generate turn
     sampled = lab.generate("Say a color.", max_new_tokens=8, temperature=0.9, top_k=20, seed=3)
     assert sampled.text
     dist = lab.next_token("The capital of France is")

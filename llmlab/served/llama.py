@@ -80,6 +80,10 @@ class LlamaServer:
             str(n_ctx),
             "--n_threads",
             str(threads),
+            # By default a new request interrupts the one streaming (its stream just ends);
+            # a server under load must queue them instead.
+            "--interrupt_requests",
+            "False",
         ]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
