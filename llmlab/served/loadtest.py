@@ -379,7 +379,8 @@ class _LoadJob:
             duration = time.perf_counter() - start
             records = [f.result() for f in futures]
         except KeyboardInterrupt:
-            self.stop.set()  # open streams end at their next chunk (or the timeout)
+            self.stop.set()  # open streams end at their next chunk...
+            self.sm.endpoint.close()  # ...and queued ones now: their connections are closed
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
