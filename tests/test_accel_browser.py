@@ -66,6 +66,8 @@ def test_accel_panel_runs_twice_side_by_side_in_jupyterlab():
 @pytest.mark.slow
 @pytest.mark.browser
 def test_accel_static_html_works_offline(tmp_path, tiny_llama):
+    import llmlab.widgets  # noqa: F401  (the offline copy runs the live view's own module)
+
     from llmlab.accel.panel import AccelPanelState
     from tests.browser import screenshot_offline_html
 
@@ -82,7 +84,8 @@ def test_accel_static_html_works_offline(tmp_path, tiny_llama):
         seen["pwned"] = p.evaluate("() => window.__pwned === 1")
         seen["text"] = p.inner_text("body")
 
-    screenshot_offline_html(page, SHOTS / "accel_static.png", wait_for="table", actions=look)
+    shot = SHOTS / "accel_static.png"
+    screenshot_offline_html(page, shot, wait_for=".llmlab-ac-run", actions=look)
     assert seen["pwned"] is False
-    assert "spec=prompt-lookup" in seen["text"] and "acceptance_rate" in seen["text"]
+    assert "spec=prompt-lookup" in seen["text"] and "acceptance rate" in seen["text"]
     assert "<b>bold?</b>" in seen["text"]  # shown as text, not markup

@@ -95,10 +95,12 @@ def test_views_render_in_jupyterlab():
 
 
 def test_static_export_opens_offline(tmp_path, default_lm):
+    import llmlab.widgets  # noqa: F401  (the offline copy runs the live view's own module)
+
     from llmlab.attention import compare
 
     diff = compare(default_lm, "int8", TEXT, layer=3)
     diff.a.tokens[2] = EVIL
     page = diff.save_html(tmp_path / "attention.html")
     assert "<script>alert" not in page.read_text()
-    screenshot_offline_html(page, SHOTS / "attention-static.png", wait_for="svg")
+    screenshot_offline_html(page, SHOTS / "attention-static.png", wait_for=".llmlab-att-tab")

@@ -50,6 +50,8 @@ def test_moe_view_renders_every_tab_in_jupyterlab():
 @pytest.mark.slow
 @pytest.mark.browser
 def test_moe_static_html_works_offline(tmp_path):
+    import llmlab.widgets  # noqa: F401  (the offline copy runs the live view's own module)
+
     from llmlab.models.registry import load_model
     from llmlab.moe import capture_routing
 
@@ -61,9 +63,9 @@ def test_moe_static_html_works_offline(tmp_path):
 
     def check(p):
         state["pwned"] = p.evaluate("() => window.__pwned === 1")
-        state["strips"] = p.locator(".mx-strip").count()
+        state["strips"] = p.locator(".llmlab-moe-strip").count()
 
     screenshot_offline_html(
-        page, SHOTS / "moe_static_offline.png", wait_for=".mx-map", actions=check
+        page, SHOTS / "moe_static_offline.png", wait_for=".llmlab-moe-strip", actions=check
     )
     assert state["strips"] == routing.n_tokens and state["pwned"] is False

@@ -90,6 +90,8 @@ def test_offline_report_switches_layers_and_tabs(tmp_path):
         first_row = page.locator(".llmlab-att-table tr").nth(1).inner_text()
         page.click(".llmlab-att-table th >> text=entropy")
         seen["sorted"] = first_row != page.locator(".llmlab-att-table tr").nth(1).inner_text()
+        page.select_option(".llmlab-att-variant", "b")  # the header names what is shown
+        seen["header"] = page.inner_text(".llmlab-att-header")
         page.click(".llmlab-att-tab >> text=Grid")
         page.locator(".llmlab-att-thumb").nth(5).click()
         page.wait_for_timeout(300)
@@ -111,6 +113,10 @@ def test_offline_report_switches_layers_and_tabs(tmp_path):
     assert seen["views"] == 2 and seen["fallbacks"] == 0
     assert seen["layer"] == "1" and seen["status"] == "" and seen["lines_changed"]
     assert seen["sorted"] and seen["cut"] > 0 and seen["pwned"] is False
+    assert (
+        "B: tiny-llama" in seen["header"]
+        and "A: tiny-llama" not in seen["header"].split("showing")[0]
+    )
     assert seen["grid_status"] == ""
     # An exact row is not in the page: the view says so in place, and only when asked.
     assert not seen["note_before"] and "need the running kernel" in seen["note"]
