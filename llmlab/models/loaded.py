@@ -55,7 +55,9 @@ class LoadedModel:
     @property
     def context_length(self) -> int:
         text_config = self.config.get_text_config()
-        return int(getattr(text_config, "max_position_embeddings", 0) or 2048)
+        # XLNet has no length limit and says -1: treat any value ≤ 0 as "not given".
+        length = getattr(text_config, "max_position_embeddings", 0) or 0
+        return int(length) if length > 0 else 2048
 
     @property
     def has_chat_template(self) -> bool:
