@@ -61,7 +61,9 @@ FAMILY_OVERRIDES: dict[str, dict[str, Any]] = {
     "jamba": {"attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2,
               "expert_layer_offset": 1, "mamba_dt_rank": 8},
     "zamba": {"mamba_dt_rank": 8, "attn_layer_period": 2, "attn_layer_offset": 1},
-    "nemotron_h": {"hybrid_override_pattern": "M*M-"},
+    # Granite-4 hybrid and Bamba default to Mamba layers only; keep attention in 2 of 4.
+    "granitemoehybrid": {"layer_types": ["linear_attention", "full_attention"] * 2},
+    "bamba": {"attn_layer_indices": [1, 3]},
 }  # fmt: skip
 
 #: Size caps beyond which a build is not "tiny" (the matrix skips it with the reason).
@@ -107,6 +109,8 @@ def _shrunk(values: dict[str, Any], top: bool) -> dict[str, Any]:
             out[key] = SHRINK[key]
     if "vocab_size" in values:
         out.update(_tokens())
+    if "unpadded_vocab_size" in values:
+        out["unpadded_vocab_size"] = _tokens()["vocab_size"]
     if "kv_lora_rank" in values and "num_key_value_heads" in values:
         # Latent attention expands its compressed KV to every head: no grouping.
         out["num_key_value_heads"] = out.get("num_attention_heads", SHRINK["num_attention_heads"])
