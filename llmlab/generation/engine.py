@@ -117,6 +117,7 @@ def generate(
     """Generate from ``lm`` and measure it. Ctrl-C stops early and keeps the partial text."""
     import torch
 
+    lm.check_can_generate()
     settings = settings or GenerationSettings()
     input_ids = encode_prompt(lm, prompt, raw=raw)
     n_prompt = input_ids.shape[1]
@@ -151,7 +152,9 @@ def generate(
         sequences, logits = clock.sequences(), None
     else:
         seqs = out.sequences if scoring else out
-        sequences = seqs[:, n_prompt:].tolist()
+        # A decoder-only model returns prompt + answer; an encoder-decoder one its decoder
+        # start token + answer.
+        sequences = seqs[:, 1 if lm.is_encoder_decoder else n_prompt :].tolist()
         logits = torch.stack(out.logits, dim=1) if scoring else None  # (batch, steps, vocab)
 
     candidates = [_candidate(lm, ids, logits, b) for b, ids in enumerate(sequences)]

@@ -60,6 +60,26 @@ class LoadedModel:
         return int(length) if length > 0 else 2048
 
     @property
+    def is_encoder_decoder(self) -> bool:
+        """T5, BART, ...: an encoder reads the input, a decoder generates."""
+        return bool(getattr(self.config, "is_encoder_decoder", False))
+
+    @property
+    def is_encoder_only(self) -> bool:
+        """BERT, RoBERTa, ...: bidirectional encoder, no decoder to generate with."""
+        if self.is_encoder_decoder:
+            return False
+        can_generate = getattr(self.model, "can_generate", None)
+        return not (can_generate() if callable(can_generate) else True)
+
+    def check_can_generate(self) -> None:
+        """One clear line for models that cannot generate text."""
+        if self.is_encoder_only:
+            from llmlab.errors import LabError
+
+            raise LabError(f"{self.name} ({self.family}) is encoder-only: it cannot generate text")
+
+    @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 

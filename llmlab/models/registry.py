@@ -160,7 +160,8 @@ def _from_pretrained(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
+        auto = _auto_class(folder, trust_remote_code) or AutoModelForCausalLM
+        model = auto.from_pretrained(
             folder,
             dtype=torch_dtype,
             attn_implementation=attn_implementation,
@@ -175,3 +176,32 @@ def _from_pretrained(
     finally:
         hf_logging.enable_progress_bar()
     return model, tokenizer
+
+
+def _auto_class(folder, trust_remote_code):
+    """The transformers auto class for a checkpoint that is not a causal LM: encoder-decoder
+    models (T5, BART) load for generation, encoder-only ones (BERT) with their masked-LM head;
+    None for everything else (causal LMs, and whatever the config cannot tell)."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
+
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    kind = config.model_type
+    if getattr(config, "is_encoder_decoder", False) and kind in (
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+    ):
+        return AutoModelForSeq2SeqLM
+    saved_as = " ".join(getattr(config, "architectures", None) or [])
+    causal = kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
+        not saved_as or "CausalLM" in saved_as or "LMHead" in saved_as
+    )
+    if not causal and kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return AutoModelForMaskedLM
+    return None
