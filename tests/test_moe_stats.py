@@ -30,3 +30,64 @@ def test_vocab_specialization_and_imbalance():
     cv, max_mean = stats.imbalance(np.array([[2, 2, 2, 2], [8, 0, 0, 0]]))
     np.testing.assert_allclose(cv, [0, np.sqrt(3)])
     np.testing.assert_allclose(max_mean, [1, 4])
+
+
+def test_token_classes_split_code_prose_digits_punctuation_whitespace():
+    tokens = [
+        "def",
+        " f",
+        "(",
+        "x",
+        "):",
+        "\n   ",
+        ' """',
+        "Add",
+        " one",
+        '."""',
+        "\n   ",
+        " return",
+        " x",
+        " +",
+        " ",
+        "1",
+        "\n",
+        "The",
+        " cat",
+        " sat",
+        ".",
+    ]
+    names = [stats.TOKEN_CLASSES[c] for c in stats.token_classes(tokens)]
+    assert names[:5] == ["code", "code", "punctuation", "code", "punctuation"]
+    assert names[5] == "whitespace" and names[7:9] == ["prose", "prose"]  # the docstring
+    assert names[11:16] == ["code", "code", "punctuation", "whitespace", "digit"]
+    assert names[17:] == ["prose", "prose", "prose", "punctuation"]
+
+
+def test_mutual_information_bounds_and_chance():
+    labels = np.array([0, 0, 1, 1] * 50)
+    np.testing.assert_allclose(stats.mutual_information(labels, labels + 3), 1.0)  # 1 bit
+    np.testing.assert_allclose(stats.mutual_information(labels, np.zeros(200)), 0.0)
+    rng = np.random.default_rng(0)
+    random_experts = rng.integers(0, 8, 200)
+    assert stats.chance_mutual_information(labels, random_experts) < 0.05
+    np.testing.assert_allclose(stats.balance(np.array([[5, 5, 5, 5], [20, 0, 0, 0]])), [1, 0])
+
+
+def test_routing_specialisation_beside_the_untrained_twin():
+    from llmlab.models.registry import load_model
+    from llmlab.moe import capture_routing
+
+    lm = load_model("tiny:mixtral")
+    text = "def f(x):\n    return x + 1\nThe cat sat on the mat. 42"
+    plain = capture_routing(lm, text)  # a random model: no twin by default
+    assert plain.untrained is None and "mi_class_untrained" not in plain.specialisation()
+    routing = capture_routing(lm, text, untrained=True)
+    table = routing.specialisation()
+    # The tiny model is itself the seed-0 initialisation, so its twin routes identically.
+    np.testing.assert_allclose(table["mi_class"], table["mi_class_untrained"])
+    assert "seed 0" in routing.untrained_label
+    assert {"mi_token", "balance", "mi_class_chance"} <= set(table)
+    assert "Specialisation" in routing.to_html()
+    payload = routing.payload()
+    assert len(payload["classes"]) == routing.n_tokens
+    assert payload["specialisation"]["mi_class_untrained"] == payload["specialisation"]["mi_class"]

@@ -339,12 +339,75 @@ function acrossView(p, d, state) {
   return box;
 }
 
+// Specialisation: how far routing is from chance, beside the untrained router (same
+// architecture, init seed). Figures come computed from the engine (llmlab.moe.stats).
+function specView(p, d, state) {
+  const box = el("div");
+  const sp = p.specialisation || {};
+  const hasBase = Array.isArray(sp.mi_class_untrained);
+  box.append(note("Mutual information (bits) between each token's first-choice expert and its class " +
+    "(code / prose / digit / punctuation / whitespace): blue trained" +
+    (hasBase ? `, grey untrained (${p.untrained_label})` : " (no untrained comparison for this model)") +
+    "; dashed: the same with classes shuffled over tokens (chance)."));
+  const values = [];
+  p.layers.forEach((layer, l) => {
+    values.push({ v: sp.mi_class[l] ?? 0, color: "#0969da", label: `L${layer}`,
+      title: `layer ${layer}: MI(class; expert) ${(sp.mi_class[l] ?? 0).toFixed(3)} bits` });
+    if (hasBase) values.push({ v: sp.mi_class_untrained[l] ?? 0, color: "#afb8c1",
+      title: `layer ${layer}, untrained: ${(sp.mi_class_untrained[l] ?? 0).toFixed(3)} bits` });
+  });
+  const chance = Math.max(...sp.mi_class_chance.map((x) => x ?? 0));
+  box.append(barChart(values, { height: 140, lines: [{ v: chance, color: "#cf222e", dash: "4 3",
+    label: `chance ≤ ${chance.toFixed(3)}` }] }));
+  const table = el("table");
+  const cols = [["layer", null], ["MI class", "mi_class"], ["untrained", "mi_class_untrained"],
+    ["chance", "mi_class_chance"], ["MI token", "mi_token"], ["untrained", "mi_token_untrained"],
+    ["chance", "mi_token_chance"], ["balance", "balance"], ["untrained", "balance_untrained"]]
+    .filter(([, key]) => key === null || Array.isArray(sp[key]));
+  const head = el("tr");
+  for (const [h] of cols) head.append(el("th", null, h));
+  table.append(head);
+  p.layers.forEach((layer, l) => {
+    const tr = el("tr");
+    if (layer === state.layer) tr.className = "llmlab-moe-current";
+    for (const [, key] of cols) {
+      const v = key === null ? layer : sp[key][l];
+      tr.append(el("td", null, key === null ? String(v) : v === null ? "–" : v.toFixed(3)));
+    }
+    table.append(tr);
+  });
+  box.append(table, note(`Balance: entropy of the top-${p.top_k} load ÷ log E (1 = every expert equally used).`));
+  // Where each class's tokens go first, in the chosen layer.
+  const pos = p.layers.indexOf(state.layer), E = p.n_experts;
+  const counts = p.class_names.map(() => new Float64Array(E));
+  for (let t = 0; t < d.T; t++) counts[p.classes[t]][d.experts[(pos * d.T + t) * d.K]] += 1;
+  box.append(note(`Layer ${state.layer}: where each class's tokens go first (a bar is 100% of the class).`));
+  p.class_names.forEach((name, c) => {
+    const n = counts[c].reduce((a, b) => a + b, 0);
+    if (!n) return;
+    const row = el("div", "llmlab-moe-classrow");
+    row.append(el("span", "llmlab-moe-classname", `${name} (${n})`));
+    const s = svg("svg", { width: 300, height: 12 });
+    let x = 0;
+    for (let e = 0; e < E; e++) {
+      const w = (counts[c][e] / n) * 300;
+      if (w > 0) s.append(svg("rect", { x, y: 0, width: w, height: 12, fill: p.palette[e] },
+        `${name}: ${((counts[c][e] / n) * 100).toFixed(0)}% to expert ${e}`));
+      x += w;
+    }
+    row.append(s);
+    box.append(row);
+  });
+  return box;
+}
+
 const TABS = [
   ["Token map", mapView],
   ["Load", loadView],
   ["Co-activation", coactView],
   ["Same-expert runs", runsView],
   ["Across inputs", acrossView],
+  ["Specialisation", specView],
 ];
 
 function render({ model, el: root }) {
@@ -378,7 +441,7 @@ function render({ model, el: root }) {
   function draw() {
     buttons.forEach((b, i) => b.classList.toggle("llmlab-moe-active", i === state.tab));
     mapSelect.style.display = state.tab === 0 ? "" : "none";
-    layerSelect.style.display = [1, 2, 4].includes(state.tab) ? "" : "none";
+    layerSelect.style.display = [1, 2, 4, 5].includes(state.tab) ? "" : "none";
     body.replaceChildren(TABS[state.tab][1](p, d, state));
   }
   // One chosen layer for every tab: picking a layer in the token map, load, co-activation or

@@ -16,5 +16,11 @@ def _register() -> None:
 
     MoeRoutingView.register(MoeRouting)
 
+    from llmlab.widgets.moe_training import MoeTrainingView
+
+    from llmlab.moe.training import MoeTrainingRun
+
+    MoeTrainingView.register(MoeTrainingRun)
+
 
 _register()

@@ -209,6 +209,18 @@ def _generic(model_type: str) -> PretrainedConfig:
 for _family in _FAMILY_EXTRAS:
     tiny_config(_family.removesuffix("_text"))(lambda family=_family: _generic(family))
 
+#: Every MoE family with a tiny model here (``tiny:NAME``).
+MOE_FAMILIES = [
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
+    "granitemoe",
+    "deepseek_v3",
+    "gpt_oss",
+    *(f.removesuffix("_text") for f in _FAMILY_EXTRAS),
+]
+
 
 def olmoe_scale_config(
     num_hidden_layers: int = 16, num_experts: int = 64, top_k: int = 8

@@ -135,6 +135,7 @@ def capture_routing(
     *,
     generate: int = 0,
     layer: int | None = None,
+    untrained: bool | None = None,
 ) -> MoeRouting:
     """Route each text through ``lm`` and record every MoE layer's choice for every token.
 
@@ -142,6 +143,9 @@ def capture_routing(
     ``generate``: also generate this many tokens greedily after each text and record the
     routing of the generated tokens (the last one is never fed back, so it has no routing).
     ``layer``: the MoE layer the views open on (a true decoder-layer index).
+    ``untrained``: also route the same tokens through the untrained model (same architecture,
+    init seed), for the specialisation figures; None: when the model has at most
+    ``UNTRAINED_MAX_PARAMS`` parameters and is not itself random.
     """
     import torch
 
@@ -189,8 +193,21 @@ def capture_routing(
                 )
             )
     notes = []
-    if lm.spec.startswith("tiny:") or "random" in lm.source:
+    is_random = lm.spec.startswith("tiny:") or "random" in lm.source
+    if is_random:
         notes.append("random weights: this routing is untrained and shows no learned structure")
+    baseline, label = None, ""
+    if untrained is None:
+        untrained = not is_random
+    if untrained:
+        n_params = sum(p.numel() for p in lm.model.parameters())
+        if n_params > UNTRAINED_MAX_PARAMS:
+            notes.append(
+                f"no untrained comparison: rebuilding {n_params / 1e9:.1f} B parameters from "
+                f"the config would cost too much (limit {UNTRAINED_MAX_PARAMS / 1e6:.0f} M)"
+            )
+        else:
+            baseline, label = _untrained_routing(lm, inputs)
     return MoeRouting(
         model=lm.name,
         family=adapter.label,
@@ -202,7 +219,39 @@ def capture_routing(
         inputs=inputs,
         focus_layer=layer if layer is not None else layers[0].index,
         notes=notes,
+        untrained=baseline,
+        untrained_label=label,
     )
+
+
+UNTRAINED_MAX_PARAMS = 300_000_000
+
+
+def _untrained_routing(lm: LoadedModel, inputs: list[RoutedInput]) -> tuple[list, str]:
+    """The same token ids routed through a freshly initialised twin of ``lm``'s model.
+
+    The seed is the one the model was initialised with where its config says so
+    (``llmlab_init_seed``, which the demo MoE saves), else 0; the twin is dropped as soon as
+    the inputs are routed.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    seed = int(getattr(lm.model.config, "llmlab_init_seed", 0) or 0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        twin = AutoModelForCausalLM.from_config(lm.model.config)
+    twin.to(device=lm.device, dtype=lm.model.dtype).eval()
+    out = []
+    try:
+        with recording(twin) as recorder, torch.inference_mode():
+            for item in inputs:
+                recorder.reset()
+                twin(torch.tensor([item.token_ids], device=lm.device))
+                out.append(recorder.result()[0])
+    finally:
+        del twin
+    return out, f"same architecture, freshly initialised (seed {seed})"
 
 
 def _named(texts: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:

@@ -38,6 +38,12 @@ class RoutedInput:
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
+    @property
+    def classes(self) -> np.ndarray:
+        """Each token's class (``stats.TOKEN_CLASSES``: code, prose, digit, punctuation,
+        whitespace) as ``(tokens,)`` int8."""
+        return stats.token_classes(self.tokens)
+
 
 @dataclass(repr=False)
 class MoeRouting(Result):
@@ -57,6 +63,10 @@ class MoeRouting(Result):
     inputs: list[RoutedInput]
     focus_layer: int
     notes: list[str] = field(default_factory=list)
+    # The same tokens routed by the untrained model (same architecture, init seed), per input
+    # ``(moe layers, tokens, k)``; None where no untrained twin was built.
+    untrained: list[np.ndarray] | None = None
+    untrained_label: str = ""
 
     # -- arrays -----------------------------------------------------------------------------
     @property
@@ -128,6 +138,40 @@ class MoeRouting(Result):
         baseline = stats.permuted_specialization(self.token_ids, first, min_count)
         return {"mean": mean, "baseline": baseline, "rows": rows}
 
+    def specialisation(self) -> pd.DataFrame:
+        """Per layer, how far routing is from chance, beside the untrained router's figure:
+        mutual information (bits) between each token's first-choice expert and its class
+        (code / prose / digit / punctuation / whitespace) or its identity, each with the
+        shuffled-label chance level, and load balance (entropy of the top-k load ÷ log E)."""
+        import pandas as pd
+
+        classes = np.concatenate([i.classes for i in self.inputs])
+        ids = self.token_ids
+        trained = stats.specialisation(self.experts[..., 0], classes, ids, self.load_counts()[1])
+        table = pd.DataFrame({"layer": self.moe_layers})
+        base = None
+        if self.untrained is not None:
+            experts = np.concatenate(self.untrained, axis=1)
+            topk = stats.load_counts(experts, self.n_experts)[1]
+            base = stats.specialisation(experts[..., 0], classes, ids, topk)
+        for key in ("mi_class", "mi_token", "balance"):
+            table[key] = trained[key]
+            if base is not None:
+                table[f"{key}_untrained"] = base[key]
+        table["mi_class_chance"] = trained["mi_class_chance"]
+        table["mi_token_chance"] = trained["mi_token_chance"]
+        return table
+
+    def class_shares(self, layer: int | None = None) -> np.ndarray:
+        """``(classes, E)``: for each token class, the share of its tokens whose first choice
+        is each expert, in one MoE layer (rows of absent classes are 0)."""
+        layer = self.focus_layer if layer is None else layer
+        first = self.experts[self.layer_position(layer), :, 0]
+        classes = np.concatenate([i.classes for i in self.inputs])
+        table = np.zeros((len(stats.TOKEN_CLASSES), self.n_experts))
+        np.add.at(table, (classes, first), 1)
+        return table / np.maximum(table.sum(1, keepdims=True), 1)
+
     # -- tables ---------------------------------------------------------------------------------
     def to_pandas(self) -> pd.DataFrame:
         """One row per (input, token, layer, rank): the expert and its gate weight."""
@@ -185,7 +229,9 @@ class MoeRouting(Result):
 
     def to_text(self) -> str:
         table = self.load_table().round(3).to_string(index=False)
-        return "\n".join([self.summary(), f"rule: {self.rule}", *self.notes, table])
+        spec = self.specialisation().round(3).to_string(index=False)
+        words = "specialisation (bits; untrained: " + (self.untrained_label or "none") + ")"
+        return "\n".join([self.summary(), f"rule: {self.rule}", *self.notes, table, words, spec])
 
     def payload(self) -> dict[str, Any]:
         """Compact JSON for the live view: per-choice arrays packed as bytes (base64)."""
@@ -233,6 +279,10 @@ class MoeRouting(Result):
             "input_shares": _rounded(self.input_shares()) if len(self.inputs) > 1 else [],
             "vocab_mean": _rounded(vocab["mean"]),
             "vocab_baseline": _rounded(vocab["baseline"]),
+            "class_names": list(stats.TOKEN_CLASSES),
+            "classes": np.concatenate([i.classes for i in self.inputs]).tolist(),
+            "specialisation": {k: _rounded(v.to_numpy()) for k, v in self.specialisation().items()},
+            "untrained_label": self.untrained_label,
             "vocab_top": [
                 [[self._token_text(t), c, e, round(s, 3)] for t, c, e, s in rows[:12]]
                 for rows in vocab["rows"]

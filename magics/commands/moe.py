@@ -36,3 +36,44 @@ def moe(ctx: Context, args):
     display(result)
     result._shown_live = True
     return result
+
+
+@command(
+    "moe-train",
+    "train the demo MoE live: loss curve and a probe text's routing redrawn as experts specialise",
+    arg("--steps", type=int, metavar="N", help="training steps (default: the demo recipe's)"),
+    arg("--name", default="moe-train", help="name of the trained model in this session"),
+    arg("--wait", action="store_true", help="in Jupyter, block until done (default: background)"),
+)
+def moe_train(ctx: Context, args):
+    from dataclasses import replace
+
+    from llmlab.magics.commands.tradeoff import headless
+
+    from llmlab.moe.demo import DemoRecipe
+    from llmlab.moe.training import train_moe_demo
+
+    recipe = DemoRecipe()
+    if args.steps is not None:
+        if args.steps < 1:
+            raise UsageError("%llm moe-train: --steps takes a number of steps ≥ 1")
+        recipe = replace(recipe, steps=args.steps, warmup=min(recipe.warmup, args.steps))
+    # In Jupyter it trains in the background so the Stop button answers; a headless run
+    # (nbclient: nobody can press Stop) waits, so the saved output shows the finished run.
+    background = ctx.in_kernel and not args.wait and not headless(ctx)
+    run = train_moe_demo(recipe, background=background, progress=not ctx.in_kernel)
+
+    def keep(run) -> None:
+        # Finished steps are kept: the model joins the session once the run ends.
+        if run.done and run.trained is not None:
+            ctx.lab.models[args.name] = run.loaded(args.name)
+            ctx.lab.histories.setdefault(args.name, [])
+
+    run.subscribe(keep)
+    keep(run)
+    if ctx.in_kernel:
+        display(run)
+        run._shown_live = True
+    else:
+        print(run.to_text())
+    return run

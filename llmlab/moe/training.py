@@ -1,0 +1,215 @@
+"""Watch a router learn: the demo MoE's training as a result that fills while it runs.
+
+``train_moe_demo()`` trains the demo recipe (``llmlab.moe.demo``) from its seed and, every
+``snapshot_every`` steps, routes a fixed probe text (code, prose, numbers) and keeps which
+expert each token went to in each layer, the expert load and the specialisation figures.
+In Jupyter it runs in a background thread so the view's Stop button answers; a stopped run
+keeps the steps it finished (``run.model``, ``run.loaded()``).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmlab.errors import LabError
+from llmlab.moe import stats
+from llmlab.moe.demo import PROBE_TEXT, DemoRecipe, Trained, TrainStep
+from llmlab.results import Result
+
+
+@dataclass
+class Snapshot:
+    """The probe's routing at one step: first choices ``(moe layers, tokens)``."""
+
+    step: int
+    loss: float
+    first: np.ndarray
+    load: np.ndarray  # (moe layers, E) top-k counts
+    mi_class: np.ndarray  # (moe layers,) bits
+
+
+@dataclass(repr=False)
+class MoeTrainingRun(Result):
+    """A training run of the demo MoE; fills while it runs (``subscribe`` to follow it)."""
+
+    recipe: DemoRecipe
+    tokens: list[str] = field(default_factory=list)  # the probe, one entry per token
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    snapshots: list[Snapshot] = field(default_factory=list)
+    status: str = "running"  # running | done | stopped | failed
+    error: str = ""
+    seconds: float = 0.0
+    trained: Trained | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _listeners: list[Any] = field(default_factory=list)
+
+    # -- control ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the run after the current step; finished steps are kept."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> MoeTrainingRun:
+        """Block until the run ends. Ctrl-C here stops it and keeps the finished steps."""
+        try:
+            self._done.wait(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            self._done.wait()
+        return self
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def subscribe(self, listener: Any) -> None:
+        """``listener(run)`` is called after every snapshot and at the end."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self)
+            except Exception:  # noqa: BLE001 - a broken view must not stop the training
+                import traceback
+
+                traceback.print_exc()
+
+    @property
+    def model(self) -> Any:
+        if self.trained is None:
+            raise LabError("the training has not finished a step yet")
+        return self.trained.model
+
+    def loaded(self, name: str = "moe-train") -> Any:
+        """The trained model (the steps finished so far) as a model the lab can use."""
+        from llmlab.models.loaded import LoadedModel
+
+        if self.trained is None:
+            raise LabError("the training has not finished a step yet")
+        steps = self.trained.steps_done
+        return LoadedModel(
+            name=name,
+            spec=name,
+            model=self.trained.model,
+            tokenizer=self.trained.tokenizer,
+            device="cpu",
+            source=f"demonstration MoE trained in this session ({steps} steps, not saved)",
+            load_seconds=0.0,
+        )
+
+    # -- the record ---------------------------------------------------------------------------
+    def _on_step(self, step: TrainStep) -> None:
+        n_experts = self.recipe.experts
+        first = np.asarray(step.experts[..., 0])
+        load = stats.load_counts(np.asarray(step.experts), n_experts)[1]
+        mi = np.array([stats.mutual_information(self.classes, f) for f in first])
+        self.snapshots.append(Snapshot(step.step, step.loss, first, load, mi))
+        self.seconds = step.seconds
+        self._notify()
+
+    # -- display ------------------------------------------------------------------------------
+    def summary(self) -> str:
+        last = self.snapshots[-1] if self.snapshots else None
+        where = f"step {last.step}/{self.recipe.steps}" if last else "starting"
+        loss = f", loss {last.loss:.2f}" if last and last.step else ""
+        return f"MoE demo training · {self.status} · {where}{loss} · {self.seconds:.0f} s"
+
+    def to_text(self) -> str:
+        lines = [self.summary()]
+        if self.snapshots:
+            first, last = self.snapshots[0], self.snapshots[-1]
+            lines.append(
+                "MI(class; first expert) per layer, bits: step 0 "
+                + " ".join(f"{x:.2f}" for x in first.mi_class)
+                + f" → step {last.step} "
+                + " ".join(f"{x:.2f}" for x in last.mi_class)
+            )
+        return "\n".join(lines)
+
+    def payload(self) -> dict[str, Any]:
+        from llmlab.moe.render import expert_palette
+
+        losses = list(self.trained.losses) if self.trained is not None else []
+        return {
+            "status": self.status,
+            "error": self.error,
+            "steps": self.recipe.steps,
+            "seconds": round(self.seconds, 1),
+            "n_experts": self.recipe.experts,
+            "top_k": self.recipe.top_k,
+            "layers": list(range(self.recipe.layers)),
+            "palette": expert_palette(self.recipe.experts),
+            "tokens": self.tokens,
+            "classes": self.classes.tolist(),
+            "class_names": list(stats.TOKEN_CLASSES),
+            "losses": [round(x, 4) for x in losses],
+            "snapshots": [
+                {
+                    "step": s.step,
+                    "loss": round(s.loss, 4),
+                    # (layers, tokens) first choices, one byte each
+                    "first_b64": base64.b64encode(s.first.astype(np.uint8).tobytes()).decode(),
+                    "load": s.load.tolist(),
+                    "mi_class": [round(float(x), 4) for x in s.mi_class],
+                }
+                for s in self.snapshots
+            ],
+        }
+
+    def to_html(self) -> str:
+        from llmlab.moe.render import training_html
+
+        return training_html(self)
+
+
+def train_moe_demo(
+    recipe: DemoRecipe | None = None, *, background: bool = False, progress: bool = True
+) -> MoeTrainingRun:
+    """Train the demo MoE from its seed, recording the probe's routing as it goes.
+
+    ``background=True`` returns at once with a run that fills in a thread (what the live view
+    needs for its Stop button); otherwise it returns when training ends.
+    """
+    from llmlab.moe.demo import default_tokenizer
+    from llmlab.tokens import token_texts
+
+    recipe = recipe or DemoRecipe()
+    tokenizer = default_tokenizer()
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False).input_ids
+    tokens = token_texts(tokenizer, ids)
+    run = MoeTrainingRun(recipe, tokens=tokens, classes=stats.token_classes(tokens))
+
+    def job() -> None:
+        from llmlab.moe.demo import train
+
+        start = time.perf_counter()
+        try:
+            run.trained = train(
+                recipe,
+                tokenizer,
+                on_step=run._on_step,
+                should_stop=run._stop.is_set,
+                progress=progress and not background,
+                on_model=lambda trained: setattr(run, "trained", trained),
+            )
+            run.status = "stopped" if run.trained.stopped else "done"
+        except Exception as err:  # noqa: BLE001 - reported in the view and by wait()
+            run.status, run.error = "failed", f"{type(err).__name__}: {err}"
+        run.seconds = time.perf_counter() - start
+        run._done.set()
+        run._notify()
+
+    if background:
+        threading.Thread(target=job, name="llmlab-moe-train", daemon=True).start()
+    else:
+        job()
+        if run.status == "failed":
+            raise LabError(f"training the demo MoE failed: {run.error}")
+    return run
