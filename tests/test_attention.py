@@ -101,11 +101,12 @@ def test_entropy_from_logits_equals_entropy_of_weights():
     mask = torch.full((9, 9), torch.finfo(torch.float32).min).triu(1)
     for sinks in (None, torch.randn(4)):
         r = Recipe(q=q, k=k, scaling=0.35, mask=mask, softcap=3.0, sinks=sinks)
-        p, entropy = r.probs(0, 9)
+        p, entropy, sums = r.probs(0, 9)
+        assert torch.allclose(sums, p.sum(-1), atol=1e-6)
         assert torch.allclose(entropy, row_entropy_nats(p), atol=1e-5)
         # Chunks that skip the keys a causal mask hides give the same weights.
         r.key_stop = torch.arange(1, 10)
-        p2, _ = r.probs(3, 6)
+        p2 = r.probs(3, 6)[0]
         assert torch.allclose(p2, p[:, 3:6, : p2.shape[-1]], atol=1e-7)
         assert p2.shape[-1] == 6
 

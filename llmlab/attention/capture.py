@@ -143,7 +143,7 @@ class Stack:
             return
         nk = src.n_keys
         for r0, r1 in spans(src.n_queries, src.chunk_rows(multiple)):
-            p, _ = src.probs(r0, r1)
+            p = src.probs(r0, r1)[0]
             if p.shape[-1] < nk:
                 p = torch.nn.functional.pad(p, (0, nk - p.shape[-1]))
             yield r0, r1, p.cpu()
@@ -334,9 +334,10 @@ def _capturing_attention(
         )
     out = torch.empty(recipe.n_heads, recipe.n_queries, v.shape[-1], dtype=v.dtype)
     out = out.to(v.device)
-    for r0, r1, p, entropy in recipe.chunks(reducer.row_multiple if reducer else 1):
+    multiples = (reducer.bq, reducer.bk) if reducer is not None else (1, 1)
+    for r0, r1, p, entropy, sums in recipe.chunks(*multiples):
         if reducer is not None:
-            reducer.add(r0, p, entropy)
+            reducer.add(r0, p, entropy, sums)
         out[:, r0:r1] = recipe.output(p, v, r0, r1)
     if record:
         recipe.q = recipe.q.to(session.keep or recipe.q.dtype).contiguous()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 #: Work per chunk: about this many float32 scores (heads × rows × keys) at a time.
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Recipe:
     softcap: float | None = None  # logits -> tanh(logits / c) · c (Gemma 2)
     sinks: torch.Tensor | None = None  # (H,) one extra logit per head whose weight is dropped
     key_stop: torch.Tensor | None = None  # (nq,) int64: 1 + the last key row i may see
+    mask_start: torch.Tensor | None = None  # (nq,) int64: the first key the mask changes
 
     @property
     def n_heads(self) -> int:
@@ -65,27 +66,39 @@ class Recipe:
 
     def probs(
         self, r0: int, r1: int, heads: list[int] | None = None, stop: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights of query rows r0..r1-1 over keys 0..stop-1, float32 (h, r, stop), and each
-        row's entropy in nats (h, r), from the logits (no logarithm of every weight)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Weights of query rows r0..r1-1 over keys 0..stop-1, float32 (h, r, stop), each
+        row's entropy in nats (h, r) and each row's sum (h, r; below 1 only with sinks).
+
+        The entropy comes from the logits s: sum_j p_j (lse - s_j), with one matrix-vector
+        product instead of a logarithm of every weight. Operations run in place where they
+        can: this loop is the capture's cost.
+        """
         stop = self.stop(r0, r1) if stop is None else stop
-        q = self.q[:, r0:r1].float()
+        # Scaling the queries (r × d) instead of the scores (r × stop) saves a pass over the
+        # scores; it changes them by float rounding only (~1e-7).
+        q = self.q[:, r0:r1].float() * self.scaling
         k = self.k[:, :stop].float()
         n_kv, group = k.shape[0], self.n_heads // k.shape[0]
         if heads is None:
-            s = torch.matmul(q.view(n_kv, group, r1 - r0, -1), k.transpose(-1, -2).unsqueeze(1))
+            # The query heads of one key/value head stacked as rows: one plain batched product
+            # per KV head, no broadcast copies of the keys.
+            s = torch.bmm(q.reshape(n_kv, group * (r1 - r0), -1), k.transpose(-1, -2))
             s = s.view(self.n_heads, r1 - r0, stop)
         else:
             kv = torch.tensor([h // group for h in heads], device=q.device)
             s = torch.matmul(q[heads], k[kv].transpose(-1, -2))
-        s = s * self.scaling
         if self.softcap:
-            s = torch.tanh(s / self.softcap) * self.softcap
+            s.div_(self.softcap).tanh_().mul_(self.softcap)
         if self.bias is not None:
             b = self.bias[:, r0:r1, :stop].float()
-            s = s + (b if b.shape[0] == 1 or heads is None else b[heads])
+            s.add_(b if b.shape[0] == 1 or heads is None else b[heads])
         if self.mask is not None:
-            s = s + self.mask[r0:r1, :stop].float()
+            # Only the keys from the first one the mask changes in these rows: for a causal
+            # mask that is the diagonal block, not the whole chunk.
+            lo = int(self.mask_start[r0:r1].min()) if self.mask_start is not None else 0
+            if lo < stop:
+                s[..., lo:].add_(self.mask[r0:r1, lo:stop].float())
         m = s.amax(-1, keepdim=True)
         sink = None
         if self.sinks is not None:
@@ -93,42 +106,45 @@ class Recipe:
             if heads is not None:
                 sink = sink[heads]
             m = torch.maximum(m, sink)
-        e = torch.exp(s - m)
-        z = e.sum(-1, keepdim=True)
-        if sink is not None:
-            z = z + torch.exp(sink - m)
-        p = e / z
-        lse = (m + torch.log(z)).squeeze(-1)
-        # Entropy of the row's weights: sum_j p_j (lse - s_j). Masked keys have p_j = 0 and a
-        # finite very negative s_j, so they add exactly zero.
-        entropy = lse * p.sum(-1) - (p * s).sum(-1)
-        return p, entropy
+        e = torch.sub(s, m).exp_()
+        z_keys = e.sum(-1, keepdim=True)
+        # sum_j e_j s_j without an (h, r, stop) temporary.
+        es = torch.einsum("hrk,hrk->hr", e, s).view_as(z_keys)
+        z = z_keys + torch.exp(sink - m) if sink is not None else z_keys
+        p = e.div_(z)
+        lse = m + torch.log(z)
+        # Masked keys have e_j = 0 and a finite very negative s_j, so they add exactly zero.
+        entropy = (lse * z_keys / z - es / z).squeeze(-1)
+        return p, entropy, (z_keys / z).squeeze(-1)
 
     def output(self, p: torch.Tensor, v: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
         """Weights ``p`` (H, r, stop) times values ``v`` (Hkv, nk, dv) -> (H, r, dv)."""
         n_kv, group = v.shape[0], self.n_heads // v.shape[0]
         stop = p.shape[-1]
-        out = torch.matmul(p.view(n_kv, group, r1 - r0, stop).to(v.dtype), v[:, None, :stop])
+        out = torch.bmm(p.reshape(n_kv, group * (r1 - r0), stop).to(v.dtype), v[:, :stop])
         return out.view(self.n_heads, r1 - r0, -1)
 
     def head(self, head: int) -> torch.Tensor:
         """One head's full weights, (nq, nk) float32."""
         out = torch.zeros(self.n_queries, self.n_keys)
         for r0, r1 in spans(self.n_queries, self.chunk_rows()):
-            p, _ = self.probs(r0, r1, heads=[head])
+            p = self.probs(r0, r1, heads=[head])[0]
             out[r0:r1, : p.shape[-1]] = p[0]
         return out
 
     def row(self, query: int) -> torch.Tensor:
         """Every head's weights of one query row, (H, nk) float32."""
-        p, _ = self.probs(query, query + 1, stop=self.n_keys)
+        p = self.probs(query, query + 1, stop=self.n_keys)[0]
         return p[:, 0]
 
-    def chunks(self, multiple: int = 1) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
-        """(r0, r1, weights (H, r, stop), entropy nats (H, r)) over all query rows."""
+    def chunks(
+        self, multiple: int = 1, key_multiple: int = 1
+    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(r0, r1, weights (H, r, stop), entropy nats (H, r), row sums (H, r)) over all query
+        rows; ``stop`` is rounded up to a multiple of ``key_multiple`` (thumbnail blocks)."""
         for r0, r1 in spans(self.n_queries, self.chunk_rows(multiple)):
-            p, ent = self.probs(r0, r1)
-            yield r0, r1, p, ent
+            stop = min(self.n_keys, -(-self.stop(r0, r1) // key_multiple) * key_multiple)
+            yield r0, r1, *self.probs(r0, r1, stop=stop)
 
 
 def spans(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -159,6 +175,15 @@ def key_stop(mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if bool((stop == nk).all()) else stop
 
 
+def mask_start(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Per query row, the first key where the additive mask is not zero (nk if none)."""
+    if mask is None:
+        return None
+    changed = (mask != 0).to(torch.uint8)
+    first = changed.argmax(-1)
+    return torch.where(changed.bool().any(-1), first, torch.full_like(first, mask.shape[-1]))
+
+
 def recipe_of_call(
     module: Any,
     query: torch.Tensor,
@@ -176,15 +201,14 @@ def recipe_of_call(
     nq, nk = query.shape[-2], key.shape[-2]
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    m = None
-    stop = None
+    m = stop = start = None
     if mask is not None:
         cached = shared.get(id(mask))
         if cached is None or cached[0] is not mask:
             converted = additive_mask(mask, nq, nk)
-            cached = (mask, converted, key_stop(converted))
+            cached = (mask, converted, key_stop(converted), mask_start(converted))
             shared[id(mask)] = cached
-        m, stop = cached[1], cached[2]
+        m, stop, start = cached[1], cached[2], cached[3]
     bias = kwargs.get("position_bias")
     if bias is not None:
         cached = shared.get(id(bias))
@@ -205,4 +229,5 @@ def recipe_of_call(
         softcap=float(softcap) if softcap else None,
         sinks=sinks.detach() if sinks is not None else None,
         key_stop=stop,
+        mask_start=start,
     )

@@ -55,9 +55,15 @@ class LayerReducer:
     def row_multiple(self) -> int:
         return self.bq
 
-    def add(self, r0: int, p: torch.Tensor, entropy_nats: torch.Tensor) -> None:
-        """Weights ``p`` (H, r, stop) of query rows r0..r0+r-1 over keys 0..stop-1 and each
-        row's entropy in nats (H, r)."""
+    def add(
+        self,
+        r0: int,
+        p: torch.Tensor,
+        entropy_nats: torch.Tensor,
+        row_sums: torch.Tensor | None = None,
+    ) -> None:
+        """Weights ``p`` (H, r, stop) of query rows r0..r0+r-1 over keys 0..stop-1, each
+        row's entropy in nats (H, r) and sum (H, r; computed here when not given)."""
         r, stop = p.shape[-2], p.shape[-1]
         lo = max(0, self.first - r0)  # rows of this chunk that count in the averages
         if lo < r:
@@ -68,7 +74,8 @@ class LayerReducer:
                 q_pos = torch.arange(r0 + lo, r0 + r, dtype=torch.float32, device=p.device)
                 # Rows sum to (about) 1, so the mean distance sum_j a_ij (i - j) is
                 # i·sum_j a_ij - a_i·j: a matrix-vector product, no n² distance matrix.
-                dist = q_pos * rows.sum(-1) - rows @ self.key_pos[:stop]
+                sums = rows.sum(-1) if row_sums is None else row_sums[:, lo:]
+                dist = q_pos * sums - rows @ self.key_pos[:stop]
                 self.sums["distance"] += dist.sum(-1).double()
         if not self.cross:
             lo_prev = max(1, r0) - r0
@@ -89,7 +96,8 @@ class LayerReducer:
             return
         tk = -(-stop // bk)
         tq = -(-r // bq)
-        x = torch.nn.functional.pad(p, (0, tk * bk - stop, 0, tq * bq - r))
+        pad = (0, tk * bk - stop, 0, tq * bq - r)
+        x = torch.nn.functional.pad(p, pad) if any(pad) else p
         pooled = x.reshape(h, tq, bq, tk, bk).amax(dim=(2, 4))
         row0 = r0 // bq  # chunks start on multiples of bq
         self.thumb[:, row0 : row0 + tq, :tk] = torch.maximum(
