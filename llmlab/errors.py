@@ -8,7 +8,7 @@ class LabError(Exception):
     """
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
+def one_line(err: BaseException, limit: int = 300, *, with_type: bool = True) -> str:
     """``Type: message`` in one line, for failures outside the expected set. A first line that
     only introduces the next ("validation error for ...:") keeps the next line too."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -19,4 +19,4 @@ def one_line(err: BaseException, limit: int = 300) -> str:
         text += " " + lines[1]
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return f"{type(err).__name__}: {text}"
+    return f"{type(err).__name__}: {text}" if with_type else text

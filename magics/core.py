@@ -16,11 +16,14 @@ from llmlab.session import default_lab
 OVERVIEW = """Work with large language models from a notebook.
 
   %llm SUBCOMMAND [options] [text]      line magic; {var} in the line is interpolated
+                                        ({{ }} for literal braces); the text starts at its
+                                        first word, so a later -h is text (-- starts it too)
   %%llm SUBCOMMAND [options]            cell magic; the cell body is taken literally
                                         (add --format-body to interpolate {var} in it)
 
-Errors print one line and leave the session usable. `%llm help SUBCOMMAND` shows one
-subcommand; the engine is the same from Python: `from llmlab import default_lab`.
+Errors print one line and leave the session usable (%tb shows the traceback of an
+unexpected one). `%llm help SUBCOMMAND` shows one subcommand; the engine is the same
+from Python: `from llmlab import default_lab`.
 """
 
 

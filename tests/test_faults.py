@@ -451,3 +451,30 @@ def test_an_unexpected_failure_is_one_line_and_tb_shows_it(tiny_ip, monkeypatch,
     assert "RuntimeError" in shown.out + shown.err and "broken" in shown.out + shown.err
     monkeypatch.undo()
     assert tiny_ip.run_cell("%llm models").success  # the session goes on
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{not json", '{"KEY": "fast"}', '{"KEY": -5}'])
+def test_a_damaged_bandwidth_cache_is_measured_again(tmp_path, monkeypatch, content):
+    from llmlab.measure import bandwidth
+
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path))
+    key = bandwidth.machine_key("cpu")
+    (tmp_path / "bandwidth.json").write_text(content.replace("KEY", key.replace("\\", "\\\\")))
+    monkeypatch.setattr(bandwidth, "measure_bandwidth", lambda device: 12e9)
+    assert bandwidth.memory_bandwidth("cpu") == 12e9
+    assert json.loads((tmp_path / "bandwidth.json").read_text())[key] == 12e9
+
+
+def test_bad_prices_are_refused(tiny_ip):
+    from IPython.core.error import UsageError
+
+    from tests.helpers import run_magic
+
+    for price in ("cpu=nan", "cpu=inf", "cpu=-1"):
+        with pytest.raises(UsageError, match="--price takes DEVICE=US"):
+            run_magic(tiny_ip, f"tradeoff --configs baseline --price {price}")
+
+
+def test_a_folder_without_config_is_one_line(tmp_path):
+    with pytest.raises(LabError, match="not a model folder: it has no config.json"):
+        load_model(str(tmp_path))

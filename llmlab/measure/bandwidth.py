@@ -7,6 +7,7 @@ a reduction over a buffer far larger than any cache, which reads every byte once
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 
@@ -41,6 +42,17 @@ def measure_bandwidth(device: str = "cpu", *, nbytes: int = BUFFER_BYTES) -> flo
     return nbytes / spread.median
 
 
+def _plausible(value: object) -> bool:
+    """A cached figure worth trusting: a finite number above 1 MB/s (a damaged or hand-edited
+    cache file is measured again, never turned into a nonsense roofline)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 1e6
+    )
+
+
 def memory_bandwidth(device: str = "cpu", *, refresh: bool = False) -> float:
     """The cached bandwidth of this machine's ``device`` in bytes/s; measured on first use."""
     path = _cache_file()
@@ -49,7 +61,9 @@ def memory_bandwidth(device: str = "cpu", *, refresh: bool = False) -> float:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    if refresh or key not in cache:
+    if not isinstance(cache, dict):
+        cache = {}
+    if refresh or not _plausible(cache.get(key)):
         cache[key] = measure_bandwidth(device)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

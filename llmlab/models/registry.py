@@ -88,6 +88,11 @@ def load_model(
             source = card_line(read_card(Path(folder)) or {})
         elif Path(spec).expanduser().exists():
             folder, source = str(Path(spec).expanduser()), f"local folder {spec}"
+            if not (Path(folder) / "config.json").is_file():
+                raise LabError(
+                    f"{spec!r} is not a model folder: it has no config.json "
+                    "(a folder written by save_pretrained has one)"
+                )
         elif _HUB_ID.match(spec):
             folder, source = spec, f"Hugging Face Hub {spec}"
         else:
@@ -175,8 +180,7 @@ def _from_pretrained(
             **(placement or {"device_map": device}),
         )
     except (OSError, ValueError, ImportError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LabError(f"could not load {folder!r}: {first_line}") from err
+        raise LabError(f"could not load {folder!r}: {one_line(err, with_type=False)}") from err
     except Exception as err:  # noqa: BLE001 - a damaged or hostile folder fails in one line
         raise LabError(f"could not load {folder!r}: {_load_failure(err)}") from err
     finally:

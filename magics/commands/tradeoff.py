@@ -27,6 +27,8 @@ def _prices(items: list[str] | None) -> dict[str, float]:
         device, _, value = item.partition("=")
         try:
             prices[device.strip()] = float(value)
+            if not 0 <= prices[device.strip()] < float("inf"):  # nan and inf fail here too
+                raise ValueError(value)
         except ValueError:
             raise LabError(
                 f"--price takes DEVICE=US$_PER_HOUR, e.g. cpu=0.05; got {item!r}"
