@@ -80,7 +80,9 @@ def test_attention_copy_carries_every_layer_within_budget(tiny_llama):
     data = _data(html)
     assert "paintPooled" in data["esm"]  # the live view's own module
     assert data["state"]["payload"]["tokens"][1] == EVIL
-    for layer in range(result.n_layers):
+    # Every layer's head view: the first in the payload, the others answered ahead.
+    assert data["state"]["payload"]["lines"]["layer"] == result.initial_layer()
+    for layer in set(range(result.n_layers)) - {result.initial_layer()}:
         key = request_key({"kind": "lines", "stack": "self", "layer": layer, "which": "a"})
         assert data["replies"][key]["msg"]["lines"]["layer"] == layer
     assert AttentionView.offline_note in data["note"]

@@ -42,11 +42,13 @@ class AttentionView(LabWidget):
             start = first.initial_layer(name)
             return sorted(first.stack(name).captured, key=lambda layer: (abs(layer - start), layer))
 
+        in_payload = (first.captured.main.name, first.initial_layer(), "a")  # payload's lines
         requests = [
             {"kind": "lines", "stack": name, "layer": layer, "which": which}
             for name in first.stack_names
             for layer in layers(name)
             for which in sides
+            if (name, layer, which) != in_payload
         ]
         if compare:
             most = np.unravel_index(np.argmax(result.change), result.change.shape)
