@@ -104,6 +104,10 @@ def check_family(model_type: str, workdir: str | Path) -> FamilyReport:
         report.skipped = str(err)
         return report
     report.model_class = type(model).__name__
+    failure = _fails_in_transformers(model, tokenizer)
+    if failure:
+        report.skipped = f"the tiny model fails in transformers itself ({failure})"
+        return report
     moe = is_moe(model.config)
     folder = Path(workdir) / model_type
     outcomes = report.features
@@ -123,6 +127,28 @@ def check_family(model_type: str, workdir: str | Path) -> FamilyReport:
         outcomes.setdefault(name, Outcome("n/a", f"not run: {why}"))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _fails_in_transformers(model: Any, tokenizer: Any) -> str:
+    """What plain transformers says when the tiny model cannot run a forward pass or generate
+    two tokens (a config the shrinking got wrong, or a family that needs more than ids), so the
+    matrix does not charge llmlab with it; "" when it runs."""
+    import torch
+
+    ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    steps = {
+        "forward": lambda: model(input_ids=ids),
+        "generate": lambda: model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False
+        ),
+    }
+    for name, step in steps.items():
+        try:
+            with torch.inference_mode():
+                step()
+        except Exception as err:  # noqa: BLE001 - any failure is the reason
+            return f"{name}: {_first_line(err)}"
+    return ""
 
 
 def _save(model: Any, tokenizer: Any, folder: Path) -> None:

@@ -95,6 +95,12 @@ def residuals(lm: LoadedModel, ids: torch.Tensor) -> Residuals:
         last = seen["hidden"]
     else:
         last = states[-1]
+    if any(h.dim() != 3 for h in states) or last.dim() != 3:
+        shape = next(tuple(h.shape) for h in states if h.dim() != 3) if states else ()
+        raise LabError(
+            f"{family} keeps several parallel residual streams (hidden states of shape {shape}, "
+            "hyper-connections); the logit lens reads one stream per layer"
+        )
     logits = getattr(out, "logits", None)
     if not isinstance(logits, torch.Tensor):
         raise LabError(f"{family} does not return its logits as one tensor; no lens to check")
