@@ -75,7 +75,7 @@ function runCard(run, title) {
 }
 
 // A speculative run's drafts (accepted, rejected, the target's own tokens), drawn on demand by
-// the drafts view's own module, whose source the panel's state carries (drafts_esm).
+// the drafts view's own module, whose source the panel's state carries (drafts_view).
 let draftsSource = { esm: "", css: "" };
 let draftsModule = null;
 function draftsToggle(trace) {
