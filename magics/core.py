@@ -6,7 +6,13 @@ import difflib
 import sys
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    magics_class,
+    needs_local_scope,
+    no_var_expand,
+)
 from llmlab.magics.line import check_length, expand, split_line, split_options, takes_text
 from llmlab.magics.registry import COMMANDS, Context
 
@@ -55,14 +61,16 @@ def keep_traceback(result) -> None:
 
 @magics_class
 class LlmMagics(Magics):
-    # {var} is interpolated here, not by IPython, so an undefined name can be named.
+    # {var} is interpolated here, not by IPython, so an undefined name can be named; the
+    # namespace is IPython's: the notebook's, plus the caller's locals inside a function.
     @no_var_expand
+    @needs_local_scope
     @line_cell_magic
-    def llm(self, line: str, cell: str | None = None):
+    def llm(self, line: str, cell: str | None = None, local_ns: dict | None = None):
         name = "?"
         try:
             check_length(line, "line")
-            line = expand(line, self.shell.user_ns)
+            line = expand(line, {**self.shell.user_ns, **(local_ns or {})})
             check_length(line, "line after {var} interpolation")
             words = split_line(line)
             name = words[0] if words else ""

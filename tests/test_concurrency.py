@@ -108,3 +108,28 @@ def test_an_error_inside_releases_the_model(tiny):
     thread.start()
     thread.join(5)
     assert done, "the lock was left held after an exception"
+
+
+def test_ctrl_c_while_waiting_leaves_the_model_to_its_holder(tiny):
+    import os
+    import signal
+
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with exclusive(tiny, "tradeoff sweep (baseline)"):
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    inside.wait(10)
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt), exclusive(tiny, "attention capture", on_wait=print):
+        pytest.fail("the capture ran while the sweep held the model")
+    assert busy_with(tiny) == "tradeoff sweep (baseline)"
+    release.set()
+    worker.join()
+    assert busy_with(tiny) is None
+    with exclusive(tiny, "generation"):  # free again
+        pass

@@ -478,3 +478,12 @@ def test_bad_prices_are_refused(tiny_ip):
 def test_a_folder_without_config_is_one_line(tmp_path):
     with pytest.raises(LabError, match="not a model folder: it has no config.json"):
         load_model(str(tmp_path))
+
+
+def test_a_functions_locals_interpolate_as_in_ipython(tiny_ip):
+    tiny_ip.run_cell(
+        "def ask(topic):\n"
+        "    return get_ipython().run_line_magic('llm', 'generate --max-new-tokens 2 On {topic}')\n"
+        "r = ask('tides')"
+    )
+    assert tiny_ip.user_ns["r"].prompt == "On tides"
