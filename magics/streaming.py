@@ -85,7 +85,9 @@ def _stream_to_display(run: Runner, decode: Callable[[list[int]], str]) -> Gener
         handle.update(HTML(""))
         raise
     # The card becomes the result's own view (raw bundle: display_id updates need the data).
-    handle.update(result._repr_mimebundle_(), raw=True)
+    bundle = result._repr_mimebundle_()
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+    handle.update(data, metadata=metadata, raw=True)
     result._shown_live = True
     return result
 

@@ -375,3 +375,24 @@ def test_bare_values_name_their_one_setting():
         parse_config("prompt-lookup,eager").label
         == parse_config("spec=prompt-lookup,attn=eager").label
     )
+
+
+def test_panel_refreshes_its_saved_copy_after_a_run(tiny_llama):
+    from llmlab.widgets.accel import AccelPanel
+
+    from llmlab.accel.panel import AccelPanelState
+
+    class Handle:
+        updates: list = []
+
+        def update(self, obj, metadata=None, raw=False):
+            assert raw and isinstance(obj, dict)
+            self.updates.append(obj)
+
+    panel = AccelPanel(AccelPanelState(lm=tiny_llama, models={}, max_new_tokens=4))
+    panel._handle = Handle()
+    panel.run("baseline", "Hi", 4)
+    panel.run("kv=static", "Hi", 4)
+    assert panel.payload["config"] == "kv=static"  # a re-render shows the selection
+    saved = panel._handle.updates[-1]["text/html"]
+    assert "kv=static" in saved and "vs_baseline" in saved  # runs travel in the saved copy

@@ -178,3 +178,19 @@ def test_headless_kernels_are_told_apart():
     assert headless(ctx(SimpleNamespace(_allow_stdin=False)))
     assert not headless(ctx(SimpleNamespace(_allow_stdin=True)))
     assert not headless(ctx(None))
+
+
+def test_live_figure_drops_the_empty_note_when_points_arrive():
+    from llmlab.widgets.tradeoff import TradeoffView
+
+    from llmlab.models.registry import load_model
+    from llmlab.tradeoff import run_sweep
+
+    sweep = run_sweep(load_model("tiny:llama"), "baseline", ["hi"], max_new_tokens=2, start=False)
+    sweep.warmup = 0
+    view = TradeoffView(sweep)
+    assert any("appears here" in a.text for a in view.figure.layout.annotations)
+    sweep.start()
+    assert not any("appears here" in a.text for a in view.figure.layout.annotations)
+    assert view.figure.layout.xaxis.visible is True
+    assert view.stop_button.description == "Done" and view.stop_button.button_style == ""

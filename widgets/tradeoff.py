@@ -92,6 +92,7 @@ class TradeoffView(widgets.VBox):
             elif not running:
                 self.stop_button.description = "Stopped" if s.status == "stopped" else "Done"
                 self.stop_button.icon = ""
+                self.stop_button.button_style = ""
             if running:
                 now = f"running <b>{esc(s.current)}</b>" if s.current else "starting"
                 self.status.value = (
@@ -110,11 +111,21 @@ class TradeoffView(widgets.VBox):
                     self.texts.value = card(compare_html(s, None))
 
     def _redraw_figure(self) -> None:
+        import plotly.graph_objects as go
+
         new = build_figure(self.sweep, (self.x_axis.value, self.y_axis.value))
-        with self.figure.batch_update():
-            self.figure.data = ()
-            self.figure.add_traces(list(new.data))
-            self.figure.layout = new.layout
+        notes = [a.text for a in new.layout.annotations]
+        if notes != [a.text for a in self.figure.layout.annotations]:
+            # plotly.js keeps an annotation a relayout removes (the empty plot's note stayed
+            # beside the first points): a new figure when the set of notes changes.
+            old, self.figure = self.figure, go.FigureWidget(new)
+            self.children = [self.figure if c is old else c for c in self.children]
+            old.close()
+        else:
+            with self.figure.batch_update():
+                self.figure.data = ()
+                self.figure.add_traces(list(new.data))
+                self.figure.layout = new.layout
         self._attach_clicks()
 
     def _attach_clicks(self) -> None:

@@ -242,10 +242,10 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
         fig.update_yaxes(type="log", exponentformat="power")
     if ya.better == "low":
         fig.update_yaxes(autorange="reversed" if not ya.log else None)
+    # No axes without points: an empty frame with made-up ranges says nothing.
+    fig.update_xaxes(visible=bool(plotted))
+    fig.update_yaxes(visible=bool(plotted))
     if not plotted:
-        # No axes without points: an empty frame with made-up ranges says nothing.
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
         fig.add_annotation(
             text=_empty_note(sweep, xa, ya),
             showarrow=False,
