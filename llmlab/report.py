@@ -2,7 +2,9 @@
 
 nbconvert's stock HTML pulls require.js, MathJax and the widget manager from CDNs, so widget
 views go blank offline. ``export_html`` uses our template instead, which keeps the page
-self-contained and shows each widget's static fallback.
+self-contained and shows each widget's text/html: for llmlab views an offline copy that runs
+the view's own script on its inlined data (``llmlab.widgets.static``), with the reduced static
+HTML inside for viewers that run no script.
 
 Command line::
 
