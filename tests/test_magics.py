@@ -176,3 +176,10 @@ def test_help_names_the_cell_magic_and_shows_defaults(tiny, capsys):
     assert "%%llm cell body" in out and "(default: 128)" in out
     run_magic(tiny, "help chat")
     assert "(default: 64)" in capsys.readouterr().out
+
+
+def test_next_marks_only_a_cut_prompt_with_an_ellipsis(tiny):
+    short = run_magic(tiny, 'next "The capital of France is"')
+    assert "…The capital" not in short.to_html() and "The capital of France is" in short.to_html()
+    long = run_magic(tiny, "next " + "word " * 30 + "end")
+    assert "…" in long.to_html()
