@@ -57,8 +57,10 @@ def _progress_hooks(path: Path, nb) -> tuple[dict, Any]:
     bar = tqdm(total=code, desc=path.name, unit="cell", file=sys.stderr)
 
     def started(cell, cell_index, **_):
+        if cell.cell_type != "code":
+            return
         first = next((line for line in cell.source.splitlines() if line.strip()), "")
-        bar.set_postfix_str(f"[{cell_index + 1}/{len(nb.cells)}] {first[:60]}")
+        bar.set_postfix_str(f"cell {cell_index + 1}: {first[:60]}")
 
     def executed(cell, cell_index, **_):
         bar.update(1)

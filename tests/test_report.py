@@ -141,7 +141,7 @@ def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path, cap
     )
     main([str(path), "--execute", "-o", str(tmp_path / "out")])  # what the README says
     printed = capsys.readouterr()
-    assert "[6/8] sweep = %llm tradeoff" in printed.err  # per-cell progress on stderr
+    assert "cell 6: sweep = %llm tradeoff" in printed.err  # per-cell progress on stderr
     assert "executed, with saved widget state" in printed.out
     nb = nbformat.read(tmp_path / "out" / "nb.ipynb", as_version=4)
     kinds = [[o["output_type"] for o in c.outputs] for c in nb.cells]
