@@ -83,9 +83,13 @@ def test_accel_static_html_works_offline(tmp_path, tiny_llama):
     def look(p):
         seen["pwned"] = p.evaluate("() => window.__pwned === 1")
         seen["text"] = p.inner_text("body")
+        p.click(".llmlab-ac-run-button")  # a new run needs the model: the copy says so in place
+        p.wait_for_selector(".llmlab-static-note", state="visible")
+        seen["note"] = p.inner_text(".llmlab-static-note")
 
     shot = SHOTS / "accel_static.png"
     screenshot_offline_html(page, shot, wait_for=".llmlab-ac-run", actions=look)
     assert seen["pwned"] is False
     assert "spec=prompt-lookup" in seen["text"] and "acceptance rate" in seen["text"]
     assert "<b>bold?</b>" in seen["text"]  # shown as text, not markup
+    assert "need the running kernel" in seen["note"]
