@@ -102,3 +102,23 @@ def test_next_token_and_accel_copies_keep_their_state(tiny_llama):
     panel.run("baseline", "hi", 4)
     data = _data(panel.static_html())
     assert len(data["state"]["runs"]) == 1 and data["state"]["status"]["busy"] is False
+
+
+def test_static_html_falls_back_to_the_reduced_copy():
+    from dataclasses import dataclass
+
+    from llmlab.results import Result, register_static
+
+    @dataclass(repr=False)
+    class Plain(Result):
+        def to_html(self) -> str:
+            return "<p>reduced</p>"
+
+    @dataclass(repr=False)
+    class Rich(Plain):
+        pass
+
+    register_static(Rich, lambda r: "<p>rich</p>")
+    assert Plain().static_html() == "<p>reduced</p>"  # no renderer: the engine's own copy
+    assert Rich().static_html() == "<p>rich</p>"
+    assert "<p>rich</p>" in Rich()._repr_mimebundle_()["text/html"]
