@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmlab.devices import peak_memory_bytes, reset_peak_memory, synchronize
+from llmlab.devices import format_bytes, peak_memory, reset_peak_memory, synchronize
 from llmlab.errors import LabError
 from llmlab.generation.result import Candidate, GenerationResult, GenerationStats
 from llmlab.generation.settings import GenerationSettings
@@ -165,18 +165,21 @@ def generate(
     if stopped is None:
         eos = set(_eos_ids(lm))
         stopped = "eos" if best.token_ids and best.token_ids[-1] in eos else "length"
+    memory = peak_memory(lm.device)
     stats = GenerationStats(
         prompt_tokens=n_prompt,
         new_tokens=len(best.token_ids),
         ttft_s=clock.times[0] if clock.times else None,
         total_s=total,
         token_times_s=clock.times,
-        peak_memory_bytes=peak_memory_bytes(lm.device),
-        peak_memory_kind="CUDA peak allocated" if lm.device == "cuda" else "process peak RSS",
+        peak_memory_bytes=memory.bytes,
+        peak_memory_kind=memory.kind,
         device=lm.device,
         dtype=lm.dtype,
         stopped=stopped,
     )
+    if memory.reserved_bytes is not None:
+        stats.extra["peak reserved"] = format_bytes(memory.reserved_bytes)
     text_prompt = prompt if isinstance(prompt, str) else prompt[-1]["content"]
     return GenerationResult(
         model=lm.name,

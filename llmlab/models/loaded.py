@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmlab.devices import dtype_name, format_bytes
+from llmlab.devices import dtype_name, format_bytes, placement_text
 
 
 @dataclass
@@ -47,10 +47,25 @@ class LoadedModel:
     @property
     def weight_bytes(self) -> int:
         # Counted over unique storages so tied embeddings are not counted twice.
-        seen: dict[int, int] = {}
+        # Disk-offloaded weights sit on the meta device (no storage): count their size.
+        seen: dict[int | tuple[str, int], int] = {}
         for tensor in list(self.model.parameters()) + list(self.model.buffers()):
-            seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            if tensor.is_meta:
+                seen[("meta", id(tensor))] = tensor.numel() * tensor.element_size()
+            else:
+                seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
         return sum(seen.values())
+
+    @property
+    def placement(self) -> str:
+        """Where the weights live when spread over devices (``cpu 40% · disk 60%``), else
+        the one device."""
+        return placement_text(self.model) or self.device
+
+    @property
+    def is_split(self) -> bool:
+        """Spread over several devices or offloaded (accelerate hooks move weights per call)."""
+        return self.placement != self.device
 
     @property
     def context_length(self) -> int:
@@ -101,7 +116,7 @@ class LoadedModel:
             "params": f"{self.n_params / 1e6:.1f} M",
             "layers": getattr(text_config, "num_hidden_layers", None),
             "heads": getattr(text_config, "num_attention_heads", None),
-            "device": self.device,
+            "device": self.placement,
             "dtype": self.dtype,
             "attention": self.attn_implementation,
             "weights": format_bytes(self.weight_bytes),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmlab.magics.registry import Context, arg, command
 
-from llmlab.devices import DEVICES, DTYPES, format_bytes
+from llmlab.devices import DEVICE_MAPS, DEVICES, DTYPES, format_bytes
 from llmlab.errors import LabError
 from llmlab.models.registry import ATTN_IMPLEMENTATIONS
 
@@ -15,9 +15,36 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
     "or openai:URL (a served model)",
     arg("spec", nargs="?", default="default", help="what to load (default: the embedded model)"),
     arg("--name", help="how to refer to it (default: derived from the spec)"),
-    arg("--device", default="auto", choices=DEVICES, help="auto picks CUDA when present"),
-    arg("--dtype", default="auto", choices=DTYPES, help="auto: float32 on CPU, bfloat16 on CUDA"),
-    arg("--attn", default="sdpa", choices=ATTN_IMPLEMENTATIONS, help="attention kernel"),
+    arg(
+        "--device",
+        default="auto",
+        metavar="|".join(DEVICES),
+        help="auto picks CUDA, then Apple MPS, then the CPU",
+    ),
+    arg(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="auto: float32 on CPU, bfloat16 on CUDA (float16 on older cards), float16 on MPS",
+    ),
+    arg(
+        "--attn",
+        default="auto",
+        choices=ATTN_IMPLEMENTATIONS,
+        help="attention kernel; auto: flash_attention_2 on CUDA where flash-attn is installed, "
+        "else sdpa",
+    ),
+    arg(
+        "--device-map",
+        choices=DEVICE_MAPS,
+        help="spread the layers over GPUs, CPU RAM and disk (accelerate) for models bigger "
+        "than one device",
+    ),
+    arg(
+        "--max-memory",
+        help="per-device budget for --device-map, e.g. 0=20GB,1=20GB,cpu=64GB,disk "
+        "('disk' allows offloading the rest to llmlab's cache)",
+    ),
     arg("--trust-remote-code", action="store_true", help="allow a Hub repo's own model code"),
     arg("--model", help="with openai:URL: the model name the server knows (docs/served.md)"),
     arg("--api-key-env", metavar="VAR", help="with openai:URL: the env variable holding the key"),
@@ -35,10 +62,12 @@ def load(ctx: Context, args) -> None:
         dtype=args.dtype,
         attn_implementation=args.attn,
         trust_remote_code=args.trust_remote_code,
+        device_map=args.device_map,
+        max_memory=args.max_memory,
     )
     s = lm.summary()
     print(
-        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.device}/{lm.dtype}, "
+        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}, "
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
