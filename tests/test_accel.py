@@ -27,6 +27,8 @@ PRESERVING = [
     "prefix=on",
     "spec=prompt-lookup",
     "spec=self-int8",
+    "spec=self-int4",
+    "spec=hybrid",
     "attn=eager",
     "dtype=fp32",
     "fast",

@@ -19,7 +19,15 @@ PROMPTS = [
     "of over 2,900 individual reefs and 900 islands stretching for over 2,300 kilometres. "
     "The reef is located in the Coral Sea, off the coast of Queensland, Australia.",
 ]
-PRESERVING = ["kv=static", "prefix=on", "spec=prompt-lookup", "spec=self-int8", "fast"]
+PRESERVING = [
+    "kv=static",
+    "prefix=on",
+    "spec=prompt-lookup",
+    "spec=self-int8",
+    "spec=self-int4",
+    "spec=hybrid",
+    "fast",
+]
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
@@ -31,20 +39,23 @@ def test_preserving_configs_match_plain_greedy_on_the_default_model(default_lm, 
         assert res.token_ids == ref.token_ids, text
 
 
-def test_int8_shrinks_weights_and_stays_close_to_fp32(default_lm):
+def test_int8_keeps_the_answer_and_stays_within_a_hundredth_of_a_nat(default_lm):
     from llmlab.accel import variant
     from llmlab.measure.quality import compare_logprobs, continuation_logprobs, default_text
 
-    res = generate_accelerated(default_lm, PROMPTS[0], GREEDY, "quant=int8")
-    assert res.text.strip()
-    assert res.stats.extra["weight_mb"] < res.stats.extra["weight_mb_before"] / 2
-    # Teacher-forced KL to fp32 on the shipped text: the recipe that keeps the MLP
-    # down-projections in float measured 0.29 nats here; quantizing them too gave 1.11.
+    ref = generate(default_lm, PROMPTS[0], GREEDY)
+    res = generate_accelerated(default_lm, PROMPTS[0], GREEDY, "quant=int8", measure_kl=True)
+    assert res.text == ref.text  # "The capital of France is Paris."
+    assert res.stats.extra["kl_to_base_nats"] <= 0.01
+    # int8 decoder weights, float16 down-projections and head, the fp32 embedding kept.
+    assert res.stats.extra["weight_mb"] < 0.65 * res.stats.extra["weight_mb_before"]
+    # Teacher-forced KL to fp32 on the shipped text (issue 15's goal: at most 0.01 nats).
     ids = default_lm.tokenizer(default_text(), return_tensors="pt").input_ids[0, :200]
     reference = continuation_logprobs(default_lm.model, ids, 1)
     with variant(default_lm, parse_config("quant=int8")) as int8:
-        kl = compare_logprobs(reference, continuation_logprobs(int8.model, ids, 1)).mean_kl
-    assert 0 < kl < 0.6
+        agreement = compare_logprobs(reference, continuation_logprobs(int8.model, ids, 1))
+    assert 0 < agreement.mean_kl <= 0.01
+    assert agreement.top1_agreement >= 0.9
 
 
 def test_prefix_cache_second_prompt_reuses_the_default_system_prompt(default_lm):

@@ -175,6 +175,7 @@ class AccelPanelState(Result):
             cfg,
             prefix_cache=self.prefix_cache,
             models=self.models,
+            measure_kl=True,  # speed and closeness to the loaded weights, side by side
         )
         self.prompt, self.max_new_tokens, self.config = prompt, max_new_tokens, cfg.label
         record = run_record(result, cfg.label, cfg.output_preserving)

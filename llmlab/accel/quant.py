@@ -2,10 +2,13 @@
 
 What is fast where (2 shared AVX-512 cores, SmolLM2-135M, one token at a time):
 
-- int8: torch's dynamic quantization (fbgemm int8 GEMM, activations quantized on the fly) is the
-  fast CPU path: the 49,152 x 576 output head runs ~3.7x faster than fp32. The aten weight-only
-  kernel ``_weight_int8pack_mm`` is ~6x *slower* than fp32 with float32 activations (it is fast
-  only with bfloat16 ones), and torchao's int8 weight-only without compile ran at 15 tok/s vs 26.
+- int8: the aten weight-only kernel ``_weight_int8pack_mm`` (int8 weights, one scale per output
+  channel) is ~6x *slower* than fp32 with float32 activations but 1.5-4x *faster* with bfloat16
+  ones, so the recipe casts activations to bfloat16 inside the matmul only. Torch's dynamic
+  quantization (fbgemm, activations quantized per tensor on the fly) was the old recipe: fast,
+  but its per-tensor activation scale cost a teacher-forced KL to fp32 of 0.26-0.29 nats and
+  changed answers; weight-only measured 0.002-0.005 nats at a higher speed
+  (benchmarks/bench_accel.py --int8-recipes).
 - int4: ``_weight_int4pack_mm_for_cpu`` with bfloat16 activations matches fp32 on the small
   layer shapes and is slow on the huge output head, so int4 keeps the head in dynamic int8.
 - CUDA: weight-only int8 (``_weight_int8pack_mm``) / int4 (tinygemm) kernels, or bitsandbytes.
@@ -26,26 +29,70 @@ INT4_GROUP = 32
 INT4_INNER_K_TILES = 8
 
 
-#: Linear layers left in float by the int8 recipe. The MLP down-projection reads the gated
-#: product, whose few huge outlier activations ruin a per-tensor int8 activation scale: on the
-#: default model, quantizing it raised the teacher-forced KL to the fp32 model from 0.26 to 1.09
-#: nats (top-1 agreement 66% -> 39%) while saving little time.
-INT8_KEEP_FLOAT = ("down_proj",)
+#: Linear layers the int8 recipe keeps in float16 (fbgemm's packed fp16 GEMM, float32
+#: activations). The MLP down-projection reads the gated product with its few huge outliers and
+#: the output head decides the token: with both in float16 the default model's teacher-forced KL
+#: to fp32 measured 0.0017 nats (top-1 0.97) vs 0.0046 with them in int8, at the same speed.
+INT8_FLOAT16 = ("down_proj", "lm_head")
 
 
-def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
-    """``nn.Linear`` layers (output head included, ``INT8_KEEP_FLOAT`` excepted) -> fbgemm
-    dynamic int8, in place."""
+def _int8_module_class():
+    # Defined inside a function so that importing llmlab.accel does not import torch.
     import torch
 
-    names = {
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and not name.endswith(INT8_KEEP_FLOAT)
-    }
+    class _Int8WeightOnly(torch.nn.Module):
+        """int8 weights with one float scale per output channel (symmetric), multiplied by
+        torch's ``_weight_int8pack_mm`` with bfloat16 activations (its fast CPU path); the
+        output returns in the input's dtype."""
+
+        def __init__(self, linear: torch.nn.Linear):
+            super().__init__()
+            w = linear.weight.detach().float()
+            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
+            q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            self.register_buffer("weight_int8", q.contiguous())
+            self.register_buffer("scales", scale.to(torch.bfloat16))
+            self.bias = linear.bias
+            self.out_features, self.in_features = w.shape
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            y = torch._weight_int8pack_mm(
+                x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int8, self.scales
+            ).to(x.dtype)
+            y = y.reshape(*shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+
+    return _Int8WeightOnly
+
+
+def _float16_packed(linear: nn.Module) -> nn.Module:
+    """An ``nn.Linear`` as fbgemm's dynamic float16 linear (weights packed in fp16)."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization warns it moves to torchao
-        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
+        return torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.float16
+        )[0]
+
+
+def quantize_int8_weight_only(model: nn.Module) -> nn.Module:
+    """Every ``nn.Linear`` -> int8 weight-only, except ``INT8_FLOAT16`` (and the output head)
+    -> packed float16; in place."""
+    import torch
+
+    cls = _int8_module_class()
+    head = model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if not isinstance(child, torch.nn.Linear):
+                continue
+            if child is head or child_name.endswith(INT8_FLOAT16):
+                setattr(parent, child_name, _float16_packed(child))
+            else:
+                setattr(parent, child_name, cls(child))
+    return model
 
 
 def _int4_module_class():
@@ -134,17 +181,37 @@ def quantize_int4_weight_only(model: nn.Module) -> nn.Module:
 
 def quantize(model: nn.Module, method: str, device: str) -> nn.Module:
     """Quantize ``model`` (a private copy) in place with ``method`` on ``device``."""
-    if device != "cpu" and method in ("int8", "int4"):
+    if not device.startswith("cpu") and method in ("int8", "int4"):
         raise LabError(
-            f"quant={method} is wired to torch's CPU kernels here; on CUDA use quant=bnb8/bnb4"
+            f"quant={method} is wired to torch's CPU kernels here; on CUDA use "
+            "quant=int4-torchao, bnb8 or bnb4"
         )
+    if method == "int4-torchao":
+        return _torchao_int4(model)
     if method == "int8":
-        return quantize_int8_dynamic(model)
+        return quantize_int8_weight_only(model)
     if method == "int4":
         return quantize_int4_weight_only(model)
     if method in ("bnb8", "bnb4"):
         return _bitsandbytes(model, method)
     raise LabError(f"unknown quantization {method!r}")
+
+
+def _torchao_int4(model: nn.Module) -> nn.Module:
+    """torchao's int4 weight-only (tinygemm kernels; CUDA, bfloat16 activations)."""
+    import torch
+    from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+    from llmlab.accel.registry import TORCHAO_GROUP
+
+    model.to(torch.bfloat16)
+    head = model.get_output_embeddings()
+    quantize_(
+        model,
+        Int4WeightOnlyConfig(group_size=TORCHAO_GROUP),
+        filter_fn=lambda m, _name: isinstance(m, torch.nn.Linear) and m is not head,
+    )
+    return model
 
 
 def _bitsandbytes(model: nn.Module, method: str) -> nn.Module:
@@ -183,6 +250,7 @@ def _bitsandbytes(model: nn.Module, method: str) -> nn.Module:
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of weights, counting quantized modules' packed storage (which parameters() misses)
     and tied tensors once."""
+    import torch
 
     seen: dict[int, int] = {}
 
@@ -199,7 +267,11 @@ def weight_bytes(model: nn.Module) -> int:
         packed = getattr(m, "_packed_params", None)
         if packed is not None and hasattr(packed, "_weight_bias"):
             w, b = packed._weight_bias()
-            add(w)
+            if getattr(packed, "dtype", None) == torch.float16:
+                # fbgemm keeps float16 weights packed; _weight_bias() unpacks them to float32.
+                seen[id(m)] = w.numel() * 2
+            else:
+                add(w)
             if b is not None:
                 add(b)
     return sum(seen.values())

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 #: Prompt-lookup window: how many tokens one n-gram match proposes.
 PROMPT_LOOKUP_TOKENS = 10
 DRAFT_PREFIX = "draft:"
+#: Speculation values that draft with a quantized copy of the target itself -> its quant value.
+SELF_DRAFTS = {"self-int8": "int8", "self-int4": "int4", "hybrid": "int4"}
 
 Availability = tuple[bool, str]
 
@@ -34,12 +36,11 @@ def has_package(module: str) -> bool:
 
 
 def _device(lm: LoadedModel | None) -> str:
-    """The model's device, or this machine's best one when no model is given."""
-    if lm is not None:
-        return lm.device
-    from llmlab.devices import resolve_device
+    """The model's device kind (``cpu``, ``cuda``, ``mps``), or this machine's best one when
+    no model is given."""
+    from llmlab.devices import device_type, resolve_device
 
-    return resolve_device("auto")
+    return device_type(lm.device if lm is not None else resolve_device("auto"))
 
 
 def _needs_cuda(lm: LoadedModel | None) -> Availability:
@@ -98,6 +99,85 @@ def _compiler(lm: LoadedModel | None) -> Availability:
 
 def _ok(lm: LoadedModel | None) -> Availability:
     return True, ""
+
+
+def _rollback_cache(lm: LoadedModel | None) -> Availability:
+    """Speculative decoding crops the cache back after rejected drafts: refuse families whose
+    state transformers cannot crop (found by trying every causal-LM family, docs/families.md)."""
+    import inspect
+
+    if lm is None:
+        return True, ""
+    model, family = lm.model, lm.family
+    if getattr(model, "_is_stateful", False):
+        return False, (
+            f"{family} keeps a recurrent state (Mamba / linear-attention / convolution layers) "
+            "that cannot be rolled back after rejected drafts"
+        )
+    supports = getattr(model, "_supports_default_dynamic_cache", lambda: True)()
+    if not supports or "cache" not in inspect.signature(model.forward).parameters:
+        return False, f"{family} has no standard KV cache to roll back after rejected drafts"
+    return True, ""
+
+
+def _needs_cpu(lm: LoadedModel | None) -> Availability:
+    if _device(lm) != "cpu":
+        return False, (
+            "wired to torch's CPU kernels; on CUDA use quant=int4-torchao, bnb8 or bnb4"
+            if _device(lm) == "cuda"
+            else f"wired to torch's CPU kernels; {lm.name if lm else 'the model'} is on "
+            f"{_device(lm)}"
+        )
+    return True, ""
+
+
+def _one_device(lm: LoadedModel | None) -> Availability:
+    """Load-time changes work on a private copy of the weights; a model spread over devices
+    or offloaded to disk (accelerate hooks) cannot be copied that way."""
+    if lm is not None and getattr(lm, "is_split", False):
+        return False, (f"{lm.name} is spread over {lm.placement}; load it on one device for this")
+    return True, ""
+
+
+def _half_model(lm: LoadedModel | None) -> Availability:
+    """FlashAttention-2 runs in float16/bfloat16 only, and only for families that have it."""
+    if lm is None or getattr(lm, "served", False):
+        return True, ""
+    if lm.dtype not in ("float16", "bfloat16"):
+        return False, f"{lm.name} is {lm.dtype}; FlashAttention-2 needs it loaded in bf16/fp16"
+    if not getattr(lm.model, "_supports_flash_attn", True):
+        return False, f"{lm.family} has no FlashAttention-2 path in transformers"
+    return True, ""
+
+
+def _fp8_dtype(lm: LoadedModel | None) -> Availability:
+    import torch
+
+    if not hasattr(torch, "float8_e4m3fn"):
+        return False, f"torch {torch.__version__} has no float8 type"
+    return True, ""
+
+
+def _torchao_int4(lm: LoadedModel | None) -> Availability:
+    """torchao's int4 weight-only (tinygemm) packs linear layers with in-features divisible
+    by its group size."""
+    if lm is None or getattr(lm, "served", False):
+        return True, ""
+    import torch
+
+    head = lm.model.get_output_embeddings()
+    bad = [
+        n
+        for n, m in lm.model.named_modules()
+        if isinstance(m, torch.nn.Linear) and m is not head and m.in_features % TORCHAO_GROUP
+    ]
+    if bad:
+        return False, f"{bad[0]} has in-features not divisible by {TORCHAO_GROUP}"
+    return True, ""
+
+
+#: Group size of torchao's int4 weight-only quantization.
+TORCHAO_GROUP = 128
 
 
 def _int4_shapes(lm: LoadedModel | None) -> Availability:
@@ -228,7 +308,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "int4-hqq": "quantized cache, int4 via HQQ (approximates)",
             },
             value_checks={
-                "fp8": _full_attention,
+                "fp8": _all(_full_attention, _fp8_dtype),
                 "int4-quanto": _all(
                     _needs_package("optimum.quanto", "optimum-quanto"), _full_attention
                 ),
@@ -248,37 +328,58 @@ ACCELERATIONS: dict[str, Acceleration] = {
         ),
         Acceleration(
             name="spec",
-            values=("off", "prompt-lookup", "self-int8", "draft:NAME"),
+            values=("off", "prompt-lookup", "self-int4", "hybrid", "self-int8", "draft:NAME"),
             default="off",
             changes="speculative decoding: cheap drafts checked by one target forward pass "
             "over several tokens",
             output_preserving=True,
-            needs="greedy decoding; draft:NAME needs a loaded model with the same tokenizer",
+            needs="greedy decoding; self-int4/hybrid/self-int8: the CPU kernels; draft:NAME "
+            "needs a loaded model with the same tokenizer",
             applied="generate",
             value_help={
                 "prompt-lookup": f"drafts up to {PROMPT_LOOKUP_TOKENS} tokens by n-gram match "
                 "in the prompt (fast on summaries, edits, code)",
+                "self-int4": "drafts with an int4 copy of the target itself, draft length "
+                "adapted to measured acceptance and cost",
+                "hybrid": "per step, prompt lookup where the context has a match and it has "
+                "been paying off, else the int4 self-draft (both kinds of prompt)",
                 "self-int8": "drafts with an int8 copy of the target itself",
                 "draft:NAME": "drafts with another loaded model (same tokenizer)",
+            },
+            value_checks={
+                "prompt-lookup": _rollback_cache,
+                "self-int4": _all(_rollback_cache, _needs_cpu, _int4_shapes, _one_device),
+                "hybrid": _all(_rollback_cache, _needs_cpu, _int4_shapes, _one_device),
+                "self-int8": _all(_rollback_cache, _needs_cpu, _one_device),
+                DRAFT_PREFIX: _rollback_cache,
             },
         ),
         Acceleration(
             name="quant",
-            values=("none", "int8", "int4", "bnb8", "bnb4"),
+            values=("none", "int8", "int4", "int4-torchao", "bnb8", "bnb4"),
             default="none",
             changes="stores weights in fewer bits (less memory read per token)",
             output_preserving=False,
-            needs="bnb8/bnb4: CUDA and bitsandbytes",
+            needs="int8/int4: CPU; int4-torchao: CUDA and torchao; bnb8/bnb4: CUDA and "
+            "bitsandbytes",
             applied="load",
             value_help={
-                "int8": "int8 weights: torch dynamic quantization on CPU (fbgemm; MLP "
-                "down-projections stay float), "
-                "int8 weight-only matmul on CUDA",
-                "int4": "int4 weight-only, group size 32 (torch int4pack kernels)",
+                "int8": "int8 weight-only, per output channel, bfloat16 activations inside "
+                "the matmul; MLP down-projections and the output head in float16 (CPU)",
+                "int4": "int4 weight-only, group size 32 (torch int4pack kernels, CPU)",
+                "int4-torchao": f"torchao int4 weight-only, group size {TORCHAO_GROUP} (CUDA)",
                 "bnb8": "bitsandbytes LLM.int8 (CUDA)",
                 "bnb4": "bitsandbytes NF4 (CUDA)",
             },
-            value_checks={"bnb8": _BNB, "bnb4": _BNB, "int4": _int4_shapes},
+            value_checks={
+                "int8": _all(_needs_cpu, _one_device),
+                "int4": _all(_needs_cpu, _int4_shapes, _one_device),
+                "int4-torchao": _all(
+                    _needs_cuda, _needs_package("torchao", "torchao"), _torchao_int4, _one_device
+                ),
+                "bnb8": _all(_BNB, _one_device),
+                "bnb4": _all(_BNB, _one_device),
+            },
         ),
         Acceleration(
             name="attn",
@@ -286,7 +387,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
             default="auto",
             changes="the attention kernel",
             output_preserving=True,
-            needs="flash: CUDA and the flash-attn package",
+            needs="flash: CUDA, the flash-attn package and a bf16/fp16 model",
             applied="load",
             value_help={
                 "auto": "as the model was loaded",
@@ -294,7 +395,9 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "eager": "plain matmul + softmax (what attention capture uses)",
                 "flash": "FlashAttention-2",
             },
-            value_checks={"flash": _all(_needs_cuda, _needs_package("flash_attn", "flash-attn"))},
+            value_checks={
+                "flash": _all(_needs_cuda, _needs_package("flash_attn", "flash-attn"), _half_model)
+            },
         ),
         Acceleration(
             name="dtype",
@@ -305,7 +408,11 @@ ACCELERATIONS: dict[str, Acceleration] = {
             preserving_values=("fp32",),  # the reference precision
             needs="fp16: CUDA",
             applied="load",
-            value_checks={"fp16": _fp16_device},
+            value_checks={
+                "fp32": _one_device,
+                "bf16": _one_device,
+                "fp16": _all(_fp16_device, _one_device),
+            },
         ),
         Acceleration(
             name="compile",
@@ -315,7 +422,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
             output_preserving=True,
             needs="CUDA to pay off (greyed on CPU: slow to compile, no faster here)",
             applied="load",
-            value_checks={"on": _compiler},
+            value_checks={"on": _all(_compiler, _one_device)},
         ),
     ]
 }
@@ -323,7 +430,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
 #: Names accepted for a whole configuration, per device: the fastest output-preserving setup
 #: measured on that kind of machine (see benchmarks/bench_accel.py and docs/accelerations.md).
 PRESETS: dict[str, dict[str, str]] = {
-    "fast": {"cpu": "spec=prompt-lookup", "cuda": "compile=on"},
+    "fast": {"cpu": "spec=hybrid", "cuda": "compile=on", "mps": "spec=prompt-lookup"},
 }
 
 ORDER = tuple(ACCELERATIONS)
@@ -392,7 +499,9 @@ def parse_config(text: str | AccelConfig | None, *, device: str | None = None) -
             from llmlab.devices import resolve_device
 
             device = resolve_device("auto")
-        return parse_config(PRESETS[text][device])
+        from llmlab.devices import device_type
+
+        return parse_config(PRESETS[text][device_type(device)])
     chosen: dict[str, str] = {}
     for item in text.split(","):
         item = item.strip()
@@ -464,10 +573,10 @@ def _check_combination(cfg: AccelConfig) -> None:
         raise LabError("compile=on (static cache) cannot roll back drafts; drop spec or compile")
     if cfg.get("compile") == "on" and cfg.get("prefix") == "on":
         raise LabError("compile=on uses a static cache; prefix=on keeps a dynamic one; pick one")
-    if spec == "self-int8" and quant != "none":
+    if spec in SELF_DRAFTS and quant != "none":
         raise LabError(
-            f"spec=self-int8 drafts with an int8 copy of the target; with quant={quant} the "
-            "target is already quantized; use spec=prompt-lookup or drop quant"
+            f"spec={spec} drafts with a {SELF_DRAFTS[spec]} copy of the target; with "
+            f"quant={quant} the target is already quantized; use spec=prompt-lookup or drop quant"
         )
     if quant in ("int8", "int4") and cfg.get("dtype") in ("bf16", "fp16"):
         raise LabError(f"quant={quant} runs its CPU kernels from float32 activations; drop dtype=")

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.accel.lookup import MAX_NGRAM
 from llmlab.accel.prefix import PrefixCache
-from llmlab.accel.registry import PROMPT_LOOKUP_TOKENS, AccelConfig, check, parse_config
+from llmlab.accel.registry import (
+    PROMPT_LOOKUP_TOKENS,
+    SELF_DRAFTS,
+    AccelConfig,
+    check,
+    parse_config,
+)
 from llmlab.accel.spec_trace import DraftRecorder
 from llmlab.accel.variant import changed_copy, variant
 from llmlab.errors import LabError
@@ -45,9 +51,10 @@ class _DraftCounter:
 
 
 @contextmanager
-def _counting_drafts(model: Any) -> Iterator[_DraftCounter]:
+def _counting_drafts(model: Any, own: Callable[..., Any] | None = None) -> Iterator[_DraftCounter]:
     """Count drafted tokens and verification rounds by wrapping the candidate generator that
-    transformers builds for this call (an instance attribute, removed on exit)."""
+    transformers builds for this call (an instance attribute, removed on exit). ``own``, when
+    given, builds llmlab's own generator instead (see :func:`own_drafter`)."""
     counter = _DraftCounter()
     make = model._get_candidate_generator
 
@@ -56,7 +63,7 @@ def _counting_drafts(model: Any) -> Iterator[_DraftCounter]:
 
         from llmlab.accel.lookup import strict_get_candidates
 
-        gen = make(*args, **kwargs)
+        gen = own(**kwargs) if own is not None else make(*args, **kwargs)
         if isinstance(gen, PromptLookupCandidateGenerator):
             gen.get_candidates = strict_get_candidates.__get__(gen)
         get = gen.get_candidates
@@ -100,8 +107,8 @@ def resolve_draft(
 ) -> LoadedModel | None:
     """The draft model of cfg's ``spec`` (None without one); refuses a different tokenizer."""
     spec = cfg.get("spec")
-    if spec == "self-int8":
-        return changed_copy(lm, parse_config("quant=int8"))
+    if spec in SELF_DRAFTS:
+        return changed_copy(lm, parse_config(f"quant={SELF_DRAFTS[spec]}"))
     name = cfg.draft_name
     if name is None:
         return None
@@ -125,6 +132,37 @@ def resolve_draft(
     if draft.device != lm.device:
         raise LabError(f"spec=draft:{name} is on {draft.device} but {lm.name} on {lm.device}")
     return draft
+
+
+def own_drafter(cfg: AccelConfig, draft: LoadedModel | None) -> Callable[..., Any] | None:
+    """A factory of llmlab's lean drafters (:mod:`llmlab.accel.drafting`) for cfg's spec, called
+    with the arguments transformers passes to ``_get_candidate_generator``; None where
+    transformers' own generator is used (prompt lookup alone)."""
+    if draft is None:
+        return None
+    hybrid = cfg.get("spec") == "hybrid"
+
+    def build(generation_config: Any, **_: Any) -> Any:
+        from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
+
+        from llmlab.accel.drafting import Hybrid, SelfDraft
+        from llmlab.accel.lookup import strict_get_candidates
+
+        gc = generation_config
+        drafter = SelfDraft(draft.model, gc._eos_token_tensor, gc.max_length)
+        if not hybrid:
+            return drafter
+        lookup = PromptLookupCandidateGenerator(
+            eos_token_id=gc._eos_token_tensor,
+            num_output_tokens=PROMPT_LOOKUP_TOKENS,
+            max_matching_ngram_size=MAX_NGRAM,
+            max_length=gc.max_length,
+            vocab_size=draft.model.config.get_text_config().vocab_size,
+        )
+        lookup.get_candidates = strict_get_candidates.__get__(lookup)
+        return Hybrid(lookup, drafter)
+
+    return build
 
 
 def generate_kwargs(cfg: AccelConfig, device: str) -> dict[str, Any]:
@@ -166,11 +204,14 @@ def generate_accelerated(
     *,
     prefix_cache: PrefixCache | None = None,
     models: dict[str, LoadedModel] | None = None,
+    measure_kl: bool = False,
 ) -> GenerationResult:
     """Generate from ``lm`` with ``cfg`` applied; ``lm`` is unchanged afterwards.
 
     ``prefix_cache``: where prefix=on keeps its KV (default: one per model in this module).
     ``models``: where ``spec=draft:NAME`` finds NAME (default: the ``%llm`` session's models).
+    ``measure_kl``: for weight-changing configs (quant, dtype), also report the teacher-forced
+    KL to ``lm`` over this prompt and answer (two extra forward passes), as the panel does.
     """
     cfg = parse_config(cfg, device=lm.device)
     settings = settings or GenerationSettings()
@@ -181,7 +222,7 @@ def generate_accelerated(
     with (
         variant(lm, cfg) as vlm,
         _generation_config_kept(draft),
-        _counting_drafts(vlm.model) as drafts,
+        _counting_drafts(vlm.model, own_drafter(cfg, draft)) as drafts,
     ):
         if draft is not None:
             kwargs["assistant_model"] = draft.model
@@ -191,8 +232,11 @@ def generate_accelerated(
             prompt_ids = encode_prompt(vlm, prompt, raw=raw)[0].tolist()
             key = f"{id(lm.model)}:{cfg.load_label}"  # the KV is only valid for these weights
             kwargs["cache"], reused = prefix.take(prompt_ids, key, vlm.model.config)
+        compiled = (
+            _compile_first(vlm, prompt, settings, raw, kwargs) if cfg.get("compile") == "on" else {}
+        )
         result = generate(vlm, prompt, settings, raw=raw, on_token=on_token, generate_kwargs=kwargs)
-    extra: dict[str, Any] = {"accel": cfg.label}
+    extra: dict[str, Any] = {"accel": cfg.label, **compiled}
     if speculative and drafts.rounds:
         new = result.stats.new_tokens
         accepted = drafts.recorder.accepted  # exact, also when the length limit cut the last step
@@ -203,6 +247,8 @@ def generate_accelerated(
         result.drafts = drafts.recorder.trace(lm.name, cfg.label, lm.tokenizer)
     if prefix is not None:
         _record_prefix(prefix, key, prompt_ids, result, kwargs["cache"], reused, extra)
+    if measure_kl and _weights_changed(cfg) and result.token_ids:
+        extra.update(_kl_to_base(lm, vlm, prompt, result, raw))
     if cfg.get("quant") != "none":
         from llmlab.accel.quant import weight_bytes
 
@@ -231,3 +277,48 @@ def _record_prefix(
         prefix.prefill_s_per_token = stats.ttft_s / max(stats.prompt_tokens, 1)
     elif reused and prefix.prefill_s_per_token:
         extra["ttft_saved_ms_est"] = round(reused * prefix.prefill_s_per_token * 1000, 1)
+
+
+_compiled_shapes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compile_first(
+    vlm: LoadedModel, prompt: str | Messages, settings: GenerationSettings, raw: bool, kwargs: dict
+) -> dict[str, float]:
+    """compile=on: the first call for a (prompt length, new tokens) shape compiles (tens of
+    seconds); run it once untimed-as-latency and report its time apart, so the measured call's
+    TTFT and decode speed are the compiled model's."""
+    import time
+
+    shape = (encode_prompt(vlm, prompt, raw=raw).shape[1], settings.max_new_tokens)
+    seen = _compiled_shapes.setdefault(vlm.model, set())
+    if shape in seen:
+        return {}
+    start = time.perf_counter()
+    generate(vlm, prompt, settings, raw=raw, generate_kwargs=dict(kwargs))
+    seen.add(shape)
+    return {"first_call_compile_s": round(time.perf_counter() - start, 1)}
+
+
+def _weights_changed(cfg: AccelConfig) -> bool:
+    return cfg.get("quant") != "none" or cfg.get("dtype") not in ("auto", "fp32")
+
+
+def _kl_to_base(
+    lm: LoadedModel, vlm: LoadedModel, prompt: str | Messages, result: Any, raw: bool
+) -> dict[str, float]:
+    """Teacher-forced KL(lm || variant) and top-1 agreement over the answer's positions."""
+    import torch
+
+    from llmlab.measure.quality import compare_logprobs, continuation_logprobs
+
+    prompt_ids = encode_prompt(lm, prompt, raw=raw)[0].cpu()
+    ids = torch.cat([prompt_ids, torch.tensor(result.token_ids, dtype=prompt_ids.dtype)])
+    start = prompt_ids.shape[0]
+    agreement = compare_logprobs(
+        continuation_logprobs(lm.model, ids, start), continuation_logprobs(vlm.model, ids, start)
+    )
+    return {
+        "kl_to_base_nats": round(agreement.mean_kl, 4),
+        "top1_to_base": round(agreement.top1_agreement, 3),
+    }
