@@ -63,7 +63,11 @@ class LlamaServer:
         self.gguf, self.alias = Path(gguf), alias
         self.port = port or free_port()
         self.log = Path(tempfile.mkstemp(prefix="llmlab-llama-server-", suffix=".log")[1])
-        threads = threads or max(1, min(4, os.cpu_count() or 1))
+        # llama.cpp's worker threads spin at barriers: on a machine busier than its cores, fewer
+        # threads run much faster (set LLMLAB_LLAMA_THREADS=1 there).
+        threads = (
+            threads or int(os.environ.get("LLMLAB_LLAMA_THREADS", 0)) or min(4, os.cpu_count() or 1)
+        )
         cmd = [
             sys.executable,
             "-m",
