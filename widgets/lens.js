@@ -122,22 +122,26 @@ function render({ model, el: root }) {
   const cells = [];  // cells[r][i] -> td
   const bars = [];  // per row: [td, td]
   const headRow = el("tr");
-  const barHeads = [el("th", "llmlab-lens-bar-head"), el("th", "llmlab-lens-bar-head")];
-  headRow.append(el("th", "llmlab-lens-corner", ""), ...barHeads);
+  // Per-layer bars stay at the right edge (sticky) while the token columns scroll.
+  const barHeads = [el("th", "llmlab-lens-bar-head llmlab-lens-bar1"),
+    el("th", "llmlab-lens-bar-head llmlab-lens-bar2")];
+  headRow.append(el("th", "llmlab-lens-corner", ""));
   p.tokens.forEach((tok, i) => {
     const th = el("th", i >= p.n_prompt ? "llmlab-lens-gen" : null, shown(tok).slice(0, CELL_CHARS));
     th.title = JSON.stringify(tok);
     headRow.append(th);
   });
+  headRow.append(...barHeads);
   const thead = el("thead");
   thead.append(headRow);
   const tbody = el("tbody");
   table.append(thead, tbody);
   for (let r = R - 1; r >= 0; r--) {
     const tr = el("tr");
-    const b1 = el("td", "llmlab-lens-bar"), b2 = el("td", "llmlab-lens-bar");
+    const b1 = el("td", "llmlab-lens-bar llmlab-lens-bar1");
+    const b2 = el("td", "llmlab-lens-bar llmlab-lens-bar2");
     bars[r] = [b1, b2];
-    tr.append(el("th", "llmlab-lens-row", p.rows[r]), b1, b2);
+    tr.append(el("th", "llmlab-lens-row", p.rows[r]));
     cells[r] = [];
     for (let i = 0; i < n; i++) {
       const td = el("td", "llmlab-lens-cell");
@@ -146,6 +150,7 @@ function render({ model, el: root }) {
       cells[r][i] = td;
       tr.append(td);
     }
+    tr.append(b1, b2);
     tbody.append(tr);
   }
   table.addEventListener("mouseleave", () => {
@@ -155,7 +160,7 @@ function render({ model, el: root }) {
   const word = (v, r, i) => shown(p.vocab[v.top[r][i][0]]);
   function mean(row) { return row.reduce((a, b) => a + b, 0) / row.length; }
   function bar(td, value, top, text, color) {
-    td.style.setProperty("--fill", `${top > 0 ? (100 * value) / top : 0}%`);
+    td.style.setProperty("--fill", `${top > 0 ? Math.min(100, (100 * value) / top) : 0}%`);
     td.style.setProperty("--bar", color);
     td.textContent = text;
   }
@@ -191,7 +196,10 @@ function render({ model, el: root }) {
       barHeads[0].textContent = "entropy";
       barHeads[1].textContent = "KL to final";
       const ent = v.entropy.map(mean), kl = v.kl.map(mean);
-      const te = Math.max(...ent, 1e-9), tk = Math.max(...kl, 1e-9);
+      // Scaled without the embeddings row: with tied embeddings it predicts the input token
+      // itself, so its KL dwarfs every layer's (the bar is cut; the number is exact).
+      const layers = (xs) => (xs.length > 2 ? xs.slice(1) : xs);
+      const te = Math.max(...layers(ent), 1e-9), tk = Math.max(...layers(kl), 1e-9);
       for (let r = 0; r < R; r++) {
         bar(bars[r][0], ent[r], te, fmt(ent[r], 2), "#ddd3f0");
         bar(bars[r][1], kl[r], tk, fmt(kl[r], 2), "#f3c1c6");
