@@ -69,3 +69,77 @@ def test_moe_static_html_works_offline(tmp_path):
         page, SHOTS / "moe_static_offline.png", wait_for=".llmlab-moe-strip", actions=check
     )
     assert state["strips"] == routing.n_tokens and state["pwned"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_trained_demo_views_and_live_training_in_jupyterlab():
+    """The trained demo MoE's routing (specialisation tab), and a live training run stopped
+    from its Stop button, in JupyterLab."""
+    state: dict = {}
+
+    def tour(page):
+        page.click(".llmlab-moe-tab >> text=Specialisation")
+        page.wait_for_timeout(300)
+        state["spec_rows"] = page.locator(".llmlab-moe-body table tr").count()
+        state["spec_text"] = page.locator(".llmlab-moe-body").inner_text()
+        page.locator(".llmlab-moe").first.screenshot(
+            path=str(SHOTS / "moe_demo_specialisation.png")
+        )
+        page.click(".llmlab-moe-tab >> text=Across inputs")
+        page.wait_for_timeout(200)
+        page.locator(".llmlab-moe").first.screenshot(path=str(SHOTS / "moe_demo_inputs.png"))
+        # The live run: wait for a few snapshots, then press Stop.
+        page.wait_for_function(
+            "() => { const s = document.querySelector('.llmlab-moet-status');"
+            " return s && /step ([2-9]\\d|1\\d)\\//.test(s.textContent); }",
+            timeout=240_000,
+        )
+        page.click(".llmlab-moet-stop")
+        page.wait_for_function(
+            "() => /stopped|done/.test(document.querySelector('.llmlab-moet-status').textContent)",
+            timeout=120_000,
+        )
+        state["status"] = page.locator(".llmlab-moet-status").inner_text()
+        state["bands"] = page.locator(".llmlab-moet-band").count()
+        page.locator(".llmlab-moet").screenshot(path=str(SHOTS / "moe_training_live.png"))
+
+    run_cells_in_jupyterlab(
+        [
+            "%load_ext llmlab\n%llm load moe-demo",
+            "from llmlab import default_lab\nfrom llmlab.moe import capture_routing\n"
+            "from llmlab.moe.demo import PROBE_TEXTS\n"
+            "r = capture_routing(default_lab().model(), PROBE_TEXTS)\nr",
+            "run = %llm moe-train --steps 200\nrun",
+        ],
+        SHOTS / "moe_demo_lab.png",
+        wait_for=".llmlab-moet-loss",
+        actions=tour,
+        timeout_s=400,
+    )
+    assert state["spec_rows"] == 5 and "untrained" in state["spec_text"]
+    assert "stopped" in state["status"]
+    assert state["bands"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_trained_demo_views_offline(tmp_path):
+    from llmlab.models.registry import load_model
+    from llmlab.moe import capture_routing
+    from llmlab.moe.demo import PROBE_TEXTS, DemoRecipe
+    from llmlab.moe.training import train_moe_demo
+
+    routing = capture_routing(load_model("moe-demo"), PROBE_TEXTS)
+    page = routing.save_html(tmp_path / "moe_demo.html")
+    run = train_moe_demo(DemoRecipe().quick(6), progress=False)
+    run_page = run.save_html(tmp_path / "moe_train.html")
+    state = {}
+
+    def check(p):
+        state["strips"] = p.locator(".mx-strip").count()
+        state["spec"] = "Specialisation" in p.content()
+
+    screenshot_offline_html(page, SHOTS / "moe_demo_offline.png", wait_for=".mx-map", actions=check)
+    screenshot_offline_html(run_page, SHOTS / "moe_training_offline.png", wait_for="svg")
+    assert state["strips"] == routing.n_tokens and state["spec"]

@@ -20,8 +20,31 @@ from llmlab.moe import capture_routing, moe_layers, recording
 from llmlab.moe.adapters import adapter_for
 
 FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe", "deepseek_v3", "gpt_oss"]
+RULE_FAMILIES = {
+    "minimax",
+    "hunyuan_v1_moe",
+    "qwen3_next",
+    "flex_olmo",
+    "granitemoeshared",
+    "granitemoehybrid",
+    "jetmoe",
+    "glm4_moe",
+    "dots1",
+    "deepseek_v2",
+    "ernie4_5_moe",
+    "longcat_flash",
+    "llama4",
+    "phimoe",
+    "dbrx",
+}
 # Every other MoE family with a tiny config: the rule check and the output check in one test.
-MORE_FAMILIES = [f for f in MOE_FAMILIES if f not in FAMILIES]
+# Families found by the shared pattern (no rule written here) run in the slow tier only: the
+# generated coverage matrix exercises them in CI too.
+MORE_FAMILIES = [
+    f if f in RULE_FAMILIES else pytest.param(f, marks=pytest.mark.slow)
+    for f in MOE_FAMILIES
+    if f not in FAMILIES
+]
 TEXT = "def fib(n): return n if n < 2 else fib(n-1) + fib(n-2)"
 
 
@@ -341,10 +364,11 @@ def test_every_moe_family_records_what_it_ran(family):
     n_tokens = len(lm.tokenizer(TEXT).input_ids)
     assert routing.experts.shape[1] == n_tokens and routing.top_k == 2
     for pos, layer in enumerate(layers):
-        owner = layer.block if family == "dbrx" else layer.router
-        ref_index, ref_weights = _sorted(*RULES[family](logits[layer.index].detach(), owner))
-        np.testing.assert_array_equal(routing.experts[pos], ref_index)
-        np.testing.assert_allclose(routing.weights[pos], ref_weights, rtol=1e-5, atol=1e-6)
+        if family in RULES:  # families found by the shared pattern: the output check only
+            owner = layer.block if family == "dbrx" else layer.router
+            ref_index, ref_weights = _sorted(*RULES[family](logits[layer.index].detach(), owner))
+            np.testing.assert_array_equal(routing.experts[pos], ref_index)
+            np.testing.assert_allclose(routing.weights[pos], ref_weights, rtol=1e-5, atol=1e-6)
 
         hidden, actual = io[layer.index]
         hidden = hidden.reshape(-1, hidden.shape[-1])

@@ -17,4 +17,5 @@ def test_moe_routing_notebook_runs(tmp_path):
     assert "cv_top1" in text and "mi_class" in text
     assert "Token × layer map" in text and "Specialisation" in text  # the static fallback
     assert "MoE demo training" in text and "step 40/40" in text
+    assert "held-out modules" in text
     (EXAMPLES / "moe_routing.html").unlink(missing_ok=True)

@@ -206,7 +206,34 @@ def _generic(model_type: str) -> PretrainedConfig:
     return config
 
 
-for _family in _FAMILY_EXTRAS:
+# Families the shared shape above builds as is: Nemotron-H (hybrid: Mamba, attention and MoE
+# layers) and newer families with no adapter entry, whose blocks capture finds by the usual
+# names (the shared router/experts pattern).
+_PATTERN_FAMILIES = [
+    "nemotron_h",
+    "afmoe",
+    "aria_text",
+    "axk1",
+    "beam",
+    "cohere2_moe",
+    "deepseek_v4",
+    "exaone_moe",
+    "glm4_moe_lite",
+    "granitemoe_swa",
+    "hy_v3",
+    "hy_v4",
+    "inkling_text",
+    "kolibri1",
+    "laguna",
+    "lara_mini",
+    "mellum",
+    "mimo_v2_flash",
+    "minimax_m2",
+    "qwen3_5_moe_text",
+    "solar_open",
+]
+
+for _family in [*_FAMILY_EXTRAS, *_PATTERN_FAMILIES]:
     tiny_config(_family.removesuffix("_text"))(lambda family=_family: _generic(family))
 
 #: Every MoE family with a tiny model here (``tiny:NAME``).
@@ -218,7 +245,7 @@ MOE_FAMILIES = [
     "granitemoe",
     "deepseek_v3",
     "gpt_oss",
-    *(f.removesuffix("_text") for f in _FAMILY_EXTRAS),
+    *(f.removesuffix("_text") for f in [*_FAMILY_EXTRAS, *_PATTERN_FAMILIES]),
 ]
 
 
