@@ -93,24 +93,30 @@ def attention_capture(
     tokens: int,
     layers: int | None = None,
     *,
-    store_bytes: int = 2,
+    store_bytes: int = 4,
     thumb: int = 64,
     compute_bytes: int = 4,
 ) -> Estimate:
-    """An attention capture: the full-resolution store (layers × heads × n² in ``store_bytes``,
-    float16 by default), float32 grid thumbnails, and one layer's eager scores and softmax in
-    ``compute_bytes`` (the transient of the layer being computed)."""
+    """An attention capture (``llmlab.attention.capture``): each captured layer keeps its
+    queries and keys (layers × (heads + KV heads) × n × head size in ``store_bytes``, the
+    model's float32 by default), float32 grid thumbnails and the mask once (n² floats); the
+    transient is one chunk of scores and weights (about 2 × 2²⁰ floats) or, for a short input,
+    one layer's."""
+    text = _text_config(config)
     layers = _layers(config) if layers is None else layers
     heads = _heads(config)
+    kv = int(getattr(text, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
     t = min(tokens, thumb)
-    store = layers * heads * tokens * tokens * store_bytes
+    store = layers * (heads + kv) * tokens * head_dim * store_bytes
     thumbs = layers * heads * t * t * 4
-    transient = 2 * heads * tokens * tokens * compute_bytes
+    mask = tokens * tokens * 4
+    transient = 2 * min(heads * tokens * tokens, 1 << 20) * compute_bytes
     return Estimate(
         "attention capture",
-        store + thumbs + transient,
-        f"{layers} layers × {heads} heads × {_n(tokens)}² tokens × {store_bytes} B, plus one "
-        "layer's scores while computing",
+        store + thumbs + mask + transient,
+        f"{layers} layers × {heads + kv} query/key heads × {_n(tokens)} tokens × {head_dim} × "
+        f"{store_bytes} B, plus the mask ({_n(tokens)}² floats) and one chunk of scores",
         "capture fewer layers (--layers 10-20) or a shorter text",
     )
 
