@@ -203,8 +203,8 @@ function renderStack(p, stackName, root, send) {
     const tag = cmp ? `${state.which.toUpperCase()}: ` : "";
     const target = p.target_tokens ? ` · ${p.target_tokens.length} decoder tokens` : "";
     headerInfo.textContent = `${tag}${variants[state.which].label} · ${p.n_prompt} tokens` +
-      `${gen ? ` + ${gen} generated` : ""}${target} · ${st.title} · ${kept} × ${H} heads · ` +
-      `${st.n_kv_heads} KV heads (each shared by ${group} query heads)`;
+      `${gen ? ` + ${gen} generated` : ""}${target} · ${st.title} · ${kept} × ${H} heads` +
+      (group > 1 ? ` · ${st.n_kv_heads} KV heads (each shared by ${group} query heads)` : "");
   };
   describe();
   header.append(el("b", null, "Attention "), headerInfo);
@@ -249,7 +249,8 @@ function renderStack(p, stackName, root, send) {
   const controls = el("div", "llmlab-att-controls");
   const layerPick = el("select");
   for (const info of st.layers) {
-    const o = el("option", null, info.captured ? `layer ${info.index}` : `layer ${info.index} · ${info.kind} (no weights)`);
+    const o = el("option", null, info.captured ? `layer ${info.index}` :
+      `layer ${info.index} · ${info.kind} (${info.has_attention ? "not captured" : "no weights"})`);
     o.value = info.captured ? String(LI.indexOf(info.index)) : "";
     o.disabled = !info.captured;
     layerPick.append(o);
@@ -462,7 +463,7 @@ function renderStack(p, stackName, root, send) {
       tr.append(el("th", null, `L${info.index}`));
       if (!info.captured) {
         const td = el("td", "llmlab-att-nolayer",
-          `${info.kind} · ${/attention/.test(info.kind) ? "not captured" : "no attention weights"}`);
+          `${info.kind} · ${info.has_attention ? "not captured (--layers)" : "no attention weights"}`);
         td.colSpan = H;
         tr.append(td);
         table.append(tr);
@@ -472,6 +473,8 @@ function renderStack(p, stackName, root, send) {
       for (let h = 0; h < H; h++) {
         const td = el("td");
         const c = el("canvas", "llmlab-att-thumb");
+        // Cross-attention thumbnails keep their decoder × input aspect ratio.
+        if (TR !== TC) c.style.height = `${Math.max(8, Math.round((40 * TR) / TC))}px`;
         const off = (l * H + h) * TR * TC;
         if (kind === "diff") {
           paint(c, TR, TC, (i) => diffCode(signed8Value(diffCodes[off + i]), scale), DIVERGING);

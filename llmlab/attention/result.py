@@ -233,7 +233,12 @@ class AttentionResult(Result):
                 "n_heads": s.n_heads,
                 "n_kv_heads": s.n_kv_heads,
                 "layers": [
-                    {"index": i.index, "kind": i.kind, "captured": i.captured} for i in s.layers
+                    {
+                        "index": i.index,
+                        "kind": i.kind,
+                        "captured": i.captured,
+                        "has_attention": i.has_attention,
+                    } for i in s.layers
                 ],
             }
             for s in self.captured.stacks.values()
