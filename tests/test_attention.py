@@ -111,6 +111,22 @@ def test_entropy_from_logits_equals_entropy_of_weights():
         assert p2.shape[-1] == 6
 
 
+def test_chunked_capture_equals_one_chunk(tiny_llama, monkeypatch):
+    # Long inputs are computed in row chunks (skipping keys the causal mask hides): the
+    # statistics, thumbnails and weights are those of one whole-layer chunk.
+    from llmlab.attention import compute
+
+    ids = torch.arange(3, 203)[None]  # 200 tokens: thumbnails pool 4 × 4 blocks
+    whole = capture.capture(tiny_llama, ids)
+    monkeypatch.setattr(compute, "CHUNK_ELEMENTS", 4 * 40 * 200)  # 5 chunks of 40 rows
+    assert whole.main.sources[0].chunk_rows(4) == 40
+    chunked = capture.capture(tiny_llama, ids)
+    for key, value in whole.stats.items():
+        assert torch.allclose(chunked.stats[key], value, atol=1e-5), key
+    assert torch.allclose(chunked.thumbs, whole.thumbs, atol=1e-6)
+    assert torch.allclose(chunked.weights, whole.weights, atol=1e-6)
+
+
 def test_layers_keep_only_the_layers_asked_for(tiny_llama):
     att = attention(tiny_llama, TEXT, layers="1-2")
     assert att.layers == [1, 2] and att.n_layers == 4

@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
-#: Work per chunk: about this many float32 scores (heads × rows × keys) at a time.
-CHUNK_ELEMENTS = 1 << 20
+#: Work per chunk: about this many float32 scores (heads × rows × keys, 32 MB) at a time. Fewer,
+#: larger chunks measured faster here than small ones (per-operation overhead on a busy CPU)
+#: at the cost of skipping less of the causal mask's hidden half.
+CHUNK_ELEMENTS = 1 << 23
 
 
 @dataclass
@@ -60,9 +62,11 @@ class Recipe:
         return int(self.key_stop[r0:r1].max())
 
     def chunk_rows(self, multiple: int = 1) -> int:
-        rows = max(1, CHUNK_ELEMENTS // max(1, self.n_heads * self.n_keys))
-        rows = max(multiple, rows // multiple * multiple)
-        return min(rows, -(-self.n_queries // multiple) * multiple)
+        """Rows per chunk: equal chunks of at most about CHUNK_ELEMENTS scores, a multiple of
+        ``multiple`` rows (thumbnail blocks)."""
+        chunks = max(1, -(-self.n_heads * self.n_queries * self.n_keys // CHUNK_ELEMENTS))
+        rows = -(-self.n_queries // chunks)
+        return max(multiple, -(-rows // multiple) * multiple)
 
     def probs(
         self, r0: int, r1: int, heads: list[int] | None = None, stop: int | None = None

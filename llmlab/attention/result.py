@@ -238,7 +238,8 @@ class AttentionResult(Result):
                         "kind": i.kind,
                         "captured": i.captured,
                         "has_attention": i.has_attention,
-                    } for i in s.layers
+                    }
+                    for i in s.layers
                 ],
             }
             for s in self.captured.stacks.values()
