@@ -15,7 +15,7 @@ TEXT = "The animal didn't cross the street because it was too tired."
 def test_capture_equals_eager_attention_on_the_default_model(default_lm):
     ids = default_lm.tokenizer(TEXT, return_tensors="pt").input_ids
     before = hook_count(default_lm.model)
-    got = capture.capture(default_lm, ids, store_dtype=torch.float32)
+    got = capture.capture(default_lm, ids)
     assert hook_count(default_lm.model) == before
     assert default_lm.attn_implementation == "sdpa"
     eager = load_model("default", attn_implementation="eager")
@@ -42,6 +42,14 @@ def test_generated_tokens_are_covered(default_lm):
     att = attention(default_lm, "What is the capital of France?", generate=8)
     assert att.n_tokens > att.n_prompt
     assert "Paris" in "".join(att.tokens[att.n_prompt :])
+
+
+def test_a_layer_range_keeps_only_those_layers(default_lm):
+    att = attention(default_lm, TEXT * 8, layers="10-12")
+    full_kept = attention(default_lm, TEXT * 8).captured.nbytes
+    assert att.layers == [10, 11, 12] and att.n_layers == 30
+    assert att.captured.nbytes < full_kept / 5
+    assert "3 of 30 layers" in att.summary()
 
 
 def test_int8_variant_changes_some_heads(default_lm):
