@@ -189,3 +189,22 @@ def test_default_model_split_between_cpu_and_disk(default_lm, tmp_path, monkeypa
     split = load_model("default", device_map="auto", max_memory="cpu=150MB,disk")
     assert set(devices.placement_bytes(split.model)) == {"cpu", "disk"}
     assert _greedy(split, 8) == _greedy(default_lm, 8)
+
+
+def test_gpu_check_dry_runs_end_to_end_on_cpu(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", script)
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(__import__("sys").modules, "gpu_check", gpu_check)  # for its dataclasses
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path))
+    assert gpu_check.main(["--dry", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("== gpu_check on CPU ==") :]
+    for row in ("load", "decode, default", "attention capture", "MoE routing capture", "sweep"):
+        assert row in table, row
+    assert (tmp_path / "gpu_check_sweep.html").stat().st_size > 1000
+    assert "failed" not in table
