@@ -178,7 +178,8 @@ function render({ model, el: root }) {
       left.append(el("div", "llmlab-moet-sub", `Expert load per layer (share of top-${p.top_k} picks; darker = more)`),
         loadGrid(p, snap));
       const right = el("div");
-      right.append(el("div", "llmlab-moet-sub", "How much the first choice says about a token's class (bits)"),
+      right.append(el("div", "llmlab-moet-sub",
+        `How much the first choice says about a token's class (bits, on ${p.measured_on})`),
         miRow(p, snap));
       bottom.append(left, right);
       parts.push(bottom);

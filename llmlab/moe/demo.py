@@ -64,6 +64,8 @@ PROBE_TEXTS = {
     "numbers": "Version 3.11.7 was released on 2023-12-04; 42 + 17 = 59 and 1024 * 768 = 786432.",
 }
 PROBE_TEXT = "\n".join(PROBE_TEXTS.values())
+# Held-out tokens routed at every snapshot to measure specialisation as training goes.
+MEASURE_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,10 @@ class TrainStep:
     seconds: float
     experts: Any = None  # probe routing (moe layers, tokens, k) int16, when snapshotted
     weights: Any = None
+    # First choices on a fixed held-out sample (moe layers, tokens): enough tokens for a
+    # steady specialisation estimate, which the short probe is not.
+    held_first: Any = None
+    held_ids: Any = None  # that sample's token ids
 
 
 @dataclass
@@ -282,12 +288,20 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
         model.train()
         return value
 
-    def snapshot() -> tuple[Any, Any]:
+    measure = _windows(held_ids[:MEASURE_TOKENS], 256) if len(held_ids) >= 256 else None
+
+    def snapshot() -> dict[str, Any]:
         model.eval()
         with recording(model) as rec, torch.no_grad():
             model(probe)
+            experts, weights = rec.result()
+            held = {}
+            if measure is not None:
+                rec.reset()
+                model(measure)
+                held = {"held_first": rec.result()[0][..., 0], "held_ids": measure.reshape(-1)}
         model.train()
-        return rec.result()
+        return {"experts": experts, "weights": weights, **held}
 
     result = Trained(model, tokenizer, recipe, n_train_tokens=len(train_ids))
     result.n_files = len(stdlib_files(recipe.max_files))
@@ -305,8 +319,7 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
         ),
     )
     if on_step is not None:
-        e, w = snapshot()
-        on_step(TrainStep(0, recipe.steps, result.untrained_held_out_loss, 0.0, 0.0, e, w))
+        on_step(TrainStep(0, recipe.steps, result.untrained_held_out_loss, 0.0, 0.0, **snapshot()))
     model.train()
     bar = tqdm(total=recipe.steps, desc="training moe-demo", disable=not progress, leave=False)
     since, aux_since = [], []
@@ -334,7 +347,6 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
             bar.update(1)
             bar.set_postfix(loss=f"{ce:.2f}")
             if on_step is not None and (step % recipe.snapshot_every == 0 or step == recipe.steps):
-                e, w = snapshot()
                 on_step(
                     TrainStep(
                         step,
@@ -342,8 +354,7 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
                         sum(since) / len(since),
                         sum(aux_since) / len(aux_since),
                         time.perf_counter() - start,
-                        e,
-                        w,
+                        **snapshot(),
                     )
                 )
                 since, aux_since = [], []

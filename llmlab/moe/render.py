@@ -431,6 +431,7 @@ def training_html(run) -> str:
         first, last = run.snapshots[0], run.snapshots[-1]
         for snap, title in ((first, "before training"), (last, f"at step {last.step}")):
             mi = " ".join(f"L{i} {x:.2f}" for i, x in enumerate(snap.mi_class))
+            mi += f" (on {run.measured_on})"
             parts.append(
                 f"<h4>Probe routing {title}</h4>"
                 f'<div class="mx-sub">Each token\'s strip: layers top to bottom, coloured by '

@@ -31,7 +31,7 @@ class Snapshot:
     loss: float
     first: np.ndarray
     load: np.ndarray  # (moe layers, E) top-k counts
-    mi_class: np.ndarray  # (moe layers,) bits
+    mi_class: np.ndarray  # (moe layers,) bits, on the held-out sample (else the probe)
 
 
 @dataclass(repr=False)
@@ -46,6 +46,9 @@ class MoeTrainingRun(Result):
     error: str = ""
     seconds: float = 0.0
     trained: Trained | None = None
+    measured_on: str = ""  # the tokens MI is measured on, in words
+    _held_classes: np.ndarray | None = None
+    _tokenizer: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _done: threading.Event = field(default_factory=threading.Event)
     _listeners: list[Any] = field(default_factory=list)
@@ -109,7 +112,18 @@ class MoeTrainingRun(Result):
         n_experts = self.recipe.experts
         first = np.asarray(step.experts[..., 0])
         load = stats.load_counts(np.asarray(step.experts), n_experts)[1]
-        mi = np.array([stats.mutual_information(self.classes, f) for f in first])
+        labels, measured = self.classes, first
+        if step.held_first is not None:
+            if self._held_classes is None:
+                from llmlab.tokens import token_texts
+
+                ids = np.asarray(step.held_ids).tolist()
+                self._held_classes = stats.token_classes(token_texts(self._tokenizer, ids))
+                self.measured_on = f"{len(ids):,} held-out standard-library tokens"
+            labels, measured = self._held_classes, np.asarray(step.held_first)
+        elif not self.measured_on:
+            self.measured_on = f"the {len(self.tokens)}-token probe"
+        mi = np.array([stats.mutual_information(labels, f) for f in measured])
         self.snapshots.append(Snapshot(step.step, step.loss, first, load, mi))
         self.seconds = step.seconds
         self._notify()
@@ -126,7 +140,7 @@ class MoeTrainingRun(Result):
         if self.snapshots:
             first, last = self.snapshots[0], self.snapshots[-1]
             lines.append(
-                "MI(class; first expert) per layer, bits: step 0 "
+                f"MI(class; first expert) per layer on {self.measured_on}, bits: step 0 "
                 + " ".join(f"{x:.2f}" for x in first.mi_class)
                 + f" → step {last.step} "
                 + " ".join(f"{x:.2f}" for x in last.mi_class)
@@ -149,6 +163,7 @@ class MoeTrainingRun(Result):
             "tokens": self.tokens,
             "classes": self.classes.tolist(),
             "class_names": list(stats.TOKEN_CLASSES),
+            "measured_on": self.measured_on,
             "losses": [round(x, 4) for x in losses],
             "snapshots": [
                 {
@@ -185,6 +200,7 @@ def train_moe_demo(
     ids = tokenizer(PROBE_TEXT, add_special_tokens=False).input_ids
     tokens = token_texts(tokenizer, ids)
     run = MoeTrainingRun(recipe, tokens=tokens, classes=stats.token_classes(tokens))
+    run._tokenizer = tokenizer
 
     def job() -> None:
         from llmlab.moe.demo import train
