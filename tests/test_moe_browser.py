@@ -64,11 +64,28 @@ def test_moe_static_html_works_offline(tmp_path):
     def check(p):
         state["pwned"] = p.evaluate("() => window.__pwned === 1")
         state["strips"] = p.locator(".llmlab-moe-strip").count()
+        # One chosen layer across tabs: picked on the map, it is Load's; picked on Load, it is
+        # the map's (when the map shows one layer). The load chart names its experts.
+        map_pick, layer_pick = (p.locator("select.llmlab-moe-layer").nth(i) for i in (0, 1))
+        values = layer_pick.locator("option").evaluate_all("os => os.map((o) => o.value)")
+        first = next(v for v in values if v != layer_pick.input_value())
+        map_pick.select_option(first)
+        p.click(".llmlab-moe-tab >> text=Load")
+        state["from_map"] = (first, layer_pick.input_value())
+        state["load_text"] = p.inner_text(".llmlab-moe-body")
+        second = next(v for v in values if v != first)
+        layer_pick.select_option(second)
+        p.click(".llmlab-moe-tab >> text=Co-activation")
+        p.click(".llmlab-moe-tab >> text=Token map")
+        state["to_map"] = (second, map_pick.input_value())
 
     screenshot_offline_html(
         page, SHOTS / "moe_static_offline.png", wait_for=".llmlab-moe-strip", actions=check
     )
     assert state["strips"] == routing.n_tokens and state["pwned"] is False
+    assert state["from_map"][0] == state["from_map"][1]
+    assert state["to_map"][0] == state["to_map"][1]
+    assert all(f"\n{e}\n" in state["load_text"] for e in (0, routing.n_experts - 1))
 
 
 @pytest.mark.slow
