@@ -133,3 +133,12 @@ def test_ctrl_c_while_waiting_leaves_the_model_to_its_holder(tiny):
     assert busy_with(tiny) is None
     with exclusive(tiny, "generation"):  # free again
         pass
+
+
+def test_a_model_without_a_module_still_gets_a_guard(tiny):
+    import dataclasses
+
+    served_like = dataclasses.replace(tiny, model=None)  # e.g. a model behind a server
+    with exclusive(served_like, "generation"):
+        assert busy_with(served_like) == "generation"
+    assert busy_with(served_like) is None

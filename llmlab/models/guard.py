@@ -50,10 +50,7 @@ def exclusive(
     busy, ``on_wait`` (default: print) gets one line saying what we wait for, e.g. "waiting
     for the running tradeoff sweep (quant=int8) on smollm2…". Ctrl-C interrupts the wait.
     """
-    with _guards_lock:
-        guard = _guards.get(lm.model)
-        if guard is None:
-            guard = _guards[lm.model] = _Guard()
+    guard = _guard_of(lm)
     if not guard.lock.acquire(blocking=False):
         holder = (guard.holders[:1] or ["work"])[0]
         (on_wait or _say)(f"{what} is waiting for the running {holder} on {lm.name}…")
@@ -68,7 +65,18 @@ def exclusive(
         guard.lock.release()
 
 
+def _guard_of(lm: LoadedModel) -> _Guard:
+    with _guards_lock:
+        try:
+            guard = _guards.get(lm.model)
+            if guard is None:
+                guard = _guards[lm.model] = _Guard()
+        except TypeError:  # no module to key on (e.g. a served model): one guard per wrapper
+            guard = lm.__dict__.setdefault("_llmlab_guard", _Guard())
+    return guard
+
+
 def busy_with(lm: LoadedModel) -> str | None:
     """What is running on ``lm`` right now (the outermost operation), or None."""
-    guard = _guards.get(lm.model)
-    return (guard.holders[:1] or [None])[0] if guard is not None else None
+    holders = _guard_of(lm).holders
+    return (holders[:1] or [None])[0]
