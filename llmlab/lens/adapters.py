@@ -72,6 +72,7 @@ LOGIT_TRANSFORMS: tuple[tuple[str, Callable[[Any, float], Any]], ...] = (
 #: applied in order after the final norm (dotted paths from the model with the LM head).
 HEAD_PATHS: dict[str, tuple[str, ...]] = {
     "modernbert-decoder": ("lm_head", "decoder"),  # prediction head, then the unembedding
+    "electra": ("generator_predictions", "generator_lm_head"),
 }
 
 
@@ -90,13 +91,24 @@ class LensReader:
         import torch
 
         with torch.inference_mode():
-            x = self.norm(hidden) if self.norm is not None else hidden
+            x = hidden.to(self._device(hidden))
+            x = self.norm(x) if self.norm is not None else x
             for module in self.head:
                 x = module(x)
                 x = x[0] if isinstance(x, tuple) else x  # XLM's head returns (scores,)
             for _name, value, transform in self.transforms:
                 x = transform(x, value)
             return x
+
+    def _device(self, hidden: torch.Tensor) -> torch.device:
+        """Where the reading runs: the norm's (or head's) device. A model split over devices
+        (device_map) hands out each layer's stream on that layer's device; weights offloaded
+        to disk sit on "meta" and their own hooks bring them in, so the stream stays put."""
+        first = self.norm if self.norm is not None else self.head[0]
+        param = next(iter(first.parameters()), None)
+        if param is None or param.device.type == "meta":
+            return hidden.device
+        return param.device
 
     def describe(self) -> str:
         """In words, for the result: how a layer is read."""

@@ -79,8 +79,14 @@ def residuals(lm: LoadedModel, ids: torch.Tensor) -> Residuals:
     """One forward pass over ``ids`` (1, n): the residual streams, checked against the logits."""
     import torch
 
+    from llmlab import memory
+
     reader = lens_reader(lm.model)
     family = lm.family
+    estimate = memory.lens_capture(
+        lm.config, int(ids.shape[1]), hidden_bytes=lm.model.dtype.itemsize
+    )
+    memory.guard(estimate, lm.device)  # refuse before the forward pass, not halfway
     with lm.exclusive("logit lens"), torch.inference_mode(), _norm_input(reader) as seen:
         out = lm.model(input_ids=ids, output_hidden_states=True, use_cache=False)
     states = getattr(out, "hidden_states", None)
