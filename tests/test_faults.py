@@ -258,6 +258,8 @@ def test_next_token_view_needs_at_least_one_token(lab):
         lab.next_token("hi", shown=0)
     with pytest.raises(LabError, match="at least 1"):
         lab.next_token("hi", shown=-5)
+    with pytest.raises(LabError, match="temperature must be a finite number"):
+        lab.next_token("hi", temperature=float("nan"))
 
 
 def test_accelerations_the_model_cannot_run_are_greyed_and_refused():

@@ -152,6 +152,9 @@ def next_token_distribution(
 
     if not isinstance(shown, int) or shown < 1:
         raise LabError(f"the number of tokens to show must be at least 1, got {shown}")
+    from llmlab.generation.settings import GenerationSettings
+
+    GenerationSettings(temperature=temperature, top_k=top_k, top_p=top_p)  # the same checks
     ids = encode_prompt(lm, prompt, raw=raw)
     with lm.exclusive("next-token view"), torch.inference_mode():
         logits = lm.model(ids).logits[0, -1].float().cpu()
