@@ -122,3 +122,15 @@ def test_static_html_falls_back_to_the_reduced_copy():
     assert Plain().static_html() == "<p>reduced</p>"  # no renderer: the engine's own copy
     assert Rich().static_html() == "<p>rich</p>"
     assert "<p>rich</p>" in Rich()._repr_mimebundle_()["text/html"]
+
+
+def test_a_large_reduced_copy_gives_way_to_a_note(tiny_llama, monkeypatch):
+    import llmlab.widgets.base as base
+
+    from llmlab.attention import attention
+
+    result = attention(tiny_llama, "The cat sat on the mat.")
+    monkeypatch.setattr(base, "FALLBACK_BYTES", 1_000)
+    html = result.static_html()
+    assert "<svg" not in html and "runs scripts" in html
+    assert _data(html)["state"]["payload"]["tokens"] == result.tokens

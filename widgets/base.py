@@ -15,6 +15,10 @@ HERE = Path(__file__).parent
 
 #: Budget for answers to a view's requests prepared into its offline copy (base64 included).
 OFFLINE_REPLY_BYTES = 1_500_000
+#: The engine's reduced copy rides inside the offline copy (for viewers that run no script)
+#: up to this size; a larger one (a long attention input's SVG: 1.4 MB at 105 tokens) would
+#: double the page, so a one-line note takes its place.
+FALLBACK_BYTES = 256_000
 
 
 class LabWidget(anywidget.AnyWidget):
@@ -76,7 +80,7 @@ class LabWidget(anywidget.AnyWidget):
             cls._source("_esm"),
             cls._source("_css"),
             state,
-            fallback_html=result.to_html(),
+            fallback_html=_fallback(result),
             replies=replies,
             note=cls.offline_note or NEEDS_KERNEL,
         )
@@ -99,3 +103,17 @@ class LabWidget(anywidget.AnyWidget):
         # Exported notebooks cannot run the widget with the kernel; they run this copy.
         data["text/html"] = self.static_html()
         return bundle
+
+
+def _fallback(result: Any) -> str:
+    from llmlab.html import card, esc
+
+    html = result.to_html()
+    if len(html) <= FALLBACK_BYTES:
+        return html
+    return card(
+        f"<b>{esc(result.summary())}</b>"
+        '<div class="llmlab-note">An interactive view: open this page in a browser that runs '
+        "scripts (no network needed). Its reduced static copy is left out to keep the page "
+        "small.</div>"
+    )
