@@ -167,13 +167,22 @@ def _check_writable(parent: Path, gguf: Path) -> None:
 def _no_progress_bars() -> Iterator[None]:
     """transformers' bars off: a bar saved in a notebook or report is a snapshot from when the
     cell started ("0%" for ever), so the conversion prints one line before and one after."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    # The GGUF reader calls tqdm.auto itself, ignoring the switch above: quiet it here only.
+    reader_bar = getattr(gguf_utils, "tqdm", None)
+    if reader_bar is not None:
+        gguf_utils.tqdm = functools.partial(reader_bar, disable=True)
     try:
         yield
     finally:
+        if reader_bar is not None:
+            gguf_utils.tqdm = reader_bar
         if was_on:
             hf_logging.enable_progress_bar()
 
