@@ -567,7 +567,8 @@ function renderStack(p, stackName, root, send) {
     const { wrap } = gridOf(state.which, (l, h) => {
       side.replaceChildren();
       const kv = Math.floor(h / group);
-      side.append(bigHead(`layer ${LI[l]}, head ${h} (KV ${kv}, shared with heads ${kv * group}–${(kv + 1) * group - 1})`, state.which, l, h));
+      const shared = group > 1 ? ` (KV ${kv}, shared with heads ${kv * group}–${(kv + 1) * group - 1})` : "";
+      side.append(bigHead(`layer ${LI[l]}, head ${h}${shared}`, state.which, l, h));
       side.append(el("div", "llmlab-att-muted", statsLine(state.which, l, h)));
       const go = el("button", "llmlab-att-small", "open in head view");
       go.addEventListener("click", () => openHead(l, h));
