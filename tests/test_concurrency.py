@@ -142,3 +142,18 @@ def test_a_model_without_a_module_still_gets_a_guard(tiny):
     with exclusive(served_like, "generation"):
         assert busy_with(served_like) == "generation"
     assert busy_with(served_like) is None
+
+
+def test_a_broken_view_of_a_sweep_is_one_line(tiny, capsys):
+    def broken_view(sweep, event):
+        raise RuntimeError("the plot could not redraw")
+
+    sweep = run_sweep(
+        tiny, "baseline", ["hi"], max_new_tokens=2, repeats=3, warmup=0, listeners=[broken_view]
+    )
+    assert sweep.status == "done"
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert "a view of the sweep failed to update: RuntimeError: the plot could not redraw" in (
+        captured.out
+    )

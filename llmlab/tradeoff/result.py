@@ -168,6 +168,11 @@ class Sweep(Result):
         if job is None:
             return self  # already started
         if self._background:
+            # Views redraw from the sweep's thread, and plotly peeks at sys.modules["pandas"]
+            # without importing it: a pandas import half-done in the notebook's thread (a
+            # capture started meanwhile) then raised inside the view. Import it fully first.
+            import pandas  # noqa: F401
+
             threading.Thread(target=job, name="llmlab-sweep", daemon=True).start()
         else:
             job()
@@ -204,10 +209,11 @@ class Sweep(Result):
         for listener in list(self._listeners):
             try:
                 listener(self, event)
-            except Exception:  # noqa: BLE001 - a broken view must not break the measurement
-                import traceback
+            except Exception as err:  # noqa: BLE001 - a broken view must not break the measurement
+                from llmlab.errors import one_line
 
-                traceback.print_exc()
+                # One line: from the sweep's thread it lands in whatever cell runs now.
+                print(f"llmlab: a view of the sweep failed to update: {one_line(err)}")
 
     # -- views --------------------------------------------------------------------------
     @property
