@@ -126,26 +126,28 @@ def lens_capture(
     tokens: int,
     layers: int | None = None,
     *,
-    top_k: int | None = None,
-    logit_bytes: int = 4,
+    top_k: int = 5,
+    chunk: int = 256,
+    hidden_bytes: int = 4,
 ) -> Estimate:
-    """A logit/tuned lens: every layer's residual (layers × n × hidden) and its decoding through
-    the output head: full-vocabulary logits per layer, or only ``top_k`` ids and values when the
-    lens keeps those (then one layer's full logits are the transient)."""
+    """A logit lens (``llmlab.lens``): every layer's residual stream plus the embeddings
+    ((layers + 1) × n × hidden in ``hidden_bytes``), the model's own float32 logits (n ×
+    vocabulary), the ``top_k`` cells kept per row and position, and the transient of reading
+    ``chunk`` positions at a time through the head (two float32 log-probability blocks)."""
     text = _text_config(config)
     layers = _layers(config) if layers is None else layers
     vocab, hidden = int(text.vocab_size), int(text.hidden_size)
-    residual = layers * tokens * hidden * 4
-    per_layer_logits = tokens * vocab * logit_bytes
-    if top_k is None:
-        kept, how = layers * per_layer_logits, f"{_n(vocab)} vocabulary logits"
-    else:
-        kept, how = layers * tokens * top_k * 12 + per_layer_logits, f"top {top_k} of the logits"
+    rows = layers + 1
+    residual = rows * tokens * hidden * hidden_bytes
+    logits = tokens * vocab * 4
+    kept = rows * tokens * (top_k * 12 + 16)
+    transient = 2 * min(tokens, chunk) * vocab * 4
     return Estimate(
         "lens capture",
-        residual + kept,
-        f"{layers} layers × {_n(tokens)} tokens × {how}",
-        "decode fewer layers (a layer range) or a shorter text",
+        residual + logits + kept + transient,
+        f"{rows} rows × {_n(tokens)} tokens × {hidden} wide residuals, plus {_n(tokens)} × "
+        f"{_n(vocab)} logits",
+        "use a shorter text",
     )
 
 

@@ -450,6 +450,7 @@ def capture(
     wanted = parse_layers(layers)
     stacks = plan(lm)
     check_layers(lm, wanted, stacks)
+    _guard_memory(lm, input_ids, target_ids, wanted, precision)
     if adapters.is_encoder_decoder(lm.model.config) and target_ids is None:
         raise LabError(
             f"{lm.family!r} is an encoder-decoder model: give decoder tokens (target_ids) too"
@@ -467,6 +468,17 @@ def capture(
             _run_outputs(lm, input_ids, target_ids, stacks, wanted, thumb, precision)
             shared = 0
     return Captured(stacks=stacks, precision=precision, shared_bytes=shared)
+
+
+def _guard_memory(lm, input_ids, target_ids, wanted, precision) -> None:
+    """Refuse, before running, a capture bigger than the memory budget (llmlab.memory)."""
+    from llmlab import memory
+
+    n = int(input_ids.shape[1]) + (int(target_ids.shape[1]) if target_ids is not None else 0)
+    store = 2 if precision == "float16" else lm.model.dtype.itemsize
+    layers = len(wanted) if wanted else None
+    estimate = memory.attention_capture(lm.config, n, layers, store_bytes=store)
+    memory.guard(estimate, lm.device)
 
 
 def _run_interface(lm, input_ids, target_ids, stacks, wanted, thumb, keep) -> _Session:

@@ -159,6 +159,10 @@ def capture_routing(
     named = _named(texts)
     if generate < 0:
         raise LabError("--generate takes a number of tokens ≥ 0")
+    from llmlab import memory
+
+    tokens = sum(len(lm.tokenizer(t).input_ids) + generate for t in named.values())
+    memory.guard(memory.moe_capture(lm.model.config, tokens, layers=len(layers)), lm.device)
     indices = [m.index for m in layers]
     if layer is not None and layer not in indices:
         raise LabError(f"layer {layer} is not a MoE layer; MoE layers: {indices}")

@@ -107,6 +107,7 @@ def run_sweep(
     if not prompts:
         raise LabError("the prompt set is empty; give at least one prompt (one per line)")
     configurations = resolve_configs(configs, models=models, prices=prices)
+    _guard_memory(lm, configurations, prompts, max_new_tokens, text_tokens)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     sweep = Sweep(
         model=lm.name,
@@ -125,6 +126,17 @@ def run_sweep(
     sweep._job = _SweepJob(sweep, lm, configurations, settings, text, text_tokens).run
     sweep._background = background
     return sweep.start() if start else sweep
+
+
+def _guard_memory(lm, configurations, prompts, max_new_tokens: int, text_tokens: int) -> None:
+    """Refuse, before anything runs, a sweep whose weight copies and KV cache would not fit
+    the memory budget (llmlab.memory)."""
+    from llmlab import memory
+
+    loads = [c.accel.load_label for c in configurations if getattr(c.accel, "load_parts", None)]
+    longest = max(len(lm.tokenizer(p).input_ids) for p in prompts) + max_new_tokens
+    estimate = memory.sweep(lm.weight_bytes, lm.config, loads, max(longest, text_tokens))
+    memory.guard(estimate, lm.device)
 
 
 class _SweepJob:
