@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,12 @@ def execute(path: str | Path, timeout: int = 900, progress: bool = False):
         resources={"metadata": {"path": str(path.parent)}},
         **hooks,
     )
+    from llmlab.widgets.base import OFFLINE_COPY_ENV
+
     try:
-        client.execute()
+        # A live view's offline copy is built after the view is shown; here no one watches,
+        # and nbclient keeps only what a cell sends before it ends: build copies at once.
+        client.execute(env={**os.environ, OFFLINE_COPY_ENV: "now"})
     finally:
         if bar is not None:
             bar.close()

@@ -109,14 +109,23 @@ class Result:
                 # A terminal has already printed "Out[n]: "; end it with the one-line summary.
                 print(self.summary())
             return
+        self._show()
+
+    def _show(self, handle: Any = None) -> None:
+        """Display this result (into ``handle``, an IPython DisplayHandle, if given)."""
         from IPython.display import display
 
-        # A live view displays itself (it may keep a handle to update its static copy later).
+        # A live view shows itself at once and adds its offline copy to the display when built.
         view = _live_view(self) if "ipykernel" in sys.modules else None
-        if view is not None:
-            display(view)
+        if view is not None and hasattr(view, "show"):
+            view.show(handle)
+            return
+        bundle = view._repr_mimebundle_() if view is not None else self._repr_mimebundle_()
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        if handle is None:
+            display(data, metadata=metadata, raw=True)
         else:
-            display(self._repr_mimebundle_(), raw=True)
+            handle.update(data, metadata=metadata, raw=True)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         # Widgets need a kernel-backed front end; a terminal IPython gets text.

@@ -84,10 +84,8 @@ def _stream_to_display(run: Runner, decode: Callable[[list[int]], str]) -> Gener
         # A refused request or an error must not leave a "generating…" card behind.
         handle.update(HTML(""))
         raise
-    # The card becomes the result's own view (raw bundle: display_id updates need the data).
-    bundle = result._repr_mimebundle_()
-    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-    handle.update(data, metadata=metadata, raw=True)
+    # The card becomes the result's own view (its offline copy follows when built).
+    result._show(handle)
     result._shown_live = True
     return result
 

@@ -134,3 +134,98 @@ def test_a_large_reduced_copy_gives_way_to_a_note(tiny_llama, monkeypatch):
     html = result.static_html()
     assert "<svg" not in html and "runs scripts" in html
     assert _data(html)["state"]["payload"]["tokens"] == result.tokens
+
+
+class _Handle:
+    """Stands in for IPython's DisplayHandle: records the bundles sent to the display."""
+
+    def __init__(self, data, metadata):
+        self.sent = [(data, metadata)]
+
+    def update(self, data, metadata=None, raw=False):
+        assert raw
+        self.sent.append((data, metadata))
+
+
+def _slow_view(monkeypatch):
+    """A view whose offline copy waits for ``release``; ``display`` records a fake handle."""
+    import threading
+
+    import IPython.display
+    from llmlab.widgets.base import LabWidget
+
+    class Slow(LabWidget):
+        _esm = "export default { render() {} }"
+        started, release = threading.Event(), threading.Event()
+
+        @classmethod
+        def render_static(cls, result, state=None):
+            cls.started.set()
+            assert cls.release.wait(30)
+            return f"<p>copy of {state['payload']['n']}</p>"
+
+    class Result:
+        def payload(self):
+            return {"n": 1}
+
+    handles = []
+
+    def display(data, metadata=None, raw=False, display_id=None):
+        assert raw and display_id
+        handles.append(_Handle(data, metadata))
+        return handles[-1]
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    return Slow(Result()), handles
+
+
+def _drain():
+    from llmlab.widgets import base
+
+    base._BUILDER.submit(lambda: None).result(timeout=30)
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def test_show_returns_before_the_offline_copy_is_built(monkeypatch):
+    monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
+    view, handles = _slow_view(monkeypatch)
+    handle = view.show()
+    # The live view is on the page while its copy is still being built.
+    assert view.started.wait(30) and not view.release.is_set()
+    ((data, _),) = handle.sent
+    assert WIDGET in data and "text/html" not in data
+    view.release.set()
+    _drain()
+    data, _ = handle.sent[-1]
+    assert data["text/html"] == "<p>copy of 1</p>"
+    assert data[WIDGET] == handle.sent[0][0][WIDGET]  # the same display keeps its widget
+    # A later refresh (e.g. after the accel panel's run) sends the new state the same way.
+    view.payload = {"n": 2}
+    view.refresh_offline_copy().result(timeout=30)
+    assert handle.sent[-1][0]["text/html"] == "<p>copy of 2</p>" and len(handles) == 1
+
+
+def test_headless_runs_build_the_copy_before_the_cell_ends(monkeypatch):
+    from llmlab.widgets.base import OFFLINE_COPY_ENV
+
+    monkeypatch.setenv(OFFLINE_COPY_ENV, "now")
+    view, _ = _slow_view(monkeypatch)
+    view.release.set()
+    handle = view.show()
+    assert [("text/html" in d) for d, _ in handle.sent] == [False, True]
+
+
+def test_a_failed_copy_leaves_a_note_and_the_live_view(monkeypatch):
+    monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
+    view, _ = _slow_view(monkeypatch)
+
+    def fail(result, state=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(type(view), "render_static", staticmethod(fail))
+    handle = view.show()
+    _drain()
+    data, _ = handle.sent[-1]
+    assert WIDGET in data and "No offline copy: RuntimeError: out of memory" in data["text/html"]

@@ -30,20 +30,7 @@ class AccelPanel(LabWidget):
 
     def __init__(self, state: AccelPanelState) -> None:
         super().__init__(state)
-        self._handle: Any = None  # the display this panel is in (see _ipython_display_)
         self.on_msg(self._on_message)
-
-    def _ipython_display_(self) -> None:
-        # Keep the display's handle: after each run the saved copy (what a saved notebook and
-        # its report show) is refreshed with the runs and the selected configuration.
-        from IPython.display import display
-
-        data, metadata = self._bundle()
-        self._handle = display(data, metadata=metadata, raw=True, display_id=True)
-
-    def _bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        bundle = self._repr_mimebundle_()
-        return bundle if isinstance(bundle, tuple) else (bundle, {})
 
     @classmethod
     def initial_state(cls, result: AccelPanelState) -> dict[str, Any]:
@@ -92,9 +79,8 @@ class AccelPanel(LabWidget):
                 "prompt": s.prompt,
                 "max_new_tokens": s.max_new_tokens,
             }
-            if self._handle is not None:
-                data, metadata = self._bundle()
-                self._handle.update(data, metadata=metadata, raw=True)
+            # The saved copy (what a saved notebook and its report show) follows the runs.
+            self.refresh_offline_copy()
 
 
 AccelPanel.register(AccelPanelState)

@@ -1,8 +1,19 @@
 """The base of every live view: an anywidget whose front-end is a real .js/.css file here,
-and whose mimebundle also carries an offline copy of itself for exports with no kernel."""
+and whose mimebundle also carries an offline copy of itself for exports with no kernel.
+
+In a kernel the live view is shown at once and its offline copy follows: building it can take
+seconds (a long attention input's prepared answers), so a worker thread builds it and then
+updates the same display (``update_display_data``: the widget view stays, ``text/html`` is
+added), which is what a saved notebook keeps. A run with no one watching (``python -m
+llmlab.report``, which sets :data:`OFFLINE_COPY_ENV`) builds it before the cell ends instead,
+so the executed notebook holds every copy.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +30,14 @@ OFFLINE_REPLY_BYTES = 1_500_000
 #: up to this size; a larger one (a long attention input's SVG: 1.4 MB at 105 tokens) would
 #: double the page, so a one-line note takes its place.
 FALLBACK_BYTES = 256_000
+#: Set to "now" in a kernel's environment to build offline copies before each cell ends
+#: (executing a notebook with no front end: nbclient keeps only what a cell sends before it
+#: finishes). Otherwise they are built after the live view is shown.
+OFFLINE_COPY_ENV = "LLMLAB_OFFLINE_COPY"
+
+# One worker: copies are built in the order views were shown (a later refresh of the same
+# view lands after an earlier one) and never compete with each other for the cores.
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmlab-offline-copy")
 
 
 class LabWidget(anywidget.AnyWidget):
@@ -35,6 +54,7 @@ class LabWidget(anywidget.AnyWidget):
 
     def __init__(self, result: Any, **kwargs: Any) -> None:
         self.result = result
+        self._handle: Any = None  # the display this view is in (see show)
         super().__init__(**{**self.initial_state(result), **kwargs})
 
     @classmethod
@@ -94,8 +114,16 @@ class LabWidget(anywidget.AnyWidget):
 
     def static_html(self) -> str:
         """This view's offline copy with its current state."""
-        state = {n: getattr(self, n) for n in self._view_traits()}
-        return self.render_static(self.result, state)
+        return self.render_static(self.result, self._state())
+
+    def _state(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self._view_traits()}
+
+    def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        # anywidget's own bundle: the widget view and a text/plain line, no offline copy.
+        bundle = super()._repr_mimebundle_()
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        return dict(data), dict(metadata or {})
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -103,6 +131,52 @@ class LabWidget(anywidget.AnyWidget):
         # Exported notebooks cannot run the widget with the kernel; they run this copy.
         data["text/html"] = self.static_html()
         return bundle
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def show(self, handle: Any = None) -> Any:
+        """Display this view now (into ``handle``, an IPython DisplayHandle, if given) and
+        return the display's handle; the offline copy follows (:meth:`refresh_offline_copy`)."""
+        from IPython.display import display
+
+        data, metadata = self._live_bundle()
+        if handle is None:
+            handle = display(data, metadata=metadata, raw=True, display_id=True)
+        else:
+            handle.update(data, metadata=metadata, raw=True)
+        self._handle = handle
+        self.refresh_offline_copy()
+        return handle
+
+    def refresh_offline_copy(self) -> Future | None:
+        """Rebuild the offline copy from the current state into this view's display.
+
+        Returns the worker's future (None when built at once or not displayed). The state is
+        read here, on the kernel's thread; the worker only renders it and asks the result for
+        the answers (read-only), so the live view keeps answering its own requests meanwhile.
+        """
+        handle = self._handle
+        if handle is None:
+            return None
+        state = self._state()
+        data, metadata = self._live_bundle()
+
+        def build() -> None:
+            try:
+                html = self.render_static(self.result, state)
+            except Exception as err:  # noqa: BLE001 - the live view must outlive a failed copy
+                from llmlab.errors import one_line
+                from llmlab.html import card, esc
+
+                html = card(f'<div class="llmlab-note">No offline copy: {esc(one_line(err))}</div>')
+            handle.update({**data, "text/html": html}, metadata=metadata, raw=True)
+
+        if os.environ.get(OFFLINE_COPY_ENV) == "now":
+            build()
+            return None
+        # The copied context carries the cell's parent header, so the update is that cell's.
+        return _BUILDER.submit(contextvars.copy_context().run, build)
 
 
 def _fallback(result: Any) -> str:
