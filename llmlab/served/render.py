@@ -90,13 +90,14 @@ def build_figure(test: LoadTest) -> go.Figure:
     fig = go.Figure(data=figure_data(test))
     fig.update_layout(
         template="plotly_white",
-        height=420,
-        margin=dict(l=60, r=20, t=40, b=50),
+        height=450,
+        margin=dict(l=60, r=20, t=40, b=90),
         title=dict(text=f"{test.target}: latency vs throughput per concurrency", x=0.01),
         xaxis_title="output token throughput (tok/s)",
         yaxis_title="latency (ms, log)",
         yaxis_type="log",
-        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+        # Below the axis title: above the plot it would cover the figure's title.
+        legend=dict(orientation="h", y=-0.2, x=0, xanchor="left", yanchor="top"),
     )
     return fig
 
