@@ -56,8 +56,9 @@ Y_AXES = {
         Axis("acceptance", "acceptance", "draft acceptance rate", "high"),
     ]
 }
-#: Labels above or below their point, never to a side: a side label at the plot's edge is cut.
-_LABEL_POSITIONS = ("top center", "bottom center")
+#: Label sides tried in turn so nearby points' labels spread out; a side label is used only
+#: away from the plot's edges, where it would be cut (see _label_positions).
+_LABEL_SIDES = ("center", "right", "left")
 COLORS = {PRESERVING: "#1a7f37", APPROXIMATING: "#bc4c00", None: "#8c959f"}
 
 
@@ -158,6 +159,8 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
     def yv(v: float) -> float:
         return max(v, floor) if ya.log and floor else v
 
+    all_x = [r[xa.column] for _, _, r in plotted]
+    x_span = (min(all_x), max(all_x)) if all_x else (0.0, 0.0)
     fig = go.Figure()
     for label, name in (
         (PRESERVING, "output-preserving (measured)"),
@@ -178,10 +181,7 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
                 text=[("⚠ " if p.label_disagrees else "") + p.name for _, p, _ in group],
                 # Alternate label positions: nearby points are common; the repeated baseline
                 # (often on top of the first) always goes below.
-                textposition=[
-                    "bottom center" if p.repeat_of_baseline else _LABEL_POSITIONS[k % 2]
-                    for k, (_, p, _) in enumerate(group)
-                ],
+                textposition=_label_positions(group, xs, x_span),
                 cliponaxis=False,
                 customdata=[i for i, _, _ in group],
                 hovertext=[hover_text(p, sweep) for _, p, _ in group],
@@ -256,6 +256,25 @@ def build_figure(sweep: Sweep, axes: tuple[str, str] | None = None) -> go.Figure
             font=dict(size=13, color="#57606a"),
         )
     return fig
+
+
+def _label_positions(group, xs: list[float], x_span: tuple[float, float]) -> list[str]:
+    """Above / below in turn, sides in turn (nearby points are common), but no label to the
+    side of a point in the outer fifth of the x range, where it would be cut at the edge; the
+    repeated baseline (often on top of the first) always goes below."""
+    lo, hi = x_span
+    width = (hi - lo) or 1.0
+    out = []
+    for k, ((_, p, _), x) in enumerate(zip(group, xs)):
+        if p.repeat_of_baseline:
+            out.append("bottom center")
+            continue
+        side = _LABEL_SIDES[(k // 2) % len(_LABEL_SIDES)]
+        where = (x - lo) / width
+        if (side == "left" and where < 0.2) or (side == "right" and where > 0.8):
+            side = "center"
+        out.append(f"{'top' if k % 2 == 0 else 'bottom'} {side}")
+    return out
 
 
 def _empty_note(sweep: Sweep, xa: Axis, ya: Axis) -> str:
