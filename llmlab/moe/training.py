@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,12 +186,17 @@ class MoeTrainingRun(Result):
 
 
 def train_moe_demo(
-    recipe: DemoRecipe | None = None, *, background: bool = False, progress: bool = True
+    recipe: DemoRecipe | None = None,
+    *,
+    background: bool = False,
+    progress: bool = True,
+    before_start: Callable[[MoeTrainingRun], None] | None = None,
 ) -> MoeTrainingRun:
     """Train the demo MoE from its seed, recording the probe's routing as it goes.
 
     ``background=True`` returns at once with a run that fills in a thread (what the live view
-    needs for its Stop button); otherwise it returns when training ends.
+    needs for its Stop button); otherwise it returns when training ends. ``before_start(run)``
+    is called before the first step (to show the live view of a run that blocks).
     """
     from llmlab.moe.demo import default_tokenizer
     from llmlab.tokens import token_texts
@@ -222,6 +228,8 @@ def train_moe_demo(
         run._done.set()
         run._notify()
 
+    if before_start is not None:
+        before_start(run)
     if background:
         threading.Thread(target=job, name="llmlab-moe-train", daemon=True).start()
     else:

@@ -60,8 +60,8 @@ def moe_train(ctx: Context, args):
         recipe = replace(recipe, steps=args.steps, warmup=min(recipe.warmup, args.steps))
     # In Jupyter it trains in the background so the Stop button answers; a headless run
     # (nbclient: nobody can press Stop) waits, so the saved output shows the finished run.
-    background = ctx.in_kernel and not args.wait and not headless(ctx)
-    run = train_moe_demo(recipe, background=background, progress=not ctx.in_kernel)
+    live = ctx.in_kernel and not headless(ctx)
+    background = live and not args.wait
 
     def keep(run) -> None:
         # Finished steps are kept: the model joins the session once the run ends.
@@ -69,11 +69,18 @@ def moe_train(ctx: Context, args):
             ctx.lab.models[args.name] = run.loaded(args.name)
             ctx.lab.histories.setdefault(args.name, [])
 
-    run.subscribe(keep)
-    keep(run)
-    if ctx.in_kernel:
+    def show(run) -> None:
+        run.subscribe(keep)
+        if live:  # the view first, so a run with --wait is watched as it trains too
+            display(run)
+            run._shown_live = True
+
+    run = train_moe_demo(
+        recipe, background=background, progress=not ctx.in_kernel, before_start=show
+    )
+    if ctx.in_kernel and not live:  # headless: the saved output is the finished run
         display(run)
         run._shown_live = True
-    else:
+    elif not ctx.in_kernel:
         print(run.to_text())
     return run
