@@ -22,6 +22,7 @@ their full weights are kept (float16, or float32 with ``precision="float32"``).
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -132,6 +133,14 @@ class Stack:
     def row(self, layer: int, query: int) -> torch.Tensor:
         """(H, nk) float32."""
         return self.source(layer).row(query)
+
+    def block(self, layer: int, head: int, rows: int, keys: int) -> torch.Tensor:
+        """The top-left (rows, keys) of one head, float32, computing only those rows."""
+        src = self.source(layer)
+        if isinstance(src, StoredLayer):
+            return src.w[head, :rows, :keys].float()
+        p = src.probs(0, rows, heads=[head], stop=src.n_keys)[0][0]
+        return p[:, :keys]
 
     def layer_rows(self, layer: int, multiple: int = 1) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(r0, r1, weights (H, r, nk)) over all query rows of a layer, chunk by chunk (each
@@ -425,6 +434,10 @@ def _forward(lm: LoadedModel, input_ids: torch.Tensor, target_ids: torch.Tensor 
         kwargs["decoder_input_ids"] = target_ids.to(lm.device)
     if not adapters.is_encoder_only(lm.model):
         kwargs["use_cache"] = False
+    if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
+        # The capture needs no logits: all of them would be n × vocabulary floats (805 MB
+        # for the default model at 4,096 tokens) and the largest product of the pass.
+        kwargs["logits_to_keep"] = 1
     with torch.inference_mode():
         return lm.model(ids, **kwargs)
 

@@ -55,7 +55,7 @@ def _head_view_svg(result: AttentionResult, stack: str, layer: int, heads: list[
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
     k = 6 if len(heads) == 1 else 3
     for head in heads:
-        a = result.weights(layer, head, stack)[:nq, :nk]
+        a = s.block(layer, head, nq, nk)
         values, index = a.topk(min(k, nk), dim=-1)
         color = PALETTE[head % len(PALETTE)]
         for q in range(nq):
