@@ -379,7 +379,7 @@ def test_bare_values_name_their_one_setting():
     )
 
 
-def test_panel_refreshes_its_saved_copy_after_a_run(tiny_llama):
+def test_panel_refreshes_its_saved_copy_after_a_run(tiny_llama, monkeypatch):
     from llmlab.widgets.accel import AccelPanel
 
     from llmlab.accel.panel import AccelPanelState
@@ -391,6 +391,7 @@ def test_panel_refreshes_its_saved_copy_after_a_run(tiny_llama):
             assert raw and isinstance(obj, dict)
             self.updates.append(obj)
 
+    monkeypatch.setenv("LLMLAB_OFFLINE_COPY", "now")  # build the copy at once, as reports do
     panel = AccelPanel(AccelPanelState(lm=tiny_llama, models={}, max_new_tokens=4))
     panel._handle = Handle()
     panel.run("baseline", "Hi", 4)
