@@ -203,18 +203,35 @@ def test_show_returns_before_the_offline_copy_is_built(monkeypatch):
     assert data[WIDGET] == handle.sent[0][0][WIDGET]  # the same display keeps its widget
     # A later refresh (e.g. after the accel panel's run) sends the new state the same way.
     view.payload = {"n": 2}
-    view.refresh_offline_copy().result(timeout=30)
+    view.refresh_offline_copy()
+    _drain()
     assert handle.sent[-1][0]["text/html"] == "<p>copy of 2</p>" and len(handles) == 1
 
 
-def test_headless_runs_build_the_copy_before_the_cell_ends(monkeypatch):
-    from llmlab.widgets.base import OFFLINE_COPY_ENV
-
-    monkeypatch.setenv(OFFLINE_COPY_ENV, "now")
+def test_a_quick_copy_rides_in_the_first_message(monkeypatch):
+    # No update follows, so JupyterLab draws the view once.
+    monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
     view, _ = _slow_view(monkeypatch)
     view.release.set()
     handle = view.show()
-    assert [("text/html" in d) for d, _ in handle.sent] == [False, True]
+    _drain()
+    ((data, _),) = handle.sent
+    assert WIDGET in data and data["text/html"] == "<p>copy of 1</p>"
+
+
+def test_headless_runs_build_the_copy_before_the_cell_ends(monkeypatch):
+    from llmlab.widgets import base
+
+    monkeypatch.setenv(base.OFFLINE_COPY_ENV, "now")
+    monkeypatch.setattr(base, "OFFLINE_COPY_WAIT_S", 0)
+    view, _ = _slow_view(monkeypatch)
+    view.release.set()
+    handle = view.show()
+    ((data, _),) = handle.sent
+    assert data["text/html"] == "<p>copy of 1</p>"
+    view.payload = {"n": 2}
+    assert view.refresh_offline_copy() is None
+    assert handle.sent[-1][0]["text/html"] == "<p>copy of 2</p>"
 
 
 def test_a_failed_copy_leaves_a_note_and_the_live_view(monkeypatch):

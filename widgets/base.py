@@ -1,19 +1,19 @@
 """The base of every live view: an anywidget whose front-end is a real .js/.css file here,
 and whose mimebundle also carries an offline copy of itself for exports with no kernel.
 
-In a kernel the live view is shown at once and its offline copy follows: building it can take
-seconds (a long attention input's prepared answers), so a worker thread builds it and then
-updates the same display (``update_display_data``: the widget view stays, ``text/html`` is
-added), which is what a saved notebook keeps. A run with no one watching (``python -m
-llmlab.report``, which sets :data:`OFFLINE_COPY_ENV`) builds it before the cell ends instead,
-so the executed notebook holds every copy.
+In a kernel a view never waits long for its offline copy: building it can take seconds (a long
+attention input's prepared answers), so a worker thread builds it; a copy not ready within
+:data:`OFFLINE_COPY_WAIT_S` is added to the same display when built (``update_display_data``:
+the widget view stays, ``text/html`` is added), which is what a saved notebook keeps. A run
+with no one watching (``python -m llmlab.report``, which sets :data:`OFFLINE_COPY_ENV`) builds
+it before the cell ends instead, so the executed notebook holds every copy.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +34,8 @@ FALLBACK_BYTES = 256_000
 #: (executing a notebook with no front end: nbclient keeps only what a cell sends before it
 #: finishes). Otherwise they are built after the live view is shown.
 OFFLINE_COPY_ENV = "LLMLAB_OFFLINE_COPY"
+#: How long showing a view waits for its offline copy before showing the view without it.
+OFFLINE_COPY_WAIT_S = 0.5
 
 # One worker: copies are built in the order views were shown (a later refresh of the same
 # view lands after an earlier one) and never compete with each other for the cores.
@@ -136,47 +138,78 @@ class LabWidget(anywidget.AnyWidget):
         self.show()
 
     def show(self, handle: Any = None) -> Any:
-        """Display this view now (into ``handle``, an IPython DisplayHandle, if given) and
-        return the display's handle; the offline copy follows (:meth:`refresh_offline_copy`)."""
+        """Display this view (into ``handle``, an IPython DisplayHandle, if given) and return
+        the display's handle, waiting at most :data:`OFFLINE_COPY_WAIT_S` for its offline copy.
+
+        A copy built in time rides in the first message. A slower one is added to the same
+        display when built: JupyterLab then draws the view once more (ipywidgets makes a new
+        view of the same model for an updated output), a price paid only where the wait
+        would have been longer.
+        """
         from IPython.display import display
 
         data, metadata = self._live_bundle()
-        if handle is None:
-            handle = display(data, metadata=metadata, raw=True, display_id=True)
+        state = self._state()
+        if os.environ.get(OFFLINE_COPY_ENV) == "now":
+            html: str | None = self._render(state)
         else:
-            handle.update(data, metadata=metadata, raw=True)
+            future = self._build(state)
+            try:
+                html = future.result(timeout=OFFLINE_COPY_WAIT_S)
+            except TimeoutError:
+                html = None
+        bundle = data if html is None else {**data, "text/html": html}
+        if handle is None:
+            handle = display(bundle, metadata=metadata, raw=True, display_id=True)
+        else:
+            handle.update(bundle, metadata=metadata, raw=True)
         self._handle = handle
-        self.refresh_offline_copy()
+        if html is None:
+            self._attach(future, handle, data, metadata)
         return handle
 
     def refresh_offline_copy(self) -> Future | None:
-        """Rebuild the offline copy from the current state into this view's display.
+        """Rebuild the offline copy from the current state into this view's display (after
+        a change the saved notebook should keep, e.g. the accel panel's runs).
 
-        Returns the worker's future (None when built at once or not displayed). The state is
-        read here, on the kernel's thread; the worker only renders it and asks the result for
-        the answers (read-only), so the live view keeps answering its own requests meanwhile.
+        Returns the worker's future (None when built at once or not displayed).
         """
-        handle = self._handle
-        if handle is None:
+        if self._handle is None:
             return None
-        state = self._state()
         data, metadata = self._live_bundle()
-
-        def build() -> None:
-            try:
-                html = self.render_static(self.result, state)
-            except Exception as err:  # noqa: BLE001 - the live view must outlive a failed copy
-                from llmlab.errors import one_line
-                from llmlab.html import card, esc
-
-                html = card(f'<div class="llmlab-note">No offline copy: {esc(one_line(err))}</div>')
-            handle.update({**data, "text/html": html}, metadata=metadata, raw=True)
-
+        state = self._state()
         if os.environ.get(OFFLINE_COPY_ENV) == "now":
-            build()
+            html = self._render(state)
+            self._handle.update({**data, "text/html": html}, metadata=metadata, raw=True)
             return None
-        # The copied context carries the cell's parent header, so the update is that cell's.
-        return _BUILDER.submit(contextvars.copy_context().run, build)
+        future = self._build(state)
+        self._attach(future, self._handle, data, metadata)
+        return future
+
+    def _render(self, state: dict[str, Any]) -> str:
+        try:
+            return self.render_static(self.result, state)
+        except Exception as err:  # noqa: BLE001 - the live view must outlive a failed copy
+            from llmlab.errors import one_line
+            from llmlab.html import card, esc
+
+            return card(f'<div class="llmlab-note">No offline copy: {esc(one_line(err))}</div>')
+
+    def _build(self, state: dict[str, Any]) -> Future:
+        # The state is read on the kernel's thread; the worker only renders it and asks the
+        # result for answers (read-only), so the live view keeps answering its own requests.
+        return _BUILDER.submit(self._render, state)
+
+    @staticmethod
+    def _attach(future: Future, handle: Any, data: dict, metadata: dict) -> None:
+        # The copied context carries the cell's parent header: the update is that cell's.
+        context = contextvars.copy_context()
+
+        def update(done: Future) -> None:
+            bundle = {**data, "text/html": done.result()}
+            context.run(handle.update, bundle, metadata=metadata, raw=True)
+
+        future.add_done_callback(update)
 
 
 def _fallback(result: Any) -> str:
