@@ -145,6 +145,9 @@ class MoeRouting(Result):
         shuffled-label chance level, and load balance (entropy of the top-k load ÷ log E)."""
         import pandas as pd
 
+        cached = self.__dict__.get("_specialisation")
+        if cached is not None:  # the payload and the static HTML both show it
+            return cached.copy()
         classes = np.concatenate([i.classes for i in self.inputs])
         ids = self.token_ids
         trained = stats.specialisation(self.experts[..., 0], classes, ids, self.load_counts()[1])
@@ -160,7 +163,8 @@ class MoeRouting(Result):
                 table[f"{key}_untrained"] = base[key]
         table["mi_class_chance"] = trained["mi_class_chance"]
         table["mi_token_chance"] = trained["mi_token_chance"]
-        return table
+        self.__dict__["_specialisation"] = table
+        return table.copy()
 
     def class_shares(self, layer: int | None = None) -> np.ndarray:
         """``(classes, E)``: for each token class, the share of its tokens whose first choice
