@@ -1,0 +1,97 @@
+"""The coverage matrix over every causal-LM model type transformers ships (slow: about 3 minutes
+on 2 cores). It writes build/families.md, the same page as docs/families.md, from this run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmlab.coverage import matrix
+
+pytestmark = pytest.mark.slow
+BUILD = Path(__file__).resolve().parent.parent / "build"
+
+#: Families researchers load most, by kind: each must work with every feature that applies.
+DENSE = ["gpt2", "gpt_neox", "llama", "qwen2", "qwen3", "gemma", "gemma2", "phi", "phi3",
+         "mistral", "olmo", "olmo2", "falcon", "bloom"]  # fmt: skip
+HYBRID = ["qwen3_next", "lfm2", "jamba", "granitemoehybrid"]
+MOE = ["mixtral", "olmoe", "qwen3_moe", "llama4", "jetmoe"]
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, matrix.FamilyReport]:
+    import time
+
+    start = time.perf_counter()
+    found = matrix.run(workers=matrix.default_workers())
+    BUILD.mkdir(exist_ok=True)
+    matrix.write(found, BUILD / "families.md", BUILD / "coverage.json",
+                 time.perf_counter() - start)  # fmt: skip
+    return {r.model_type: r for r in found}
+
+
+def test_every_causal_lm_type_is_tried(reports):
+    assert set(reports) == set(matrix.causal_lm_types())
+    built = [r for r in reports.values() if not r.skipped]
+    assert len(built) >= 0.85 * len(reports)  # few types cannot be built small
+    for r in reports.values():
+        assert r.skipped or set(r.features) == set(matrix.FEATURES)
+
+
+#: Crashes in modules other than load, generate and the lens, found by this matrix and left
+#: to their owners (attention capture, the accelerations' kv=static and spec=). No other crash
+#: may appear; delete an entry once it is fixed (a listed pair that works passes too).
+KNOWN_CRASHES: dict[str, str] = {  # "model_type feature": what it raised
+    "afmoe attention": "RuntimeError: view size is not compatible with input t",
+    "bert spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "bert-generation spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "camembert spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "cpmant kv=static": "IndexError: index_copy_(): index 69 is out of bounds",
+    "data2vec-text spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "deepseek_v4 attention": "RuntimeError: stack expects each tensor to be equal si",
+    "deepseek_v4 kv=static": "KeyError: 'heavily_compressed_attention'",
+    "dory attention": "RuntimeError: view size is not compatible with input t",
+    "electra spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "ernie spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "inkling_text attention": "RuntimeError: stack expects each tensor to be equal si",
+    "jetmoe attention": "RuntimeError: view size is not compatible with input t",
+    "mpt spec=prompt-lookup": "RuntimeError: Assisted decoding requires a cache",
+    "prophetnet kv=static": "RuntimeError: The size of tensor a (64) must match the",
+    "prophetnet spec=prompt-lookup": "AssertionError: At the moment `use_cache` is only suppor",
+    "roberta spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "roberta-prelayernorm spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "roc_bert spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "rwkv attention": "AttributeError: 'RwkvConfig' object has no attribute 'nu",
+    "xlm kv=static": "RuntimeError: The expanded size of the tensor (69) mus",
+    "xlm spec=prompt-lookup": "AttributeError: 'MaskedLMOutput' object has no attribute",
+    "xlm-roberta spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+    "xlm-roberta-xl spec=prompt-lookup": "'NoneType' has no attribute 'is_croppable'",
+}
+
+
+def test_nothing_crashes(reports):
+    crashes = {
+        (r.model_type, name): o.note
+        for r in reports.values()
+        for name, o in r.features.items()
+        if o.status == "crash"
+    }
+    new = {k: v for k, v in crashes.items() if " ".join(k) not in KNOWN_CRASHES}
+    assert not new, "\n".join(f"{t} {f}: {note}" for (t, f), note in new.items())
+    mine = [k for k in crashes if k[1] in ("load", "generate", "lens")]
+    assert not mine, mine
+
+
+@pytest.mark.parametrize("family", DENSE + HYBRID + MOE)
+def test_named_families_work(reports, family):
+    report = reports[family]
+    assert not report.skipped, report.skipped
+    outcomes = {name: o.status for name, o in report.features.items()}
+    must_work = ["load", "generate", "attention", "lens", "kv=static"]
+    if family in MOE or family in ("qwen3_next", "jamba", "granitemoehybrid"):
+        must_work.append("moe")
+    must_work = [n for n in must_work if f"{family} {n}" not in KNOWN_CRASHES]
+    assert {n: outcomes[n] for n in must_work} == dict.fromkeys(must_work, "works"), report
+    # Hybrids keep a recurrent state that drafts cannot roll back: a one-line refusal.
+    assert outcomes["spec=prompt-lookup"] == ("refused" if family in HYBRID else "works")
