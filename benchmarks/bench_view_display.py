@@ -11,8 +11,9 @@ built?). Two ways, side by side in one kernel, so ratios hold on a busy machine:
 
 - ``before``: the bundle with the copy built first, then displayed (the previous behaviour,
   still what ``_repr_mimebundle_`` returns);
-- ``after``: ``view.show()``: the live view at once, the copy from a worker thread as an update
-  of the same display.
+- ``after``: ``view.show()``: the copy is built in a worker thread; the view is shown with it
+  if ready within ``OFFLINE_COPY_WAIT_S`` (0.5 s), else without it, and the copy is added as an
+  update of the same display when built.
 """
 
 from __future__ import annotations

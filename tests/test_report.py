@@ -31,11 +31,20 @@ def _notebook(tmp_path, cells):
 def test_widgets_export_as_their_static_fallback(tmp_path):
     path = _notebook(
         tmp_path,
-        ["%load_ext llmlab", "%llm load tiny:llama", '%llm next "</script><script>alert(1)"'],
+        [
+            "%load_ext llmlab",
+            "%llm load tiny:llama",
+            '%llm next "</script><script>alert(1)"',
+            '%llm attention "The cat sat."',
+        ],
     )
     nb = execute(path, timeout=300)
-    mimes = nb.cells[2].outputs[0]["data"]
-    assert "application/vnd.jupyter.widget-view+json" in mimes and "text/html" in mimes
+    # Each view: one output holding the widget and its offline copy (built before the cell
+    # ended: the report asks the kernel for copies at once, not after display).
+    for cell in nb.cells[2:]:
+        (output,) = cell.outputs
+        assert "application/vnd.jupyter.widget-view+json" in output["data"]
+        assert "llmlab-static-data" in output["data"]["text/html"]
     html = export_html(nb, tmp_path / "nb.html").read_text()
     assert "Next token after" in html  # the reduced copy, kept for viewers without script
     assert "<script>alert(1)" not in html
