@@ -1,15 +1,20 @@
-"""Acceleration benchmark: decode tok/s of every runnable configuration vs fp32 + dynamic cache.
+"""Acceleration benchmark: decode speed of every runnable configuration vs fp32 + dynamic cache,
+on input-grounded prompts (summaries, rewrites: the answer copies the context) and open prompts.
 
-Run:  .venv/bin/python benchmarks/bench_accel.py [--new-tokens 64] [--pairs 2] [--compile]
+Run:  .venv/bin/python benchmarks/bench_accel.py [--new-tokens 64] [--pairs 1] [--threads 0]
+      .venv/bin/python benchmarks/bench_accel.py --only "spec=hybrid;quant=int8" --prompts open
+      .venv/bin/python benchmarks/bench_accel.py --int8-recipes   # the int8 recipes compared
 
-Default model, CPU, greedy, one process. The machine is shared and noisy, so every
-configuration is measured in *pairs* with the baseline (baseline run, config run, alternating)
-and the ratio is the median of the per-pair ratios: a load spike hits both sides of a pair.
+Default model, greedy, one process. The machine may be shared and noisy, so every
+configuration is measured in *pairs* with the baseline (baseline run, config run) per prompt,
+and a configuration's ratio is the median of its per-pair ratios over the prompts of a kind.
 Each configuration gets one untimed warm-up first (builds quantized copies, compiles).
 
-Columns: decode tok/s (tokens after the first / time after the first), ratio to the paired
-baseline, TTFT, whether the greedy tokens equal the baseline's, and the speculation figures.
-Goal of issue 5: the fastest output-preserving configuration >= 2.5x the baseline.
+For each kind the script prints the goals of issue 15 and, where one is not reached, what
+limits it, measured: acceptance and tokens per target pass (speculation), the cost of a target
+pass over k+1 tokens against one token (verification is not free on a CPU), the drafter's cost,
+the share of wall time outside model forward passes (per-step overhead), and the memory
+bandwidth the decode reaches against the machine's (quantization).
 """
 
 from __future__ import annotations
@@ -22,16 +27,15 @@ import warnings
 
 import torch
 
-from llmlab.accel import PrefixCache, generate_accelerated, parse_config
+from llmlab.accel import PrefixCache, generate_accelerated, parse_config, variant
 from llmlab.accel.registry import ACCELERATIONS, ALLOW_CPU_COMPILE_ENV
-from llmlab.generation.engine import generate
+from llmlab.generation.engine import encode_prompt, generate
 from llmlab.generation.settings import GenerationSettings
 from llmlab.models.registry import load_model
 
 warnings.filterwarnings("ignore")
 
-# A summarise-style prompt: the answer reuses the passage's phrases, which prompt lookup drafts.
-PASSAGE = (
+REEF = (
     "The Great Barrier Reef is the world's largest coral reef system. It is composed of over "
     "2,900 individual reefs and 900 islands stretching for over 2,300 kilometres over an area "
     "of approximately 344,400 square kilometres. The reef is located in the Coral Sea, off the "
@@ -40,23 +44,42 @@ PASSAGE = (
     "composed of and built by billions of tiny organisms, known as coral polyps. It supports a "
     "wide diversity of life and was selected as a World Heritage Site in 1981."
 )
+TOWER = (
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It "
+    "is named after the engineer Gustave Eiffel, whose company designed and built the tower "
+    "from 1887 to 1889. It was the entrance arch to the 1889 World's Fair. The tower is 330 "
+    "metres tall, about the same height as an 81-storey building, and the tallest structure in "
+    "Paris. It has three levels for visitors, with restaurants on the first and second levels."
+)
+CODE = (
+    "def total_price(items, tax_rate):\n    total = 0\n    for item in items:\n        total = "
+    "total + item.price * item.quantity\n    total = total + total * tax_rate\n    return total\n"
+)
 PROMPTS = {
-    "summary": f"{PASSAGE}\n\nSummarise the text above in three sentences.",
-    "open": "Write a short story about a robot who learns to paint.",
+    "grounded": {
+        "summary": f"{REEF}\n\nSummarise the text above in three sentences.",
+        "facts": f"{TOWER}\n\nList the facts about the tower's height and builders from the text.",
+        "code": f"Rename the variable total to subtotal in this function:\n\n{CODE}",
+    },
+    "open": {
+        "story": "Write a short story about a robot who learns to paint.",
+        "explain": "Explain why the sky is blue to a ten-year-old.",
+        "tips": "Give me five tips for staying focused while studying.",
+    },
 }
+GOALS = {"grounded": 2.5, "open": 1.5}
+INT8_GOAL = (0.01, 1.3)  # teacher-forced KL to fp32 at most, decode ratio at least
 
 CONFIGS = [
-    "kv=off",
     "kv=static",
     "kv=fp8",
-    "prefix=on",
-    "attn=eager",
     "dtype=bf16",
     "quant=int8",
     "quant=int4",
     "spec=prompt-lookup",
     "spec=self-int8",
-    "spec=prompt-lookup,quant=int8",
+    "spec=self-int4",
+    "spec=hybrid",
     "spec=prompt-lookup,quant=int4",
 ]
 
@@ -70,12 +93,247 @@ def runnable(lm, text: str) -> tuple[bool, str]:
     return True, ""
 
 
+class ForwardClock:
+    """Wall time spent inside ``model.forward`` (target and draft apart) during a run."""
+
+    def __init__(self, **models):
+        self.models, self.seconds = models, dict.fromkeys(models, 0.0)
+
+    def __enter__(self):
+        self._handles = []
+        for name, model in self.models.items():
+            start = {}
+
+            def pre(_m, _a, name=name, start=start):
+                start["t"] = time.perf_counter()
+
+            def post(_m, _a, _o, name=name, start=start):
+                self.seconds[name] += time.perf_counter() - start["t"]
+
+            self._handles.append(model.register_forward_pre_hook(pre))
+            self._handles.append(model.register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+
+
+def verify_cost(lm, ids, ks=(0, 3, 8), reps=5) -> dict[int, float]:
+    """Seconds of one target forward pass over k+1 new tokens with the prompt cached."""
+    from transformers import DynamicCache
+
+    out = {}
+    with torch.inference_mode():
+        for k in ks:
+            cache = DynamicCache(config=lm.model.config)
+            lm.model(ids[:, : -(k + 1)], cache=cache)
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                lm.model(ids[:, -(k + 1) :], cache=cache)
+                times.append(time.perf_counter() - t)
+                cache.crop(-(k + 1))
+            out[k] = statistics.median(times)
+    return out
+
+
+def teacher_forced_kl(lm, cfg_text: str, n_tokens: int = 200) -> tuple[float, float]:
+    from llmlab.measure.quality import compare_logprobs, continuation_logprobs, default_text
+
+    ids = lm.tokenizer(default_text(), return_tensors="pt").input_ids[0, :n_tokens]
+    reference = continuation_logprobs(lm.model, ids, 1)
+    with variant(lm, parse_config(cfg_text)) as vlm:
+        agreement = compare_logprobs(reference, continuation_logprobs(vlm.model, ids, 1))
+    return agreement.mean_kl, agreement.top1_agreement
+
+
+def measure_kind(lm, kind: str, configs: list[str], settings, pairs: int) -> list[dict]:
+    prompts = PROMPTS[kind]
+    refs = {}
+    print(f"\n== {kind} prompts: {', '.join(prompts)}; {settings.max_new_tokens} new tokens ==")
+    for name, prompt in prompts.items():
+        generate(lm, prompt, GenerationSettings(max_new_tokens=4))
+        refs[name] = generate(lm, prompt, settings)
+        s = refs[name].stats
+        tps = s.decode_tokens_per_s
+        print(f"  {name}: {s.prompt_tokens} prompt tokens, baseline {tps:.1f} tok/s")
+    header = (
+        f"{'config':32} {'keeps':>5} {'ratio':>6} {'per prompt':>20} {'same':>5} "
+        f"{'accept':>6} {'tok/pass':>8}  notes"
+    )
+    print(header + "\n" + "-" * len(header))
+    rows = []
+    for text in configs:
+        cfg = parse_config(text, device=lm.device)
+        ok, why = runnable(lm, text)
+        if not ok:
+            print(f"{cfg.label:32} greyed: {why}")
+            continue
+        per_prompt, same, accept, per_pass, warm = [], True, [], [], 0.0
+        for name, prompt in prompts.items():
+            start = time.perf_counter()
+            generate_accelerated(lm, prompt, GenerationSettings(max_new_tokens=4), cfg,
+                                 prefix_cache=PrefixCache())  # fmt: skip
+            warm = max(warm, time.perf_counter() - start)
+            ratios = []
+            for _ in range(pairs):
+                base = generate(lm, prompt, settings)
+                res = generate_accelerated(lm, prompt, settings, cfg, prefix_cache=PrefixCache())
+                ratios.append(res.stats.decode_tokens_per_s / base.stats.decode_tokens_per_s)
+            per_prompt.append(statistics.median(ratios))
+            same &= res.token_ids == refs[name].token_ids
+            if "acceptance_rate" in res.stats.extra:
+                accept.append(res.stats.extra["acceptance_rate"])
+                per_pass.append(res.stats.extra["tokens_per_target_pass"])
+        ratio = statistics.median(per_prompt)
+        notes = [f"warm-up {warm:.0f} s"] if warm > 5 else []
+        row = dict(cfg=cfg, ratio=ratio, same=same, accept=accept, per_pass=per_pass)
+        if cfg.get("quant") != "none" or cfg.get("dtype") != "auto":
+            kl, top1 = teacher_forced_kl(lm, text)
+            row.update(kl=kl, top1=top1)
+            notes.append(f"KL {kl:.4f} nats, top-1 {top1:.2f}")
+        rows.append(row)
+        print(
+            f"{cfg.label:32} {'yes' if cfg.output_preserving else 'no':>5} {ratio:6.2f} "
+            f"{' '.join(f'{r:.2f}' for r in per_prompt):>20} {'yes' if same else 'NO':>5} "
+            f"{statistics.mean(accept) if accept else float('nan'):6.2f} "
+            f"{statistics.mean(per_pass) if per_pass else float('nan'):8.2f}  {'; '.join(notes)}",
+            flush=True,
+        )
+    return rows
+
+
+def explain_speculation(lm, kind: str, label: str, settings) -> None:
+    """Where the time of one speculative run goes, and the verification cost curve."""
+    from llmlab.accel.run import resolve_draft
+
+    cfg = parse_config(label, device=lm.device)
+    prompt = next(iter(PROMPTS[kind].values()))
+    ids = encode_prompt(lm, prompt)
+    cost = verify_cost(lm, ids)
+    draft = resolve_draft(lm, cfg, {}) if cfg.get("spec") not in ("prompt-lookup",) else None
+    models = {"target": lm.model} | ({"draft": draft.model} if draft else {})
+    with ForwardClock(**models) as clock:
+        res = generate_accelerated(lm, prompt, settings, cfg)
+    total = res.stats.total_s
+    inside = sum(clock.seconds.values())
+    growth = f"{cost[3] / cost[0]:.2f}x / {cost[8] / cost[0]:.2f}x"
+    outside = 100 * (total - inside) / total
+    parts = [f"{k} forward {100 * v / total:.0f}%" for k, v in clock.seconds.items()]
+    print(
+        f"  limits of {label} ({kind}): acceptance {res.stats.extra.get('acceptance_rate')}, "
+        f"{res.stats.extra.get('tokens_per_target_pass')} tokens per target pass; "
+        f"a target pass over 4 / 9 tokens costs {growth} one over 1 token; time: "
+        f"{', '.join(parts)}, outside forward passes (per-step overhead: Python, cache "
+        f"cropping, logits processing) {outside:.0f}%"
+    )
+    if draft is not None:
+        dcost = verify_cost(draft, ids, ks=(0,))[0]
+        print(f"  one draft token costs {dcost / cost[0]:.2f} of a 1-token target pass")
+
+
+def explain_bandwidth(lm, label: str, settings) -> None:
+    from llmlab.accel.quant import weight_bytes
+    from llmlab.measure.bandwidth import memory_bandwidth
+
+    prompt = next(iter(PROMPTS["open"].values()))
+    bw = memory_bandwidth("cpu")
+    for text in ("baseline", label):
+        cfg = parse_config(text, device=lm.device)
+        res = generate_accelerated(lm, prompt, settings, cfg)
+        with variant(lm, cfg) as vlm:
+            nbytes = weight_bytes(vlm.model)
+        reached = nbytes * res.stats.decode_tokens_per_s
+        print(
+            f"  {text}: {nbytes / 2**20:.0f} MB of weights read per token x "
+            f"{res.stats.decode_tokens_per_s:.1f} tok/s = {reached / 1e9:.1f} GB/s of "
+            f"{bw / 1e9:.1f} GB/s measured ({100 * reached / bw:.0f}% of the roofline)"
+        )
+
+
+def summarise(lm, kind: str, rows: list[dict], settings) -> None:
+    goal = GOALS[kind]
+    keep = [r for r in rows if r["cfg"].output_preserving and r["same"]]
+    if keep:
+        best = max(keep, key=lambda r: r["ratio"])
+        met = "met" if best["ratio"] >= goal else "NOT met"
+        print(
+            f"fastest output-preserving on {kind} prompts: {best['cfg'].label} "
+            f"{best['ratio']:.2f}x (goal {goal}x: {met})"
+        )
+        if best["ratio"] < goal and best["cfg"].get("spec") != "off":
+            explain_speculation(lm, kind, best["cfg"].label, settings)
+    int8 = [r for r in rows if r["cfg"].label == "quant=int8"]
+    if int8:
+        r = int8[0]
+        kl_ok, speed_ok = r["kl"] <= INT8_GOAL[0], r["ratio"] >= INT8_GOAL[1]
+        print(
+            f"quant=int8 on {kind} prompts: KL {r['kl']:.4f} nats (goal <= {INT8_GOAL[0]}: "
+            f"{'met' if kl_ok else 'NOT met'}), {r['ratio']:.2f}x (goal >= {INT8_GOAL[1]}x: "
+            f"{'met' if speed_ok else 'NOT met'})"
+        )
+        if not speed_ok:
+            explain_bandwidth(lm, "quant=int8", settings)
+
+
+def int8_recipes(lm, settings, pairs: int) -> None:
+    """The int8 recipes measured side by side: KL to fp32 and decode ratio on an open prompt."""
+    import copy
+
+    from torch.ao.quantization import quantize_dynamic
+
+    from llmlab.accel.quant import quantize
+
+    def dynamic(keep_float=("down_proj",)):
+        model = copy.deepcopy(lm.model)
+        names = {
+            n
+            for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and not n.endswith(keep_float)
+        }
+        return quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
+
+    recipes = {
+        "fbgemm dynamic int8, down_proj fp32 (the old recipe)": dynamic,
+        "int8 weight-only + fp16 down_proj/head (quant=int8)": lambda: quantize(
+            copy.deepcopy(lm.model), "int8", "cpu"
+        ),
+    }
+    from llmlab.measure.quality import compare_logprobs, continuation_logprobs, default_text
+
+    ids = lm.tokenizer(default_text(), return_tensors="pt").input_ids[0, :200]
+    reference = continuation_logprobs(lm.model, ids, 1)
+    prompt = encode_prompt(lm, PROMPTS["open"]["story"])
+    kw = dict(max_new_tokens=settings.max_new_tokens, do_sample=False,
+              pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
+
+    def timed(model):
+        with torch.inference_mode():
+            t = time.perf_counter()
+            model.generate(prompt, attention_mask=torch.ones_like(prompt), **kw)
+            return time.perf_counter() - t
+
+    print("\n== int8 recipes (teacher-forced on 200 tokens of the shipped text) ==")
+    for name, build in recipes.items():
+        model = build().eval()
+        agreement = compare_logprobs(reference, continuation_logprobs(model, ids, 1))
+        timed(model)
+        ratios = [timed(lm.model) / timed(model) for _ in range(max(pairs, 2))]
+        print(
+            f"{name:56} KL {agreement.mean_kl:.4f} top-1 {agreement.top1_agreement:.2f} "
+            f"{statistics.median(ratios):.2f}x",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--pairs", type=int, default=2, help="baseline/config pairs per config")
-    parser.add_argument("--prompt", choices=[*PROMPTS, "both"], default="both")
+    parser.add_argument("--pairs", type=int, default=1, help="baseline/config pairs per prompt")
+    parser.add_argument("--prompts", choices=[*PROMPTS, "both"], default="both")
     parser.add_argument("--compile", action="store_true", help="also time compile=on (slow)")
+    parser.add_argument("--int8-recipes", action="store_true", help="compare the int8 recipes")
     parser.add_argument(
         "--threads",
         type=int,
@@ -90,87 +348,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     lm = load_model("default")
     settings = GenerationSettings(max_new_tokens=args.new_tokens)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {lm.name} on {lm.device}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.int8_recipes:
+        int8_recipes(lm, settings, args.pairs)
+        return
     configs = args.only.split(";") if args.only else list(CONFIGS)
     if args.compile:
         os.environ[ALLOW_CPU_COMPILE_ENV] = "1"  # greyed on CPU by default: measure it anyway
         configs.append("compile=on")
-    prompts = list(PROMPTS) if args.prompt == "both" else [args.prompt]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {lm.name} on {lm.device}")
-
-    for prompt_name in prompts:
-        prompt = PROMPTS[prompt_name]
-        generate(lm, prompt, GenerationSettings(max_new_tokens=8))  # warm-up
-        ref = generate(lm, prompt, settings)
-        print(
-            f"\n== prompt: {prompt_name} ({ref.stats.prompt_tokens} tokens), "
-            f"{args.new_tokens} new tokens, greedy =="
-        )
-        header = (
-            f"{'config':34} {'keeps':>5} {'tok/s':>7} {'base':>6} {'ratio':>6} "
-            f"{'TTFT ms':>8} {'same':>5}  speculation / notes"
-        )
-        print(header)
-        print("-" * len(header))
-        print(
-            f"{'baseline (fp32, dynamic cache)':34} {'yes':>5} "
-            f"{ref.stats.decode_tokens_per_s:7.1f} {'':>6} {1.0:6.2f} "
-            f"{ref.stats.ttft_s * 1000:8.0f} {'':>5}"
-        )
-        results = []
-        for text in configs:
-            ok, why = runnable(lm, text)
-            cfg = parse_config(text, device=lm.device)
-            if not ok:
-                print(f"{cfg.label:34} {'':>5} greyed: {why}")
-                continue
-            prefix = PrefixCache()
-            start = time.perf_counter()
-            generate_accelerated(lm, prompt, GenerationSettings(max_new_tokens=8), cfg,
-                                 prefix_cache=prefix)  # fmt: skip
-            warm_s = time.perf_counter() - start
-            ratios, speeds, bases = [], [], []
-            for _ in range(args.pairs):
-                base = generate(lm, prompt, settings)
-                res = generate_accelerated(lm, prompt, settings, cfg, prefix_cache=prefix)
-                b, s = base.stats.decode_tokens_per_s, res.stats.decode_tokens_per_s
-                ratios.append(s / b)
-                speeds.append(s)
-                bases.append(b)
-            ratio = statistics.median(ratios)
-            extra = res.stats.extra
-            notes = []
-            if "acceptance_rate" in extra:
-                notes.append(
-                    f"accept {extra['acceptance_rate']:.2f}, "
-                    f"{extra['tokens_per_target_pass']:.2f} tok/pass"
-                )
-            if "prefix_reused_tokens" in extra:
-                notes.append(f"prefix reused {extra['prefix_reused_tokens']}")
-            if "weight_mb" in extra:
-                notes.append(
-                    f"weights {extra['weight_mb_before']:.0f} -> {extra['weight_mb']:.0f} MB"
-                )
-            if warm_s > 5:
-                notes.append(f"warm-up {warm_s:.0f} s")
-            same = res.token_ids == ref.token_ids
-            keeps = "yes" if cfg.output_preserving else "no"
-            print(
-                f"{cfg.label:34} {keeps:>5} {statistics.median(speeds):7.1f} "
-                f"{statistics.median(bases):6.1f} {ratio:6.2f} {res.stats.ttft_s * 1000:8.0f} "
-                f"{'yes' if same else 'NO':>5}  {'; '.join(notes)}",
-                flush=True,
-            )
-            results.append((ratio, cfg, same))
-        keep = [r for r in results if r[1].output_preserving and r[2]]
-        if keep:
-            best = max(keep, key=lambda r: r[0])
-            print(
-                f"fastest output-preserving (identical tokens): {best[1].label} "
-                f"{best[0]:.2f}x baseline (goal 2.5x)"
-            )
-        if results:
-            best = max(results, key=lambda r: r[0])
-            print(f"fastest overall: {best[1].label} {best[0]:.2f}x baseline")
+    kinds = list(PROMPTS) if args.prompts == "both" else [args.prompts]
+    for kind in kinds:
+        rows = measure_kind(lm, kind, configs, settings, args.pairs)
+        summarise(lm, kind, rows, settings)
 
 
 if __name__ == "__main__":
