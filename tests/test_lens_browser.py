@@ -71,6 +71,7 @@ def test_lens_renders_in_jupyterlab():
 
 def test_offline_copy_and_static_html(tmp_path, default_lm):
     import llmlab.widgets  # noqa: F401  (registers the view's offline copy, as in a notebook)
+
     from llmlab.lens import compare
 
     diff = compare(default_lm, "int8", TEXT)
