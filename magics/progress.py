@@ -51,8 +51,10 @@ class Steps:
 
             self._handle.update(HTML(self._line(step)))
         elif self._bar is not None:
-            self._bar.set_postfix_str(step, refresh=False)
             self._bar.update(1 if self.done else 0)
+            # Refresh now: tqdm redraws only after `mininterval`, so quick steps would never
+            # name themselves on the terminal.
+            self._bar.set_postfix_str(step, refresh=True)
         self.done += 1
 
     def close(self, ok: bool = True) -> None:

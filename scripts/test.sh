@@ -10,5 +10,7 @@ if [ "${LLMLAB_SKIP_LLAMA:-0}" != 1 ]; then
 fi
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
-ruff check . && ruff format --check .
+# Two lines, not `a && b`: under `set -e` a failure on the left of && would not stop the run.
+ruff check .
+ruff format --check .
 python -m pytest "$@"

@@ -142,6 +142,8 @@ def test_trained_demo_views_and_live_training_in_jupyterlab():
 @pytest.mark.slow
 @pytest.mark.browser
 def test_trained_demo_views_offline(tmp_path):
+    import llmlab.widgets  # noqa: F401  (as in a notebook: the copy runs the live view's own code)
+
     from llmlab.models.registry import load_model
     from llmlab.moe import capture_routing
     from llmlab.moe.demo import PROBE_TEXTS, DemoRecipe
@@ -154,9 +156,11 @@ def test_trained_demo_views_offline(tmp_path):
     state = {}
 
     def check(p):
-        state["strips"] = p.locator(".mx-strip").count()
+        state["strips"] = p.locator(".llmlab-moe-tok").count()
         state["spec"] = "Specialisation" in p.content()
 
-    screenshot_offline_html(page, SHOTS / "moe_demo_offline.png", wait_for=".mx-map", actions=check)
+    screenshot_offline_html(
+        page, SHOTS / "moe_demo_offline.png", wait_for=".llmlab-moe-map", actions=check
+    )
     screenshot_offline_html(run_page, SHOTS / "moe_training_offline.png", wait_for="svg")
     assert state["strips"] == routing.n_tokens and state["spec"]
