@@ -399,3 +399,42 @@ def test_panel_refreshes_its_saved_copy_after_a_run(tiny_llama, monkeypatch):
     assert panel.payload["config"] == "kv=static"  # a re-render shows the selection
     saved = panel._handle.updates[-1]["text/html"]
     assert "kv=static" in saved and "vs_baseline" in saved  # runs travel in the saved copy
+
+
+def test_panel_warms_up_each_configuration_once_untimed():
+    from llmlab.accel.panel import AccelPanelState
+    from llmlab.measure.latency import WARMUP_TOKENS
+    from llmlab.models.registry import load_model
+
+    lm = load_model("tiny:llama")  # a fresh copy: nothing has run on it in this session
+    lengths: list[int] = []  # input length of every forward pass of the loaded model
+
+    def count(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        lengths.append(ids.shape[1])
+
+    hook = lm.model.register_forward_pre_hook(count, with_kwargs=True)
+    state = AccelPanelState(lm=lm, models={}, max_new_tokens=12)
+    try:
+        first = state.run("baseline", "Hello there", 12)
+        first_passes = list(lengths)
+        lengths.clear()
+        second = state.run("baseline", "Hello there", 12)
+    finally:
+        hook.remove()
+    prompt = first["prompt_tokens"]
+    # The first run: a short untimed generation (its own prefill), then the timed one.
+    prefills = [i for i, n in enumerate(first_passes) if n == prompt]
+    assert len(prefills) == 2 and prefills[0] == 0
+    assert 1 <= prefills[1] <= WARMUP_TOKENS
+    assert len(first_passes) - prefills[1] == first["new_tokens"]
+    assert "warmup_s" in first["extra"] and "warmed up once" in first["warmup"]
+    # The second run of the same configuration: only the timed generation.
+    assert lengths[0] == prompt and len(lengths) == second["new_tokens"]
+    assert "warmup_s" not in second["extra"] and "already warm" in second["warmup"]
+    assert "not timed" in state.to_html()
+    # A configuration that builds a copy: build time reported apart, once, then warm.
+    built = state.run("quant=int8", "Hello there", 12)
+    assert built["extra"]["build_s"] > 0 and "warmup_s" in built["extra"]
+    again = state.run("quant=int8", "Hello there", 12)
+    assert "build_s" not in again["extra"] and "already warm" in again["warmup"]

@@ -48,6 +48,23 @@ def test_time_call_warms_up_then_repeats():
         time_call(lambda: None, repeats=2)
 
 
+def test_warm_up_once_runs_once_per_owner_and_key():
+    from llmlab.measure.latency import warm_up_once
+
+    class Owner:  # stands for a model module (weakly referenced)
+        pass
+
+    owner, calls = Owner(), []
+    assert warm_up_once(owner, "a", lambda: calls.append(1)) >= 0
+    assert warm_up_once(owner, "a", lambda: calls.append(1)) is None
+    assert warm_up_once(owner, "b", lambda: calls.append(1)) is not None
+    assert warm_up_once(Owner(), "a", lambda: calls.append(1)) is not None
+    assert len(calls) == 3
+    with pytest.raises(RuntimeError):  # a failed warm-up is not marked warm
+        warm_up_once(owner, "c", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert warm_up_once(owner, "c", lambda: calls.append(1)) is not None
+
+
 def _fake_result(times, prompt_tokens=5, extra=None):
     from llmlab.generation.result import GenerationStats
 

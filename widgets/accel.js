@@ -35,6 +35,9 @@ const STAT_NAMES = {
   ttft_saved_ms_est: "TTFT saved ≈ ms",
   weight_mb: "weights MB",
   weight_mb_before: "weights MB before",
+  warmup_s: "warm-up s (not timed)",
+  build_s: "copy built in s (not timed)",
+  first_call_compile_s: "compile s (first call, not timed)",
 };
 
 // A run beside the baseline run: speed ratio and token identity come from the kernel
@@ -70,6 +73,8 @@ function runCard(run, title) {
     stats.append(tr);
   }
   box.append(head, text, stats);
+  // What was done so that this run's timing is not a cold start's (kernel-side note).
+  if (run.warmup) box.append(el("div", "llmlab-ac-muted llmlab-ac-warm", run.warmup));
   if (run.drafts) box.append(draftsToggle(run.drafts));
   return box;
 }

@@ -86,6 +86,15 @@ def controls(lm: LoadedModel, models: dict[str, LoadedModel]) -> list[dict[str, 
     return rows
 
 
+def warmup_note(extra: dict[str, Any]) -> str:
+    """What was done before a panel run so that its timing is not a cold start's."""
+    if "warmup_s" in extra:
+        return "warmed up once before this run (a short generation), not timed"
+    if "first_call_compile_s" in extra:
+        return "compiled by a first call before this run, not timed"
+    return "already warm: this configuration ran earlier in this session"
+
+
 def run_record(result: GenerationResult, label: str, preserving: bool) -> dict[str, Any]:
     """What the panel shows of one run (plain JSON)."""
     s = result.stats
@@ -100,6 +109,7 @@ def run_record(result: GenerationResult, label: str, preserving: bool) -> dict[s
         "decode_tok_s": None if s.decode_tokens_per_s is None else round(s.decode_tokens_per_s, 1),
         "total_s": round(s.total_s, 2),
         "extra": {k: v for k, v in s.extra.items() if k != "accel"},
+        "warmup": warmup_note(s.extra),
         # Speculative runs: every verification step, for the panel's drafts view.
         "drafts": result.drafts.payload() if result.drafts is not None else None,
         "prompt": result.prompt,
@@ -176,6 +186,7 @@ class AccelPanelState(Result):
             prefix_cache=self.prefix_cache,
             models=self.models,
             measure_kl=True,  # speed and closeness to the loaded weights, side by side
+            warmup=True,  # one timed run: its first time must not include a cold start
         )
         self.prompt, self.max_new_tokens, self.config = prompt, max_new_tokens, cfg.label
         record = run_record(result, cfg.label, cfg.output_preserving)
@@ -262,4 +273,6 @@ def _run_footer(r: dict[str, Any]) -> str:
     if vs.get("note"):
         parts.append(vs["note"])
     parts.extend(f"{k} {v}" for k, v in r.get("extra", {}).items())
+    if r.get("warmup"):
+        parts.append(r["warmup"])
     return " · ".join(parts)

@@ -26,7 +26,7 @@ from llmlab.accel.registry import (
     parse_config,
 )
 from llmlab.accel.spec_trace import DraftRecorder
-from llmlab.accel.variant import changed_copy, variant
+from llmlab.accel.variant import changed_copy, take_build_seconds, variant
 from llmlab.errors import LabError
 from llmlab.generation.engine import Messages, TokenCallback, encode_prompt, generate
 from llmlab.generation.settings import GenerationSettings
@@ -205,6 +205,7 @@ def generate_accelerated(
     prefix_cache: PrefixCache | None = None,
     models: dict[str, LoadedModel] | None = None,
     measure_kl: bool = False,
+    warmup: bool = False,
 ) -> GenerationResult:
     """Generate from ``lm`` with ``cfg`` applied; ``lm`` is unchanged afterwards.
 
@@ -212,10 +213,16 @@ def generate_accelerated(
     ``models``: where ``spec=draft:NAME`` finds NAME (default: the ``%llm`` session's models).
     ``measure_kl``: for weight-changing configs (quant, dtype), also report the teacher-forced
     KL to ``lm`` over this prompt and answer (two extra forward passes), as the panel does.
+    ``warmup``: the first time this configuration runs on ``lm`` in this session, run a short
+    untimed generation first (see :func:`_warm_up_first`), as a view timing one run should.
+
+    A changed copy (quantized weights, a self-draft) built for this call reports its build
+    time apart as ``build_s``; it is never part of TTFT or decode speed.
     """
     cfg = parse_config(cfg, device=lm.device)
     settings = settings or GenerationSettings()
     check(cfg, lm, settings)
+    warmed = _warm_up_first(lm, prompt, settings, cfg, raw, models) if warmup else {}
     draft = resolve_draft(lm, cfg, models)
     kwargs = generate_kwargs(cfg, lm.device)
     speculative = cfg.get("spec") != "off"
@@ -224,6 +231,7 @@ def generate_accelerated(
         _generation_config_kept(draft),
         _counting_drafts(vlm.model, own_drafter(cfg, draft)) as drafts,
     ):
+        built = [s for m in (vlm, draft) if m is not None and (s := take_build_seconds(m))]
         if draft is not None:
             kwargs["assistant_model"] = draft.model
         prefix, reused = None, 0
@@ -236,7 +244,9 @@ def generate_accelerated(
             _compile_first(vlm, prompt, settings, raw, kwargs) if cfg.get("compile") == "on" else {}
         )
         result = generate(vlm, prompt, settings, raw=raw, on_token=on_token, generate_kwargs=kwargs)
-    extra: dict[str, Any] = {"accel": cfg.label, **compiled}
+    extra: dict[str, Any] = {"accel": cfg.label, **warmed, **compiled}
+    if built:
+        extra["build_s"] = round(sum(built), 2)
     if speculative and drafts.rounds:
         new = result.stats.new_tokens
         accepted = drafts.recorder.accepted  # exact, also when the length limit cut the last step
@@ -279,7 +289,43 @@ def _record_prefix(
         extra["ttft_saved_ms_est"] = round(reused * prefix.prefill_s_per_token * 1000, 1)
 
 
-_compiled_shapes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def _warm_up_first(
+    lm: LoadedModel,
+    prompt: str | Messages,
+    settings: GenerationSettings,
+    cfg: AccelConfig,
+    raw: bool,
+    models: dict[str, LoadedModel] | None,
+) -> dict[str, float]:
+    """The first run of ``cfg`` on ``lm`` in this session: a short generation with the same
+    configuration (same prompt, a throwaway prefix cache), not timed as latency, so the
+    measured run does not pay the first forward pass's one-off costs. Returns its seconds as
+    ``warmup_s`` and any copy built for it as ``build_s`` (apart); {} when already warm.
+    compile=on warms up per shape in :func:`_compile_first` instead (a short generation would
+    compile another shape)."""
+    from llmlab.measure.latency import warm_up_once, warmup_settings
+
+    if cfg.get("compile") == "on":
+        return {}
+    first: dict[str, Any] = {}
+
+    def short_run() -> None:
+        res = generate_accelerated(
+            lm,
+            prompt,
+            warmup_settings(settings),
+            cfg,
+            raw=raw,
+            prefix_cache=PrefixCache(),
+            models=models,
+        )
+        first.update(res.stats.extra)
+
+    seconds = warm_up_once(lm.model, ("accel", cfg.label), short_run, lm.device)
+    if seconds is None:
+        return {}
+    built = first.get("build_s", 0.0)
+    return {"warmup_s": round(seconds - built, 2)} | ({"build_s": built} if built else {})
 
 
 def _compile_first(
@@ -288,16 +334,16 @@ def _compile_first(
     """compile=on: the first call for a (prompt length, new tokens) shape compiles (tens of
     seconds); run it once untimed-as-latency and report its time apart, so the measured call's
     TTFT and decode speed are the compiled model's."""
-    import time
+    from llmlab.measure.latency import warm_up_once
 
     shape = (encode_prompt(vlm, prompt, raw=raw).shape[1], settings.max_new_tokens)
-    seen = _compiled_shapes.setdefault(vlm.model, set())
-    if shape in seen:
-        return {}
-    start = time.perf_counter()
-    generate(vlm, prompt, settings, raw=raw, generate_kwargs=dict(kwargs))
-    seen.add(shape)
-    return {"first_call_compile_s": round(time.perf_counter() - start, 1)}
+    seconds = warm_up_once(
+        vlm.model,
+        ("compile", shape),
+        lambda: generate(vlm, prompt, settings, raw=raw, generate_kwargs=dict(kwargs)),
+        vlm.device,
+    )
+    return {} if seconds is None else {"first_call_compile_s": round(seconds, 1)}
 
 
 def _weights_changed(cfg: AccelConfig) -> bool:

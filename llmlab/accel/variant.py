@@ -25,6 +25,8 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 KEEP_COPIES = 2
 
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Seconds each changed copy took to build, until a run reports it (see take_build_seconds).
+_build_s: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _weights_label(cfg: AccelConfig) -> str:
@@ -33,6 +35,8 @@ def _weights_label(cfg: AccelConfig) -> str:
 
 def changed_copy(lm: LoadedModel, cfg: AccelConfig) -> LoadedModel:
     """A LoadedModel over a deep copy of ``lm.model`` with cfg's quant/dtype applied (cached)."""
+    import time
+
     import torch
 
     from llmlab.accel.quant import quantize, weight_bytes
@@ -42,6 +46,7 @@ def changed_copy(lm: LoadedModel, cfg: AccelConfig) -> LoadedModel:
     if label in kept:
         kept[label] = kept.pop(label)  # most recently used last
         return kept[label]
+    start = time.perf_counter()
     model = copy.deepcopy(lm.model)
     if (dtype := cfg.get("dtype")) in DTYPES:
         model.to(getattr(torch, DTYPES[dtype]))
@@ -52,11 +57,19 @@ def changed_copy(lm: LoadedModel, cfg: AccelConfig) -> LoadedModel:
     else:
         note = f"dtype {cfg.get('dtype')}"
     model.eval()
+    _build_s[model] = time.perf_counter() - start
     copied = dataclasses.replace(lm, model=model, notes=[*lm.notes, note])
     kept[label] = copied
     while len(kept) > KEEP_COPIES:
         kept.pop(next(iter(kept)))
     return copied
+
+
+def take_build_seconds(lm: LoadedModel) -> float | None:
+    """Seconds ``lm`` (a changed copy) took to build, the first time it is asked; else None.
+    The build happens before generation, so it is never part of a run's latency: runs report
+    it apart."""
+    return _build_s.pop(lm.model, None)
 
 
 def forget_copies(lm: LoadedModel) -> None:

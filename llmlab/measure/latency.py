@@ -4,6 +4,9 @@ Two entry points share the same discipline:
 
 - :func:`time_call` times any callable (warm-up calls first, then ``repeats`` timed calls,
   with ``torch.cuda.synchronize`` around each on CUDA, since kernels run asynchronously);
+- :func:`warm_up_once` runs an untimed warm-up the first time a (model, configuration) is used
+  in this session, for views that time single runs (the accelerations panel); generations warm
+  up with :func:`warmup_settings` (a short generation, as sweeps do);
 - :func:`summarize_generations` turns the :class:`GenerationResult` of repeated generations into
   TTFT / TPOT / decode tok/s / end-to-end figures, each a :class:`Spread`.
 """
@@ -11,15 +14,22 @@ Two entry points share the same discipline:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import weakref
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from llmlab.devices import synchronize
 from llmlab.errors import LabError
 from llmlab.measure.stats import Spread
 
+if TYPE_CHECKING:
+    from llmlab.generation.settings import GenerationSettings
+
 MIN_REPEATS = 3
+#: New tokens of a warm-up generation: enough to run prefill and several decode steps (first
+#: allocations, lazy kernel set-up), short enough to cost little.
+WARMUP_TOKENS = 8
 
 
 def check_repeats(repeats: int, warmup: int) -> None:
@@ -44,6 +54,36 @@ def time_call(
         synchronize(device)
         times.append(time.perf_counter() - start)
     return Spread(times)
+
+
+def warmup_settings(settings: GenerationSettings) -> GenerationSettings:
+    """``settings`` for an untimed warm-up generation: the same, with at most WARMUP_TOKENS."""
+    return replace(settings, max_new_tokens=min(WARMUP_TOKENS, settings.max_new_tokens))
+
+
+# Per model module (weakly, so a dropped model forgets): the configuration keys already warm.
+_warm: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def warm_up_once(
+    owner: Any, key: Hashable, fn: Callable[[], Any], device: str = "cpu"
+) -> float | None:
+    """Call ``fn`` untimed-as-latency if ``key`` has not been warmed up for ``owner`` (a model
+    module) in this session; return the seconds it took, or None when already warm.
+
+    The first forward pass of a model or configuration pays one-off costs (allocations, lazy
+    kernel initialisation, a quantized kernel's first dispatch); a single timed run right after
+    loading would count them as latency.
+    """
+    seen = _warm.setdefault(owner, set())
+    if key in seen:
+        return None
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    seen.add(key)  # only once it succeeded: a failed warm-up is retried next time
+    return time.perf_counter() - start
 
 
 @dataclass

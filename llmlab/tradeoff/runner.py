@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ from llmlab.measure.cost import (
     model_weight_bytes,
     price_per_hour,
 )
-from llmlab.measure.latency import check_repeats, summarize_generations
+from llmlab.measure.latency import check_repeats, summarize_generations, warmup_settings
 from llmlab.measure.quality import (
     compare_logprobs,
     continuation_logprobs,
@@ -41,8 +40,6 @@ if TYPE_CHECKING:
 
 #: The baseline's two measurements may differ by this much before the sweep warns.
 DRIFT_WARNING = 0.10
-#: Warm-up generations are short: they only need to touch every kernel once.
-WARMUP_TOKENS = 8
 
 
 class _Stopped(Exception):
@@ -259,9 +256,7 @@ class _SweepJob:
 
     def time_runs(self, config: Configuration, vlm: LoadedModel, point: SweepPoint) -> list:
         sweep = self.sweep
-        short = replace(
-            self.settings, max_new_tokens=min(WARMUP_TOKENS, self.settings.max_new_tokens)
-        )
+        short = warmup_settings(self.settings)
         with PeakMemory(vlm.device) as memory:
             for _ in range(sweep.warmup):
                 self.generate(config, vlm, sweep.prompts[0], short)
