@@ -17,6 +17,25 @@ TEXT_ARGS = [
     arg("--format-body", action="store_true", help="interpolate {var} in the cell body too"),
 ]
 
+# The views that read a model's internals over a text (attention, lens) take the same
+# variant, continuation and template flags; one list so their help and behaviour agree.
+CAPTURE_ARGS = [
+    arg(
+        "--compare",
+        metavar="VARIANT",
+        help="also run a variant and show where it differs: another loaded model with the same "
+        "tokenizer, or an acceleration config (int8, bf16, quant=int8, attn=eager, ...)",
+    ),
+    arg("--generate", type=int, default=0, metavar="N", help="generate N tokens and include them"),
+    arg(
+        "--chat",
+        action="store_true",
+        help="wrap the text in the chat template (default with --generate)",
+    ),
+    arg("--raw", action="store_true", help="never use the chat template, even with --generate"),
+    arg("--model", help="use this loaded model instead of the active one"),
+]
+
 
 def text_of(ctx: Context, args: Any, what: str = "prompt") -> str:
     """The line's words joined, or the cell body (taken literally unless --format-body)."""

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from IPython.display import display
 from llmlab.magics.progress import Steps
 from llmlab.magics.registry import Context, arg, command
-from llmlab.magics.text import TEXT_ARGS, text_of
+from llmlab.magics.text import CAPTURE_ARGS, TEXT_ARGS, text_of
 
 from llmlab.attention import attention as capture_attention
 from llmlab.attention import compare
@@ -31,20 +31,7 @@ from llmlab.attention import compare
         "recomputed exactly in float32), float16 (half the memory), float32 (also for "
         "Falcon/Bloom/MPT, whose full weights are otherwise kept in float16)",
     ),
-    arg(
-        "--compare",
-        metavar="VARIANT",
-        help="also run a variant and show differences: another loaded model with the same "
-        "tokenizer, or an acceleration config (int8, dtype=bf16, quant=int8,attn=eager, ...)",
-    ),
-    arg("--generate", type=int, default=0, metavar="N", help="generate N tokens and include them"),
-    arg(
-        "--chat",
-        action="store_true",
-        help="wrap the text in the chat template (default with --generate)",
-    ),
-    arg("--raw", action="store_true", help="never use the chat template, even with --generate"),
-    arg("--model", help="use this loaded model instead of the active one"),
+    *CAPTURE_ARGS,
     *TEXT_ARGS,
     body="the text",
 )
