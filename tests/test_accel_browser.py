@@ -60,6 +60,8 @@ def test_accel_panel_runs_twice_side_by_side_in_jupyterlab():
     assert state["titles"] == ["baseline", "spec=prompt-lookup"]
     assert "same tokens as baseline" in state["second"] and "× baseline" in state["second"]
     assert "acceptance rate" in state["second"] and "tokens / target pass" in state["second"]
+    # Each configuration's first run was warmed up first, untimed, and the panel says so.
+    assert "warmed up once before this run" in state["second"] and "warm-up s" in state["second"]
     assert "spec needs a KV cache" in state["error"]
 
 
