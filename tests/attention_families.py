@@ -52,6 +52,17 @@ def _cfg(name: str) -> Any:
             hidden_size=32, num_hidden_layers=2, num_attention_heads=4, **IDS
         ),
         "bloom": lambda: t.BloomConfig(hidden_size=32, n_layer=2, n_head=4, **IDS),
+        "jetmoe": lambda: t.JetMoeConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_key_value_heads=2,
+            kv_channels=8,
+            intermediate_size=64,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            max_position_embeddings=512,
+            **IDS,
+        ),
         "qwen3_next": lambda: t.Qwen3NextConfig(
             **DENSE,
             head_dim=8,
@@ -106,8 +117,8 @@ def _cfg(name: str) -> Any:
 
 
 FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "phi", "olmo", "gpt_oss",
-            "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "qwen3_next", "lfm2", "bert", "t5",
-            "bart"]  # fmt: skip
+            "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "jetmoe", "qwen3_next", "lfm2", "bert",
+            "t5", "bart"]  # fmt: skip
 
 
 def save_tiny(name: str, root: Path, seed: int = 0) -> Path:

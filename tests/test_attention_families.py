@@ -134,3 +134,31 @@ def test_alibi_families_keep_float16_unless_asked(saved):
     assert half.main.sources[0].w.dtype == torch.float16
     assert exact.main.sources[0].w.dtype == torch.float32
     assert (half.weights - exact.weights).abs().max() < 1e-3
+
+
+def _coverage_model(family: str, root):
+    """A family from the coverage matrix's tiny configs (llmlab.coverage.configs), by path."""
+    from llmlab.coverage.configs import build
+
+    folder = root / family
+    model, tokenizer = build(family)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder))
+
+
+def test_layers_of_another_shape_are_named_not_drawn(tmp_path):
+    # DeepSeek-V4's compressed-sparse layer 3 attends to compressed blocks after the tokens.
+    lm = _coverage_model("deepseek_v4", tmp_path)
+    att = attention(lm, TEXT)
+    stack = att.captured.main
+    assert stack.captured == [0, 1, 2]
+    assert "not one key per token" in stack.layers[3].note
+    with pytest.raises(LabError, match="layer 3 is not shown: it attends to"):
+        attention(lm, TEXT, layer=3)
+
+
+def test_recurrent_family_refused_in_one_line(tmp_path):
+    lm = _coverage_model("rwkv", tmp_path)
+    with pytest.raises(LabError, match=r"its layers are RWKV time mixing \(recurrent\)\)$"):
+        attention(lm, TEXT)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llmlab.accel.caches import static_cache, takes_drafts
 from llmlab.errors import LabError
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def _rollback_cache(lm: LoadedModel | None) -> Availability:
     supports = getattr(model, "_supports_default_dynamic_cache", lambda: True)()
     if not supports or "cache" not in inspect.signature(model.forward).parameters:
         return False, f"{family} has no standard KV cache to roll back after rejected drafts"
-    return True, ""
+    return takes_drafts(lm)
 
 
 def _needs_cpu(lm: LoadedModel | None) -> Availability:
@@ -308,6 +309,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "int4-hqq": "quantized cache, int4 via HQQ (approximates)",
             },
             value_checks={
+                "static": static_cache,
                 "fp8": _all(_full_attention, _fp8_dtype),
                 "int4-quanto": _all(
                     _needs_package("optimum.quanto", "optimum-quanto"), _full_attention
@@ -422,7 +424,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
             output_preserving=True,
             needs="CUDA to pay off (greyed on CPU: slow to compile, no faster here)",
             applied="load",
-            value_checks={"on": _all(_compiler, _one_device)},
+            value_checks={"on": _all(_compiler, _one_device, static_cache)},
         ),
     ]
 }

@@ -8,7 +8,8 @@ what cannot be read from the model itself:
   the interface (``interface=False``): they are captured through ``output_attentions`` under
   the eager kernel instead;
 - what a hybrid model's layers without attention weights are, in words (their config says
-  ``linear_attention`` for Gated DeltaNet and Mamba alike, ``conv`` for LFM2's convolutions).
+  ``linear_attention`` for Gated DeltaNet and Mamba alike, ``conv`` for LFM2's convolutions);
+- recurrent families whose config names no layer types (RWKV): what every layer is.
 
 Layer stacks (encoder self-attention, decoder masked self-attention, cross-attention) are told
 apart by the attention module's name, with the patterns in :data:`CROSS_NAMES`.
@@ -25,6 +26,7 @@ from typing import Any
 class Adapter:
     interface: bool = True  # calls transformers' attention interface
     kinds: dict[str, str] = field(default_factory=dict)  # config layer type -> in words
+    every_layer: str = ""  # a recurrent family without ``layer_types``: what all layers are
 
 
 #: Layer types (``config.layer_types``) whose layers have no attention weights, in words.
@@ -59,6 +61,12 @@ ADAPTERS: dict[str, Adapter] = {
     "bamba": Adapter(kinds={"linear_attention": "Mamba-2"}),
     "granitemoehybrid": Adapter(kinds={"linear_attention": "Mamba-2"}),
     "nemotron_h": Adapter(kinds={"linear_attention": "Mamba-2"}),
+    # Recurrent: no attention anywhere (their configs call every layer linear_attention).
+    "mamba": Adapter(kinds=_MAMBA),
+    "falcon_mamba": Adapter(kinds=_MAMBA),
+    "mamba2": Adapter(kinds={"linear_attention": "Mamba-2"}),
+    # Recurrent, and no layer_types in the config to say so.
+    "rwkv": Adapter(every_layer="RWKV time mixing (recurrent)"),
 }
 
 #: Attention module names that mark cross-attention (decoder queries, encoder keys).
@@ -131,6 +139,8 @@ def stack_sizes(config: Any, encoder_only: bool) -> dict[str, int]:
 def layer_kinds(config: Any, family: str, n_layers: int) -> list[tuple[str, bool]]:
     """Per layer of a decoder stack: (kind in words, has attention weights), from the config's
     ``layer_types`` (hybrids, sliding windows); plain attention where the config says nothing."""
+    if adapter(family).every_layer:
+        return [(adapter(family).every_layer, False)] * n_layers
     text = config.get_text_config()
     types = getattr(text, "layer_types", None)
     if not isinstance(types, (list, tuple)) or len(types) != n_layers:

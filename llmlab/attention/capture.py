@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class LayerInfo:
     kind: str  # "attention", "sliding-window attention", "Mamba", "short convolution", ...
     has_attention: bool = True
     captured: bool = False
+    note: str = ""  # why a layer with attention weights is not shown ("" when it is)
 
 
 @dataclass
@@ -121,6 +123,8 @@ class Stack:
         info = self.layers[layer]
         if not info.has_attention:
             return f"layer {layer} is {info.kind}: it has no attention weights"
+        if info.note:
+            return f"layer {layer} is not shown: {info.note}"
         return f"layer {layer} was not captured (captured: {span_text(self.captured)})"
 
     def source(self, layer: int) -> Source:
@@ -255,9 +259,10 @@ def plan(lm: LoadedModel) -> dict[str, Stack]:
         layers = [LayerInfo(i, kind, has) for i, (kind, has) in enumerate(kinds)]
         stacks[name] = Stack(name, queries, keys, layers)
     if not any(info.has_attention for s in stacks.values() for info in s.layers):
+        kinds = sorted({info.kind for s in stacks.values() for info in s.layers})
         raise LabError(
             f"cannot capture attention of the {lm.family!r} family: none of its layers has "
-            "attention weights"
+            f"attention weights (its layers are {' and '.join(kinds) or 'none'})"
         )
     return stacks
 
@@ -352,7 +357,8 @@ def _capturing_attention(
         recipe.q = recipe.q.to(session.keep or recipe.q.dtype).contiguous()
         recipe.k = recipe.k.to(session.keep or recipe.k.dtype).contiguous()
         session.results[where] = (recipe, reducer)
-    return out.transpose(0, 1).unsqueeze(0), None
+    # Contiguous, as the eager kernels return it: some modules .view() the output (JetMoE).
+    return out.transpose(0, 1).contiguous().unsqueeze(0), None
 
 
 def _register() -> None:
@@ -525,6 +531,7 @@ def _collect(session: _Session, stacks: dict[str, Stack], lm: LoadedModel) -> in
             if layer < len(stack.layers):
                 stack.layers[layer].captured = True
                 stack.layers[layer].has_attention = True
+        found = _same_shape(found, session, name, stack)
         if not found:
             continue
         recipes, reducers = zip(*(session.results[(name, layer)] for layer in found))
@@ -536,9 +543,9 @@ def _collect(session: _Session, stacks: dict[str, Stack], lm: LoadedModel) -> in
         stack.thumbs = torch.stack([r.thumb for r in reducers]).cpu()
     stacks_with = {k: s for k, s in stacks.items() if s.sources}
     if not stacks_with:
-        raise LabError(
-            f"cannot capture attention of the {lm.family!r} family: no attention layer ran"
-        )
+        notes = [(i.index, i.note) for s in stacks.values() for i in s.layers if i.note]
+        why = f"layer {notes[0][0]}: {notes[0][1]}" if notes else "no attention layer ran"
+        raise LabError(f"cannot capture attention of the {lm.family!r} family: {why}")
     for key in [k for k in stacks if k not in stacks_with]:
         del stacks[key]
     seen: dict[int, int] = {}
@@ -547,6 +554,45 @@ def _collect(session: _Session, stacks: dict[str, Stack], lm: LoadedModel) -> in
             if isinstance(t, torch.Tensor):
                 seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
     return sum(seen.values())
+
+
+def _same_shape(found: list[int], session: _Session, name: str, stack: Stack) -> list[int]:
+    """The layers of one stack that can share its layers × heads grid over one token axis,
+    where its layers differ: those with one key per token (self-attention stacks), then the
+    head count most of them have.
+
+    A few families mix shapes: Inkling's hybrid layers have 4 heads where its sliding ones
+    have 64, and DeepSeek-V4's compressed layers attend to compressed blocks appended after
+    the tokens. Those layers stay in the stack, not captured, with the reason in words."""
+    recipes = {layer: session.results[(name, layer)][0] for layer in found}
+    if len({(r.n_heads, r.n_keys) for r in recipes.values()}) <= 1:
+        return found
+    per_token = {
+        layer: r for layer, r in recipes.items() if name == "cross" or r.n_keys == r.n_queries
+    } or recipes
+    heads = Counter(r.n_heads for r in per_token.values()).most_common(1)
+    keys = Counter(r.n_keys for r in per_token.values()).most_common(1)
+    kept = []
+    for layer, recipe in recipes.items():
+        if layer in per_token and (recipe.n_heads, recipe.n_keys) == (heads[0][0], keys[0][0]):
+            kept.append(layer)
+            continue
+        if layer >= len(stack.layers):
+            continue
+        info = stack.layers[layer]
+        info.captured = False
+        if layer not in per_token:
+            extra = recipe.n_keys - recipe.n_queries
+            info.note = (
+                f"it attends to {recipe.n_keys} keys for {recipe.n_queries} tokens "
+                f"({abs(extra)} {'compressed or extra' if extra > 0 else 'fewer'} entries), "
+                "not one key per token"
+            )
+        elif recipe.n_heads != heads[0][0]:
+            info.note = f"it has {recipe.n_heads} heads where the other layers have {heads[0][0]}"
+        else:
+            info.note = f"it has {recipe.n_keys} keys where the other layers have {keys[0][0]}"
+    return kept
 
 
 def _run_outputs(lm, input_ids, target_ids, stacks, wanted, thumb, precision) -> None:

@@ -238,6 +238,7 @@ class AttentionResult(Result):
                         "kind": i.kind,
                         "captured": i.captured,
                         "has_attention": i.has_attention,
+                        "note": i.note,
                     }
                     for i in s.layers
                 ],

@@ -105,7 +105,7 @@ def _grid(
     rows = [f"<tr><th></th>{head_row}</tr><tr><th></th>{sub_row}</tr>"]
     for info in s.layers:
         if info.index not in layers:
-            why = "no attention weights" if not info.has_attention else "not captured"
+            why = "no attention weights" if not info.has_attention else info.note or "not captured"
             rows.append(
                 f'<tr><th>L{info.index}</th><td colspan="{s.n_heads}" class="none">'
                 f"{esc(info.kind)} · {why}</td></tr>"
