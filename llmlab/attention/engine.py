@@ -36,9 +36,7 @@ def token_ids_for(
     """
     import torch
 
-    from llmlab.generation.engine import encode_prompt
-    from llmlab.generation.engine import generate as run_generate
-    from llmlab.generation.settings import GenerationSettings
+    from llmlab.generation.engine import prompt_with_answer
 
     if not text or not text.strip():
         raise LabError("the text is empty; give some text to look at")
@@ -59,12 +57,7 @@ def token_ids_for(
                 do_sample=False,
             )
         return ids, int(ids.shape[1]), out[:, :].cpu()
-    ids = encode_prompt(lm, text, raw=not chat)
-    n_prompt = int(ids.shape[1])
-    if generate:
-        result = run_generate(lm, text, GenerationSettings(max_new_tokens=generate), raw=not chat)
-        new = torch.tensor([result.token_ids], dtype=ids.dtype, device=ids.device)
-        ids = torch.cat([ids, new], dim=1)
+    ids, n_prompt = prompt_with_answer(lm, text, chat=chat, generate_tokens=generate)
     return ids, n_prompt, None
 
 

@@ -213,3 +213,23 @@ def _candidate(lm: LoadedModel, ids: list[int], logits: Any, row: int) -> Candid
         chosen = logprobs.gather(-1, torch.tensor(ids, device=logprobs.device)[:, None])
         score = float(chosen.mean())
     return Candidate(lm.tokenizer.decode(ids, skip_special_tokens=True), ids, score)
+
+
+def prompt_with_answer(
+    lm: LoadedModel, text: str, *, chat: bool = False, generate_tokens: int = 0
+) -> tuple[torch.Tensor, int]:
+    """The ids of ``text`` (chat template unless ``chat`` is False), shape (1, n), and how many
+    are the prompt; with ``generate_tokens=N`` the model's greedy answer (N new tokens at
+    most) is appended, so a view over internals (attention, lens) covers prompt + answer."""
+    import torch
+
+    from llmlab.generation.settings import GenerationSettings
+
+    ids = encode_prompt(lm, text, raw=not chat)
+    n_prompt = int(ids.shape[1])
+    if generate_tokens:
+        settings = GenerationSettings(max_new_tokens=generate_tokens)
+        result = generate(lm, text, settings, raw=not chat)
+        new = torch.tensor([result.token_ids], dtype=ids.dtype, device=ids.device)
+        ids = torch.cat([ids, new], dim=1)
+    return ids, n_prompt

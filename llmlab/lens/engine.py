@@ -73,11 +73,7 @@ def token_ids_for(
     """The ids to read, shape (1, n), and how many of them are the prompt. With
     ``generate=N`` the model first answers (greedy, N new tokens at most) and the lens covers
     prompt + answer."""
-    import torch
-
-    from llmlab.generation.engine import encode_prompt
-    from llmlab.generation.engine import generate as run_generate
-    from llmlab.generation.settings import GenerationSettings
+    from llmlab.generation.engine import prompt_with_answer
 
     if not text or not text.strip():
         raise LabError("the text is empty; give some text to read")
@@ -93,13 +89,7 @@ def token_ids_for(
             f"the logit lens reads a decoder's residual stream token by token; {lm.family} is "
             "an encoder-decoder model (use %llm attention for its encoder and decoder)"
         )
-    ids = encode_prompt(lm, text, raw=not chat)
-    n_prompt = int(ids.shape[1])
-    if generate:
-        result = run_generate(lm, text, GenerationSettings(max_new_tokens=generate), raw=not chat)
-        new = torch.tensor([result.token_ids], dtype=ids.dtype, device=ids.device)
-        ids = torch.cat([ids, new], dim=1)
-    return ids, n_prompt
+    return prompt_with_answer(lm, text, chat=chat, generate_tokens=generate)
 
 
 def _chunks(n: int) -> list[slice]:
