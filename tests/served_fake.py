@@ -68,11 +68,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
             return
         chat = self.path.endswith("/chat/completions")
+        if not body.get("stream"):  # one JSON answer; mode "routing": vLLM's routed_experts
+            choice = {"index": 0, "message": {"role": "assistant", "content": ANSWER[0]}}
+            if self.fake.mode == "routing":
+                choice["routed_experts"] = None
+            self._json(200, {"choices": [choice]})
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         if self.fake.mode == "slow":
             time.sleep(self.fake.stall_s)
+        if self.fake.mode == "serial":  # one request at a time, like a server with no batching
+            with self.fake.serial:
+                self._stream(body, chat)
+            return
+        self._stream(body, chat)
+
+    def _stream(self, body: dict, chat: bool) -> None:
         n = min(int(body.get("max_tokens", 16)), len(ANSWER))
         answer = ANSWER
         if body.get("ignore_eos"):  # vLLM's extension: every max_tokens token, no early stop
@@ -148,6 +161,7 @@ class FakeServer:
         self.mode, self.token_s, self.stall_s = mode, token_s, stall_s
         self.requests: list[dict] = []
         self.vocab: dict[str, int] = {}
+        self.serial = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.fake = self  # type: ignore[attr-defined]
