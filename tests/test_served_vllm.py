@@ -90,3 +90,22 @@ def test_an_option_vllm_rejects_is_its_own_message_in_one_line():
     message = str(err.value)
     assert message.startswith("vLLM exited at start:") and "--no-such-option" in message
     assert "\n" not in message and launch.running_servers() == []
+
+
+def test_served_notebook_runs_against_vllm(vllm_server, monkeypatch):
+    from pathlib import Path
+
+    import nbformat
+
+    from tests.notebooks import EXAMPLES, execute_notebook, outputs_text
+
+    monkeypatch.setenv("LLMLAB_SERVED_URL", vllm_server.url)
+    monkeypatch.setenv("LLMLAB_SERVED_MODEL", vllm_server.model_id)
+    nb = execute_notebook(EXAMPLES / "served.ipynb")
+    text = outputs_text(nb)
+    assert "TTFT" in text and "served:served" in text and "top-1 judged" in text
+    assert "Load test" in text and "goodput" in text and "highest rate meeting" in text
+    assert "ignores ignore_eos" not in text  # vLLM honours it
+    build = Path(__file__).resolve().parent.parent / "build"
+    build.mkdir(exist_ok=True)
+    nbformat.write(nb, build / "served-vllm.ipynb")

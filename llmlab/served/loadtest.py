@@ -417,13 +417,14 @@ def run_load_test(
     prefix_len: int = 0,
     tokenizer: str | None = None,
     max_concurrency: int = MAX_CONCURRENCY,
+    raw: bool = False,
 ) -> LoadTest:
     """Run the levels in this thread; Ctrl-C stops and keeps the finished levels.
 
     With ``rates`` (req/s) each level is a request rate with ``arrivals`` "poisson" (seeded by
     ``seed``) or "constant", with at most ``max_concurrency`` requests in flight.
     ``output_len`` sets ``max_tokens``;
-    ``input_len``/``prefix_len``/``turns``/``ignore_eos``/``tokenizer``: see
+    ``input_len``/``prefix_len``/``turns``/``ignore_eos``/``tokenizer``/``raw``: see
     :func:`llmlab.served.workload.build_workload`.
     """
     levels = parse_concurrency(concurrency)
@@ -447,6 +448,7 @@ def run_load_test(
             turns=turns,
             prefix_len=prefix_len,
             tokenizer=tokenizer,
+            raw=raw,
         ),
     )
     job = _LoadJob(test, sm, workload)

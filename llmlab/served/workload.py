@@ -261,7 +261,10 @@ def build_workload(
     prefix_len: int = 0,
     seed: int = 0,
     tokenizer: str | None = None,
+    raw: bool = False,
 ) -> Workload:
+    """The prompts of a load test. ``raw``: given prompts go to ``/v1/completions`` as they are
+    (no chat template), as synthetic single prompts always do."""
     check_lengths(input_len, output_len)
     if not 1 <= turns <= 64:
         raise LabError(f"--turns must be 1..64, got {turns}")
@@ -276,9 +279,11 @@ def build_workload(
         prompts = [p for p in prompts if p.strip()]
         if not prompts:
             raise LabError("the prompt set is empty; give at least one prompt (one per line)")
+        if raw and turns > 1:
+            raise LabError("--raw sends single prompts; conversations need the chat endpoint")
         return Workload(
             list(prompts),
-            chat=True,
+            chat=not raw,
             output_len=output_len,
             ignore_eos=ignore_eos,
             turns=turns,

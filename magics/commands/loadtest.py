@@ -79,6 +79,11 @@ from llmlab.errors import LabError
         help="the served model's tokenizer folder for --input-len, when the server has no "
         "/tokenize endpoint ('default': the embedded model's)",
     ),
+    arg(
+        "--raw",
+        action="store_true",
+        help="send the prompts to /v1/completions as they are (no chat template)",
+    ),
     arg("--slo", help="goodput SLOs, e.g. ttft=200ms,itl=50ms (also tpot=, e2e=)"),
     arg("--prompts", help="text file, one prompt per line (default: 4 short built-in prompts)"),
     arg("--no-warmup", action="store_true", help="skip the untimed first request"),
@@ -121,6 +126,7 @@ def load_test(ctx: Context, args):
         turns=args.turns,
         prefix_len=args.prefix_len,
         tokenizer=args.tokenizer,
+        raw=args.raw,
     )
     common = dict(
         requests=args.requests,
