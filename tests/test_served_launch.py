@@ -220,3 +220,32 @@ def test_no_server_outlives_the_kernel(ending, tmp_path):
     )
     pid = int(run.stdout.split()[0])
     assert _wait_gone(pid), f"the engine process {pid} outlived its parent ({ending})"
+
+
+def test_engine_configurations_parse_to_the_engines_flags():
+    from llmlab.served.engines import parse_engine_config
+
+    cfg = parse_engine_config("engine:vllm+prefix-caching=on+spec=ngram")
+    assert cfg.label == "engine:vllm+prefix-caching=on+spec=ngram" and cfg.output_preserving
+    assert cfg.flags[0] == "--enable-prefix-caching" and cfg.flags[1] == "--speculative-config"
+    assert '"method": "ngram"' in cfg.flags[2]
+    fp8 = parse_engine_config("engine:vllm+kv=fp8")
+    assert fp8.flags == ["--kv-cache-dtype", "fp8"] and not fp8.output_preserving
+    assert parse_engine_config("engine:vllm").flags == []
+    for text, message in [
+        ("engine:vllm+kv=int3", "vllm has no option 'kv=int3' here; it has: prefix-caching="),
+        ("engine:llama.cpp+kv=fp8", "llama.cpp has no option 'kv=fp8' here; it has: none"),
+        ("engine:sglang", "unknown engine 'sglang'"),
+        ("engine:", "name the engine"),
+    ]:
+        with pytest.raises(LabError, match=message):
+            parse_engine_config(text)
+
+
+def test_an_engine_point_starts_and_stops_its_server(fake_engine):
+    from llmlab.served.engines import engine_point, parse_engine_config
+
+    with engine_point(parse_engine_config("engine:llama.cpp")) as sm:
+        pid = sm.server.process.pid
+        assert sm.name == "engine:llama.cpp" and sm.model_id == MODEL and _alive(pid)
+    assert _wait_gone(pid) and launch.running_servers() == []
