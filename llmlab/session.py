@@ -54,6 +54,8 @@ class Lab:
         else:
             lm = load_model(spec, name=name, **options)
         old = self.models.get(lm.name)
+        if old is not None and getattr(old, "server", None) is not None and old is not lm:
+            old.server.stop()  # a server %llm serve started dies with the name it was under
         if old is not None and old.spec != lm.spec:
             # Another model under a name in use: the old model's conversation is not this one's.
             self.histories.pop(lm.name, None)
@@ -86,6 +88,8 @@ class Lab:
         lm = self.models.pop(name)
         if lm.capabilities.remote:
             lm.endpoint.close()
+            if getattr(lm, "server", None) is not None:  # started by %llm serve: stop it too
+                lm.server.stop()
         self.histories.pop(name, None)
         self.last_exchange.pop(name, None)
         self.prefix_caches.pop(name, None)

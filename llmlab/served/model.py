@@ -61,6 +61,7 @@ class ServedModel:
     load_seconds: float
     notes: list[str] = field(default_factory=list)
     tokenizer: PieceVocab = field(default_factory=PieceVocab)
+    server: Any = None  # the EngineServer when llmlab started it (%llm serve): unload stops it
 
     served = True
     device = "served"
