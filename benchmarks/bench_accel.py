@@ -298,8 +298,8 @@ def explain_speculation(lm, kind: str, label: str, settings) -> None:
 
 
 def explain_bandwidth(lm, label: str, settings) -> None:
-    from llmlab.accel.quant import weight_bytes
     from llmlab.measure.bandwidth import memory_bandwidth
+    from llmlab.models.facts import weight_bytes
 
     prompt = next(iter(PROMPTS["open"].values()))
     bw = memory_bandwidth("cpu")
