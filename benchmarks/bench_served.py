@@ -17,6 +17,12 @@ Prints every figure side by side with llmlab / vLLM, and each client's CPU secon
 
 --saturate: a saturation search on the server (the highest Poisson rate meeting --slo).
 
+--engine-configs: engine configurations as tradeoff points beside the local fp32 baseline: each
+starts its own vLLM server, is measured on the same prompts and stopped (prefix caching on/off,
+n-gram speculation, fp8 KV cache; what the CPU build rejects is greyed with its reason).
+
+  .venv/bin/python benchmarks/bench_served.py --engine-configs [--max-new-tokens 32]
+
 Without --url the script starts the engine itself (llama.cpp: `bash scripts/llama_server.sh`;
 vLLM: `bash scripts/vllm_server.sh`). On a shared machine the absolute figures are noise: the
 load average is printed before and after; run it on an idle machine for numbers to quote.
@@ -60,10 +66,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternations per scenario")
     parser.add_argument("--saturate", action="store_true")
     parser.add_argument("--slo", default="ttft=1s,itl=200ms")
+    parser.add_argument("--engine-configs", action="store_true")
+    parser.add_argument(
+        "--configs",
+        default="baseline,engine:vllm,engine:vllm+prefix-caching=on,"
+        "engine:vllm+prefix-caching=off,engine:vllm+spec=ngram,engine:vllm+kv=fp8",
+        help="with --engine-configs: the sweep's configurations",
+    )
     args = parser.parse_args()
 
     from llmlab.served.launch import start_server
 
+    if args.engine_configs:  # every point starts and stops its own server
+        print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+        engine_configs(args)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     engine = "vllm" if args.vs_vllm_bench else args.engine
     server = None
     url, model = args.url, args.model
@@ -118,6 +136,42 @@ def local_vs_served(url: str, model: str | None, args) -> None:
         slo="ttft=500ms,itl=50ms",
     )
     print(test.to_text())
+
+
+def engine_configs(args) -> None:
+    import pandas as pd
+
+    from llmlab.session import Lab
+    from llmlab.tradeoff import run_sweep
+
+    pd.set_option("display.width", 220)
+    lab = Lab()
+    local = lab.load("default", name="local")
+
+    def progress(sweep, event):
+        if event == "point":
+            p = sweep.points[-1]
+            print(f"  {p.config}: {p.status}{' — ' + p.error if p.error else ''}", flush=True)
+
+    sweep = run_sweep(
+        local,
+        args.configs,
+        max_new_tokens=args.max_new_tokens,
+        repeats=args.repeats,
+        prices={"cpu": args.price, "served": args.price},
+        models=lab.models,
+        listeners=[progress],
+    )
+    cols = ["ttft_ms", "tpot_ms", "decode_tps", "usd_per_mtok", "top1", "greedy_match", "kl"]
+    frame = sweep.to_pandas()
+    print(frame[[c for c in cols if c in frame]].round(4).to_string())
+    for p in sweep.points:
+        if p.error:
+            print(f"greyed: {p.config}: {p.error}")
+        elif p.quality_note:
+            print(f"note: {p.config}: {p.quality_note}")
+    for w in sweep.warnings:
+        print("warning:", w)
 
 
 def saturate(url: str, model: str | None, args) -> None:

@@ -249,3 +249,41 @@ def test_an_engine_point_starts_and_stops_its_server(fake_engine):
         pid = sm.server.process.pid
         assert sm.name == "engine:llama.cpp" and sm.model_id == MODEL and _alive(pid)
     assert _wait_gone(pid) and launch.running_servers() == []
+
+
+def test_engine_configurations_are_tradeoff_points(fake_engine, tiny_llama, monkeypatch):
+    """Each engine point starts its own server, is measured as a served point (latency, quality
+    against the local reference) and stopped; one the engine rejects is greyed with its line."""
+    from llmlab.tradeoff import run_sweep
+
+    started: list[int] = []
+    real = launch.EngineServer.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        started.append(self.process.pid)
+
+    monkeypatch.setattr(launch.EngineServer, "__init__", spy)
+    sweep = run_sweep(
+        tiny_llama, "baseline,engine:llama.cpp", ["Hello"], max_new_tokens=3, repeats=3,
+        warmup=0, prices={"llama.cpp": 0.5},
+    )  # fmt: skip
+    point = sweep.point("engine:llama.cpp")
+    assert point.status == "ok" and point.latency is not None and point.usd_per_mtok
+    assert "on the server" in point.peak_memory_kind
+    assert len(started) == 1 and _wait_gone(started[0]) and launch.running_servers() == []
+
+    rejected = (
+        "import sys; print('api_server.py: error: unrecognized arguments: --kv-cache-dtype "
+        "fp8', file=sys.stderr); sys.exit(2)"
+    )
+    monkeypatch.setattr(
+        launch,
+        "_llama_command",
+        lambda path, model_id, port, options, threads: ([sys.executable, "-c", rejected], {}),
+    )
+    sweep = run_sweep(tiny_llama, "baseline,engine:llama.cpp", ["Hello"], max_new_tokens=3,
+                      repeats=3, warmup=0)  # fmt: skip
+    point = sweep.point("engine:llama.cpp")
+    assert point.status == "failed" and "unrecognized arguments: --kv-cache-dtype" in point.error
+    assert sweep.point("baseline").status == "ok"
