@@ -80,17 +80,19 @@ def test_serve_magic_starts_vllm_and_unload_stops_it(ip, capsys):
     server = default_lab().model("vllm").server
     assert run_magic(ip, "generate --max-new-tokens 4 Hi").stats.new_tokens >= 1
     run_magic(ip, "unload vllm")
-    assert not server.running and launch.running_servers() == []
+    assert not server.running and server not in launch.running_servers()
 
 
 def test_an_option_vllm_rejects_is_its_own_message_in_one_line():
     if launch.engine_available("vllm"):
         pytest.skip(launch.engine_available("vllm"))
+    before = launch.running_servers()  # the session's server may be running
     with pytest.raises(LabError) as err:
         launch.start_server("vllm", options=["--no-such-option", "3"])
     message = str(err.value)
-    assert message.startswith("vLLM exited at start:") and "--no-such-option" in message
-    assert "\n" not in message and launch.running_servers() == []
+    assert message.startswith("vLLM exited at start: api_server.py: error: unrecognized")
+    assert "--no-such-option" in message and "\n" not in message
+    assert launch.running_servers() == before
 
 
 def test_served_notebook_runs_against_vllm(vllm_server, monkeypatch):
