@@ -33,9 +33,18 @@ class Lab:
 
     # -- models ---------------------------------------------------------------------------
     def load(
-        self, spec: str = "default", *, name: str | None = None, **options: Any
+        self,
+        spec: str = "default",
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        **options: Any,
     ) -> LoadedModel:
-        """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active."""
+        """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active.
+
+        ``threads``: torch CPU threads for the whole session (torch's setting is process-wide);
+        on a busy machine 1 is often several times faster, and the model's ``notes`` say when
+        the machine looks too busy for the threads torch uses."""
         if isinstance(spec, os.PathLike):
             spec = os.fspath(spec)
         if not isinstance(spec, str):
@@ -49,9 +58,11 @@ class Lab:
         from llmlab.served.model import PREFIX, load_served
 
         if spec.startswith(PREFIX):  # an OpenAI-compatible server (llmlab.served)
+            if threads is not None:
+                raise LabError("--threads is for local models; a server sets its own threads")
             lm = load_served(spec, name=name, **options)
         else:
-            lm = load_model(spec, name=name, **options)
+            lm = load_model(spec, name=name, threads=threads, **options)
         old = self.models.get(lm.name)
         if old is not None and old.spec != lm.spec:
             # Another model under a name in use: the old model's conversation is not this one's.

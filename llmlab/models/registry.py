@@ -43,12 +43,19 @@ def load_model(
     trust_remote_code: bool = False,
     device_map: str | None = None,
     max_memory: str | None = None,
+    threads: int | None = None,
 ) -> LoadedModel:
     """Load a model by spec. Every failure a user can fix raises :class:`LabError`.
 
     ``device_map="auto"`` spreads the layers over the devices (accelerate), within
     ``max_memory`` (``"0=20GB,cpu=64GB,disk"``, see :func:`llmlab.devices.parse_max_memory`).
+    ``threads``: run torch on this many CPU threads (process-wide, see
+    :mod:`llmlab.models.threads`); a busy machine gets a note saying so either way.
     """
+    from llmlab.models.threads import busy_note, set_threads
+
+    if threads is not None:
+        set_threads(threads)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
@@ -117,6 +124,8 @@ def load_model(
 
         check_placement(model, placement)
         device = input_device(model)
+    if (busy := busy_note(device)) is not None:
+        notes.append(busy)
     return LoadedModel(
         name=name or default_name(spec),
         spec=spec,

@@ -46,6 +46,12 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
         "('disk' allows offloading the rest to llmlab's cache)",
     ),
     arg("--trust-remote-code", action="store_true", help="allow a Hub repo's own model code"),
+    arg(
+        "--threads",
+        type=int,
+        help="torch CPU threads for the session (process-wide); on a busy machine 1 is often "
+        "several times faster (default: torch's, one per core)",
+    ),
     arg("--model", help="with openai:URL: the model name the server knows (docs/served.md)"),
     arg("--api-key-env", metavar="VAR", help="with openai:URL: the env variable holding the key"),
     arg("--timeout", type=float, default=60.0, help="with openai:URL: seconds to wait for data"),
@@ -64,10 +70,12 @@ def load(ctx: Context, args) -> None:
         trust_remote_code=args.trust_remote_code,
         device_map=args.device_map,
         max_memory=args.max_memory,
+        threads=args.threads,
     )
     s = lm.summary()
     print(
-        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}, "
+        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}"
+        f"{_on_threads(lm.device)}, "
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
@@ -75,7 +83,16 @@ def load(ctx: Context, args) -> None:
         print(f"note: {note}")
 
 
+def _on_threads(device: str) -> str:
+    from llmlab.models.threads import threads_text
+
+    text = threads_text(device)
+    return f" on {text}" if text else ""
+
+
 def _load_served(ctx: Context, args) -> None:
+    if args.threads is not None:
+        raise LabError("--threads is for local models; a server sets its own threads")
     lm = ctx.lab.load(
         args.spec,
         name=args.name,
