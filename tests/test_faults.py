@@ -182,7 +182,7 @@ def test_a_malicious_pickle_is_refused_in_one_line(saved_tiny, tmp_path):
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(), protocol=2))
     with pytest.raises(LabError, match="refused to unpickle") as err:
-        load_model(str(folder))
+        load_model(str(folder), allow_pickle=True)  # even with the opt-in
     assert "\n" not in str(err.value)
 
 
@@ -245,7 +245,7 @@ def test_another_model_under_a_used_name_starts_a_new_conversation(lab):
     assert lab.histories["tiny-llama"]
     lab.generate("again", max_new_tokens=2)
     assert "tiny-llama" in lab.last_exchange
-    lab.load("tiny:qwen2", name="tiny-llama")
+    lab.load("tiny:qwen2", name="tiny-llama", replace=True)  # asked for in so many words
     assert lab.histories["tiny-llama"] == [] and "tiny-llama" not in lab.last_exchange
     lab.chat("hi", max_new_tokens=2)
     assert len(lab.histories["tiny-llama"]) == 2  # only the new model's turn
