@@ -15,6 +15,7 @@ from llmlab.generation.next_token import NextTokenDistribution, next_token_distr
 from llmlab.generation.result import GenerationResult
 from llmlab.generation.settings import GenerationSettings
 from llmlab.models.loaded import LoadedModel
+from llmlab.models.lookup import use_default_models
 
 
 class Lab:
@@ -95,7 +96,7 @@ class Lab:
                 # Another model under a name in use: the old model's conversation is not this one's.
                 self.histories.pop(lm.name, None)
                 self.last_exchange.pop(lm.name, None)
-            self._release(old)
+            self._release(old)  # a server %llm serve started dies with the name it was under
         self.models[lm.name] = lm
         self.histories.setdefault(lm.name, [])
         self.prefix_caches.pop(lm.name, None)  # a reloaded name must not reuse the old KV
@@ -197,7 +198,7 @@ class Lab:
         return result
 
     def _generate(self, lm, prompt, settings, *, raw=False, on_token=None, accel=None):
-        if getattr(lm, "served", False):
+        if lm.capabilities.remote:
             from llmlab.served.generate import served_generate
 
             if accel:
@@ -205,19 +206,12 @@ class Lab:
             return served_generate(lm, prompt, settings, raw=raw, on_token=on_token)
         if accel is None or accel == "":
             return generate(lm, prompt, settings, raw=raw, on_token=on_token)
-        from llmlab.accel import PrefixCache, generate_accelerated
+        from llmlab.accel import PrefixCache
+        from llmlab.targets import VARIANT, resolve
 
+        target = resolve(accel, lm, models=self.models, kinds=(VARIANT,))
         prefix = self.prefix_caches.setdefault(lm.name, PrefixCache())
-        return generate_accelerated(
-            lm,
-            prompt,
-            settings,
-            accel,
-            on_token=on_token,
-            raw=raw,
-            prefix_cache=prefix,
-            models=self.models,
-        )
+        return target.generate(prompt, settings, on_token=on_token, raw=raw, prefix_cache=prefix)
 
     def chat(
         self,
@@ -263,7 +257,7 @@ class Lab:
     ) -> NextTokenDistribution:
         """The next-token distribution after ``prompt`` (see :func:`next_token_distribution`)."""
         lm = self.model(model)
-        if getattr(lm, "served", False):
+        if lm.capabilities.remote:
             from llmlab.served.generate import served_next_token
 
             return served_next_token(lm, prompt, **options)
@@ -318,26 +312,34 @@ def _canonical_spec(spec: str) -> str:
     return spec
 
 
+def _is_remote(lm: Any) -> bool:
+    capabilities = getattr(lm, "capabilities", None)
+    return bool(getattr(capabilities, "remote", False))
+
+
 def _identity(lm: Any) -> Any:
     """What makes two loaded models "the same model" (a reload) rather than two models."""
-    if getattr(lm, "served", False):
+    if _is_remote(lm):
         return (lm.spec, getattr(lm, "model_id", None))
     return _canonical_spec(lm.spec)
 
 
 def _same_weights(a: Any, b: Any) -> bool:
-    if getattr(a, "served", False) or getattr(b, "served", False):
+    if _is_remote(a) or _is_remote(b):
         return a is b
     return a.model is b.model
 
 
 def _free(lm: Any) -> None:
     """Release a model's memory now, also where results still refer to it: its weights move
-    to the meta device (no storage) and a served model's connections close."""
+    to the meta device (no storage); a served model's connections close, and a server that
+    ``%llm serve`` started for it stops."""
     import gc
 
-    if getattr(lm, "served", False):
+    if _is_remote(lm):
         lm.endpoint.close()
+        if getattr(lm, "server", None) is not None:
+            lm.server.stop()
         return
     module = getattr(lm, "model", None)
     to = getattr(module, "to", None)
@@ -361,3 +363,8 @@ def default_lab() -> Lab:
     if _default_lab is None:
         _default_lab = Lab()
     return _default_lab
+
+
+# A name in a target (spec=draft:NAME, served:NAME) given without the models to look it up in
+# means one of the %llm session's models.
+use_default_models(lambda: default_lab().models)

@@ -133,7 +133,8 @@ def is_retired(lm: LoadedModel) -> bool:
 def _guard_of(lm: LoadedModel) -> _Guard:
     with _guards_lock:
         # A served model has no module (its ``model`` property says so): one guard per wrapper.
-        module = None if getattr(lm, "served", False) else lm.model
+        capabilities = getattr(lm, "capabilities", None)
+        module = None if getattr(capabilities, "remote", False) else lm.model
         try:
             guard = _guards.get(module)
             if guard is None:
