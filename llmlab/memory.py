@@ -205,33 +205,21 @@ def _weight_share(label: str) -> float:
 MAX_LAYERS = 10_000
 
 
-def _size_field(text: Any, *names: str) -> int:
-    """The first of ``names`` the config sets to a positive whole number, else 0 (unknown)."""
-    for name in names:
-        value = getattr(text, name, None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if value == value and 0 < value < 1e30:  # not NaN, not absurdly past any estimate
-            return int(value)
-    return 0
-
-
 def weights_from_config(config: Any, bytes_per_param: int = 4) -> Estimate:
     """The weights a config asks for, counted from its sizes before anything is allocated:
     embeddings, and per layer the attention projections and the MLP (every expert's, for a
     MoE). A lower bound (norms, biases, routers, vision towers are left out): a refusal on it
     is certain, and sizes the config does not state count as zero."""
-    text = _text_config(config)
-    hidden = _size_field(text, "hidden_size", "d_model", "n_embd")
-    layers = _size_field(text, "num_hidden_layers", "n_layer", "num_layers")
-    vocab = _size_field(text, "vocab_size")
-    heads = _size_field(text, "num_attention_heads", "n_head") or 1
-    kv = _size_field(text, "num_key_value_heads") or heads
-    head_dim = _size_field(text, "head_dim") or hidden // heads
-    ffn = _size_field(text, "intermediate_size", "n_inner", "ffn_dim", "d_ff") or 4 * hidden
-    experts = _size_field(text, "num_local_experts", "num_experts", "n_routed_experts")
-    if experts:
-        ffn = experts * (_size_field(text, "moe_intermediate_size", "expert_size") or ffn)
+    from llmlab.models.facts import text_config
+
+    facts = config_facts(config)
+    text = text_config(config)
+    hidden, layers, vocab = facts.hidden or 0, facts.layers or 0, facts.vocab or 0
+    heads = facts.heads or 1
+    kv, head_dim = facts.kv_heads or heads, facts.head_dim or hidden // heads
+    ffn = _whole(text, "intermediate_size", "n_inner", "ffn_dim", "d_ff") or 4 * hidden
+    if facts.experts:
+        ffn = facts.experts * (_whole(text, "moe_intermediate_size", "expert_size") or ffn)
     attention = hidden * head_dim * (2 * heads + 2 * kv)  # q and o, k and v
     per_layer = attention + 2 * hidden * ffn  # an up and a down projection at least
     tied = bool(getattr(config, "tie_word_embeddings", True))
@@ -246,11 +234,20 @@ def weights_from_config(config: Any, bytes_per_param: int = 4) -> Estimate:
     )
 
 
+def _whole(config: Any, *names: str) -> int:
+    """The first of ``names`` the config sets to a positive whole number, else 0."""
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
 def guard_load(config: Any, bytes_per_param: int, device: str) -> Estimate:
     """Refuse, in one line and before anything is allocated, a config whose weights cannot
     fit the free memory of ``device`` (or ``LLMLAB_MEMORY_BUDGET``), or whose layer count no
     model has."""
-    layers = _size_field(_text_config(config), "num_hidden_layers", "n_layer", "num_layers")
+    layers = config_facts(config).layers or 0
     if layers > MAX_LAYERS:
         raise LabError(
             f"the config asks for {_n(layers)} layers; llmlab refuses more than "

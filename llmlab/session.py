@@ -91,13 +91,13 @@ class Lab:
             _free(lm)  # never joined the session
             raise
         old = self.models.get(lm.name)
-        if old is not None and old is not lm:
-            if _identity(old) != _identity(lm):
-                # Another model under a name in use: the old model's conversation is not this one's.
-                self.histories.pop(lm.name, None)
-                self.last_exchange.pop(lm.name, None)
-            self._release(old)  # a server %llm serve started dies with the name it was under
+        if old is not None and old is not lm and _identity(old) != _identity(lm):
+            # Another model under a name in use: the old model's conversation is not this one's.
+            self.histories.pop(lm.name, None)
+            self.last_exchange.pop(lm.name, None)
         self.models[lm.name] = lm
+        if old is not None and old is not lm:
+            self._release(old)  # a server %llm serve started dies with the name it was under
         self.histories.setdefault(lm.name, [])
         self.prefix_caches.pop(lm.name, None)  # a reloaded name must not reuse the old KV
         self.active = lm.name
