@@ -32,7 +32,7 @@ def moe(ctx: Context, args):
     if args.text or (ctx.body or "").strip() or not texts:
         texts = {"text": text_of(ctx, args, "text"), **texts}
     lm = ctx.lab.model(args.model)
-    if getattr(lm, "served", False):  # asks the server once, then one line (llmlab.served.routing)
+    if lm.capabilities.remote:  # asks the server once, then one line (llmlab.served.routing)
         from llmlab.served.routing import served_routing_error
 
         raise served_routing_error(lm, next(iter(texts.values()))[:200])
