@@ -18,6 +18,7 @@ from typing import Any
 
 from llmlab.devices import format_bytes, free_memory_bytes, parse_size
 from llmlab.errors import LabError
+from llmlab.models.facts import config_facts, kv_cache_bytes
 
 #: Share of the free memory a capture may take: the rest is for the forward pass's own
 #: activations, the notebook and whatever else runs on the machine.
@@ -72,18 +73,6 @@ def guard(estimate: Estimate, device: str = "cpu") -> Estimate:
 # -- estimators --------------------------------------------------------------------------------
 
 
-def _text_config(config: Any) -> Any:
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def _heads(config: Any) -> int:
-    return int(_text_config(config).num_attention_heads)
-
-
-def _layers(config: Any) -> int:
-    return int(_text_config(config).num_hidden_layers)
-
-
 def _n(x: int) -> str:
     return f"{x:,}"
 
@@ -102,11 +91,9 @@ def attention_capture(
     model's float32 by default), float32 grid thumbnails and the mask once (n² floats); the
     transient is one chunk of scores and weights (about 2 × 2²⁰ floats) or, for a short input,
     one layer's."""
-    text = _text_config(config)
-    layers = _layers(config) if layers is None else layers
-    heads = _heads(config)
-    kv = int(getattr(text, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
+    facts = config_facts(config)
+    layers = facts.layers if layers is None else layers
+    heads, kv, head_dim = facts.heads, facts.kv_heads, facts.head_dim
     t = min(tokens, thumb)
     store = layers * (heads + kv) * tokens * head_dim * store_bytes
     thumbs = layers * heads * t * t * 4
@@ -134,9 +121,9 @@ def lens_capture(
     ((layers + 1) × n × hidden in ``hidden_bytes``), the model's own float32 logits (n ×
     vocabulary), the ``top_k`` cells kept per row and position, and the transient of reading
     ``chunk`` positions at a time through the head (two float32 log-probability blocks)."""
-    text = _text_config(config)
-    layers = _layers(config) if layers is None else layers
-    vocab, hidden = int(text.vocab_size), int(text.hidden_size)
+    facts = config_facts(config)
+    layers = facts.layers if layers is None else layers
+    vocab, hidden = facts.vocab, facts.hidden
     rows = layers + 1
     residual = rows * tokens * hidden * hidden_bytes
     logits = tokens * vocab * 4
@@ -157,15 +144,10 @@ def moe_capture(
     """A MoE routing capture: per MoE layer and token the chosen experts as recorded (int64
     ids + float32 weights) and as kept (int16 + float32), and, when a view keeps them, the
     router's full score vector (float32, one per expert)."""
-    text = _text_config(config)
-    experts = int(
-        getattr(text, "num_local_experts", None)
-        or getattr(text, "num_experts", None)
-        or getattr(text, "n_routed_experts", None)
-        or 1
-    )
-    top_k = int(getattr(text, "num_experts_per_tok", None) or getattr(text, "top_k", None) or 1)
-    layers = _layers(config) if layers is None else layers
+    facts = config_facts(config)
+    experts = facts.experts or 1
+    top_k = facts.experts_per_token or 1
+    layers = facts.layers if layers is None else layers
     per_token = top_k * (8 + 4 + 2 + 4) + (experts * 4 if keep_router_logits else 0)
     return Estimate(
         "MoE routing capture",
@@ -178,8 +160,6 @@ def moe_capture(
 
 def kv_cache(config: Any, tokens: int, bytes_per_value: int = 4, batch: int = 1) -> int:
     """Bytes of a full K and V cache for ``tokens`` positions."""
-    from llmlab.measure.cost import kv_cache_bytes
-
     return batch * kv_cache_bytes(config, tokens, bytes_per_value)
 
 
@@ -216,3 +196,73 @@ def _weight_share(label: str) -> float:
     """The largest share over the parts of a load label (``quant=int8,dtype=bf16``)."""
     values = [part.split("=", 1)[-1] for part in label.split(",")]
     return max((WEIGHT_SHARE.get(v, 1.0) for v in values), default=1.0)
+
+
+# -- a model before it is built ------------------------------------------------------------------
+
+#: More layers than any released model has by two orders of magnitude: building that many
+#: modules takes minutes even when each is tiny, so such a config is refused outright.
+MAX_LAYERS = 10_000
+
+
+def weights_from_config(config: Any, bytes_per_param: int = 4) -> Estimate:
+    """The weights a config asks for, counted from its sizes before anything is allocated:
+    embeddings, and per layer the attention projections and the MLP (every expert's, for a
+    MoE). A lower bound (norms, biases, routers, vision towers are left out): a refusal on it
+    is certain, and sizes the config does not state count as zero."""
+    from llmlab.models.facts import text_config
+
+    facts = config_facts(config)
+    text = text_config(config)
+    hidden, layers, vocab = facts.hidden or 0, facts.layers or 0, facts.vocab or 0
+    heads = facts.heads or 1
+    kv, head_dim = facts.kv_heads or heads, facts.head_dim or hidden // heads
+    ffn = _whole(text, "intermediate_size", "n_inner", "ffn_dim", "d_ff") or 4 * hidden
+    if facts.experts:
+        ffn = facts.experts * (_whole(text, "moe_intermediate_size", "expert_size") or ffn)
+    attention = hidden * head_dim * (2 * heads + 2 * kv)  # q and o, k and v
+    per_layer = attention + 2 * hidden * ffn  # an up and a down projection at least
+    tied = bool(getattr(config, "tie_word_embeddings", True))
+    params = layers * per_layer + vocab * hidden * (1 if tied else 2)
+    return Estimate(
+        "the model's weights",
+        params * bytes_per_param,
+        f"{_n(layers)} layers × {_n(per_layer)} parameters + {_n(vocab)} × {_n(hidden)} "
+        f"embeddings, {bytes_per_param} B each",
+        "check the folder's config.json (its sizes decide what is allocated), or load on a "
+        "device with more memory (--device, --device-map auto with --max-memory ...,disk)",
+    )
+
+
+def _whole(config: Any, *names: str) -> int:
+    """The first of ``names`` the config sets to a positive whole number, else 0."""
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def guard_load(config: Any, bytes_per_param: int, device: str) -> Estimate:
+    """Refuse, in one line and before anything is allocated, a config whose weights cannot
+    fit the free memory of ``device`` (or ``LLMLAB_MEMORY_BUDGET``), or whose layer count no
+    model has."""
+    layers = config_facts(config).layers or 0
+    if layers > MAX_LAYERS:
+        raise LabError(
+            f"the config asks for {_n(layers)} layers; llmlab refuses more than "
+            f"{_n(MAX_LAYERS)} (released models have at most a few hundred): check config.json"
+        )
+    estimate = weights_from_config(config, bytes_per_param)
+    if _budget_override is not None or os.environ.get(BUDGET_ENV):
+        limit, source = budget(device)
+    else:  # the whole of what is free: a load does not share it with a capture
+        limit = free_memory_bytes(device)
+        source = f"free {'card memory' if device.startswith('cuda') else 'RAM'}"
+    if estimate.bytes > limit:
+        raise LabError(
+            f"loading needs at least ~{format_bytes(estimate.bytes)} for {estimate.what} "
+            f"({estimate.breakdown}) but {format_bytes(limit)} is free ({source}); "
+            f"{estimate.advice}"
+        )
+    return estimate
