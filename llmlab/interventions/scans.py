@@ -327,10 +327,7 @@ def patching(
             def build(chunk, batched, kind=kind, source=source) -> Edits:
                 rows = len(chunk)
                 first = chunk[0][0]
-                if kind == "resid":
-                    expand = first
-                else:
-                    expand = first - 1
+                expand = first if kind == "resid" else first - 1
                 edits = Edits(batch=rows, expand_after=expand if batched else None)
                 if kind == "heads":
                     for row, (layer, head) in enumerate(chunk):

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -100,7 +100,7 @@ class Steering:
         return f"steer={self.vector.name}*{self.scale:g}"
 
 
-Intervention = Union[HeadAblation, ExpertRemoval, ForcedRouting, Steering]
+Intervention = HeadAblation | ExpertRemoval | ForcedRouting | Steering
 
 #: Steering vectors by name, for specs (``steer=NAME*SCALE``).
 VECTORS: dict[str, SteeringVector] = {}
