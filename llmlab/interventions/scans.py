@@ -74,26 +74,32 @@ def _raise(message: str) -> Any:
 
 
 # -- batching -----------------------------------------------------------------------------------
-def rows_per_pass(lm: LoadedModel, n_tokens: int, wanted: int) -> int:
-    """How many variants one forward pass may carry: ``wanted``, fewer when the memory budget
-    says so; refused in one line when even one row would not fit."""
+def row_bytes(lm: LoadedModel, n_tokens: int) -> int:
+    """Bytes one variant (one batch row) of ``n_tokens`` holds during a pass, estimated:
+    live activations of one layer (hidden states, MLP, attention weights) plus its
+    last-position logits, twice for the copies a pass keeps alive at once."""
     text = lm.config.get_text_config()
     width = int(getattr(text, "hidden_size", 0) or 1024)
     inner = int(getattr(text, "intermediate_size", 0) or 4 * width)
     heads = int(getattr(text, "num_attention_heads", 0) or 8)
     vocab = int(getattr(text, "vocab_size", 0) or 32000)
     item = lm.model.dtype.itemsize
-    # Live activations of one row in one layer (hidden states, MLP, attention weights) plus
-    # its last-position logits, with the copies a pass keeps alive at once.
-    per_row = (n_tokens * (8 * width + 3 * inner + heads * n_tokens) + vocab) * item * 2
-    limit, source = memory.budget(lm.device)
+    return (n_tokens * (8 * width + 3 * inner + heads * n_tokens) + vocab) * item * 2
+
+
+def rows_per_pass(lm: LoadedModel, n_tokens: int, wanted: int) -> int:
+    """How many variants one forward pass may carry: ``wanted``, fewer when the memory budget
+    says so (the scan is split into more passes); refused in one line when even one row
+    would not fit."""
+    per_row = row_bytes(lm, n_tokens)
+    limit, _ = memory.budget(lm.device)
     if per_row > limit:
         memory.guard(
             memory.Estimate(
                 "intervention scan",
                 per_row,
-                f"1 variant × {n_tokens} tokens × {width} wide",
-                "use a shorter text",
+                f"1 variant × {n_tokens} tokens",
+                "use a shorter text or raise the budget (llmlab.memory.set_budget)",
             ),
             lm.device,
         )
@@ -132,10 +138,7 @@ def _run(
         rows = rows_per_pass(lm, int(ids.shape[1]), max_rows or MAX_ROWS)
         passes = _chunks(keys, rows)
     for i, chunk in enumerate(passes):
-        edits = build(chunk, method == "batched")
-        with applied(sites, edits):
-            logits = forward(lm, ids, last_only=method == "batched")
-        logits = logits[:, -1]
+        logits = _pass(lm, sites, ids, chunk, build, batched=method == "batched")
         if logits.shape[0] == 1 and len(chunk) > 1:
             raise LabError("the batch did not expand: this family's layers ignore the hook")
         for key, row in zip(chunk, logits, strict=True):
@@ -150,6 +153,27 @@ def _run(
         seconds=time.perf_counter() - start,
     )
     return out, timing
+
+
+def _pass(lm, sites, ids, chunk, build, *, batched: bool) -> torch.Tensor:
+    """Last-position logits of one pass over the variants ``chunk`` (one per row)."""
+    if not batched:
+        with applied(sites, build(chunk, False)):
+            return forward(lm, ids, last_only=False)[:, -1]
+    if sites.can_expand:
+        try:
+            with applied(sites, build(chunk, True)):
+                return forward(lm, ids)[:, -1]
+        except RuntimeError:
+            if len(chunk) == 1:
+                raise
+            # Per-row tensors built before the first layer (Bloom's ALiBi) cannot meet a
+            # batch that grows inside the model: give every row its own copy of the input.
+            sites.can_expand = False
+    edits = build(chunk, True)
+    edits.expand_after = None
+    with applied(sites, edits):
+        return forward(lm, ids.expand(len(chunk), -1))[:, -1]
 
 
 def _record(

@@ -49,6 +49,9 @@ class ModelSites:
     n_experts: int = 0
     top_k: int = 0
     attention_note: str = ""  # why this family has no head interventions ("" when it has)
+    #: Whether a pass may run one row until its first edited layer and copy it there
+    #: (False for families that build per-row tensors up front: Bloom's ALiBi biases).
+    can_expand: bool = True
 
     @property
     def n_layers(self) -> int:
@@ -144,8 +147,22 @@ def sites_of(lm: LoadedModel | Any) -> ModelSites:
     return found
 
 
-def _first_layer(model: Any) -> Any:
+def decoder_layers(model: Any) -> list[Any]:
+    """The MoE tables' search (``model.layers``, ``transformer.h``, ...), then the model's
+    own base model (``gpt_neox.layers``: its prefix is the family's name)."""
     layers = moe_tables.decoder_layers(model)
+    if layers:
+        return layers
+    base = getattr(model, "base_model", None)
+    for attr in ("layers", "h", "blocks"):
+        found = getattr(base, attr, None)
+        if found is not None and hasattr(found, "__len__"):
+            return list(found)
+    return []
+
+
+def _first_layer(model: Any) -> Any:
+    layers = decoder_layers(model)
     return layers[0] if layers else None
 
 
@@ -155,7 +172,7 @@ def _find(model: Any) -> ModelSites:
         raise LabError(
             f"interventions work on decoder-only models; {family!r} is an encoder-decoder model"
         )
-    layers = moe_tables.decoder_layers(model)
+    layers = decoder_layers(model)
     if not layers:
         raise LabError(f"cannot find the decoder layers of the {family!r} family")
     text = _text_config(model.config)
