@@ -60,7 +60,7 @@ def zero_columns(site, head, head_dim):
     return lambda: w.copy_(saved)
 
 
-# -- exactness -------------------------------------------------------------------------------------
+# -- exactness ------------------------------------------------------------------------------------
 def test_zero_ablation_equals_zeroing_the_heads_output_columns(llama):
     sites = sites_of(llama)
     ids = ids_of(llama)
@@ -244,7 +244,7 @@ def test_steering_vector_is_the_mean_difference_and_scale_zero_changes_nothing(l
     assert both.label == "steer=t-love*8" and both.plain.text != both.intervened.text
 
 
-# -- the model stays exactly as it was --------------------------------------------------------------
+# -- the model stays exactly as it was ------------------------------------------------------------
 def test_every_intervention_and_scan_leaves_the_model_exactly_as_it_was(llama, moe):
     steering_vector(llama, "a", "b", layer=0, name="t-ab")
     for lm, specs in [
@@ -264,7 +264,7 @@ def test_every_intervention_and_scan_leaves_the_model_exactly_as_it_was(llama, m
         assert_same_model(before, lm)
 
 
-# -- families ----------------------------------------------------------------------------------------
+# -- families -------------------------------------------------------------------------------------
 DECODERS = ["llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "phi", "olmo", "gpt_oss",
             "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "qwen3_next", "lfm2"]  # fmt: skip
 
@@ -303,7 +303,7 @@ def test_hybrid_layers_without_heads_and_unsupported_families_say_so_in_one_line
         parse("ablate=0.1", jet)
 
 
-# -- bad input: one line each -------------------------------------------------------------------------
+# -- bad input: one line each ---------------------------------------------------------------------
 def test_bad_input_names_the_valid_range(llama, moe):
     cases = [
         (llama, "ablate=9.1", "layer 9 is out of range: layers 0-3"),
