@@ -47,16 +47,23 @@ def steering_vector(
 
 
 def generate_with(
-    lm: LoadedModel, prompt: str, spec: Any, *, raw: bool = False, **settings: Any
+    lm: LoadedModel,
+    prompt: str,
+    spec: Any,
+    settings: Any = None,
+    *,
+    raw: bool = False,
+    **fields: Any,
 ) -> InterventionGeneration:
-    """Greedy answers to ``prompt`` without and with the interventions of ``spec``."""
+    """Answers to ``prompt`` without and with the interventions of ``spec`` (greedy unless
+    the settings sample; a seed makes both draws alike)."""
     from llmlab.generation.engine import generate
     from llmlab.generation.settings import GenerationSettings
 
     items = parse(spec, lm)
     if not items:
         raise LabError("give an intervention, e.g. ablate=13.8 or steer=NAME*4")
-    config = GenerationSettings.of(None, **settings)
+    config = GenerationSettings.of(settings, **fields)
     plain = generate(lm, prompt, config, raw=raw)
     with intervened(lm, items):
         changed = generate(lm, prompt, config, raw=raw)
