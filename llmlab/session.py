@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import llmlab.interventions  # noqa: F401  (registers ablate=, experts=, steer= as spec keys)
 from llmlab.errors import LabError
 from llmlab.generation.engine import Messages, TokenCallback, generate
 from llmlab.generation.next_token import NextTokenDistribution, next_token_distribution

@@ -88,9 +88,8 @@ def test_lab_api_and_offline_copies(tmp_path):
     assert msg["n"] == len(scan.tokens) and len(buf) == 2 * msg["n"] ** 2
     html = InterventionView.render_static(scan)
     assert "llmlab-static" in html and "cdn" not in html.lower() and "unpkg" not in html
-    assert '"kind":"heads"' in html and '\\"layer\\":1' in html.replace(
-        '"layer":1', '\\"layer\\":1'
-    )
+    assert '"kind":"heads"' in html and InterventionView.offline_requests(scan)
+    assert '"replies":{}' not in html  # the strongest heads' patterns ride along
     patched = lab.patching("hello there", "jello where", "o", "x")
     page = patched.save_html(tmp_path / "patching.html").read_text()
     assert "Activation patching" in page and "residual stream" in page

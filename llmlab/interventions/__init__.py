@@ -9,48 +9,45 @@ leaves the model exactly as it was. Scans batch many interventions per forward p
     p = patching(lm, clean, corrupted, " Paris", " Rome")
     with intervened(lm, "ablate=13.8"):             # any run inside sees the ablation
         ...
+
+Importing this package registers ``ablate=``, ``experts=``, ``route=`` and ``steer=`` as spec
+keys of :mod:`llmlab.targets` (cheaply: torch loads when an intervention is first used).
 """
 
-from llmlab.interventions.result import (
-    HeadImportance,
-    InterventionGeneration,
-    PatchingResult,
-    ScanTiming,
-)
-from llmlab.interventions.scans import head_importance, patching, single_token
-from llmlab.interventions.sites import ModelSites, sites_of
-from llmlab.interventions.spec import (
-    VECTORS,
-    ExpertRemoval,
-    ForcedRouting,
-    HeadAblation,
-    Intervention,
-    Steering,
-    SteeringVector,
-    intervened,
-    parse,
-)
-from llmlab.interventions.steering import generate_with, steering_vector
+from __future__ import annotations
 
-__all__ = [
-    "VECTORS",
-    "ExpertRemoval",
-    "ForcedRouting",
-    "HeadAblation",
-    "HeadImportance",
-    "Intervention",
-    "InterventionGeneration",
-    "ModelSites",
-    "PatchingResult",
-    "ScanTiming",
-    "Steering",
-    "SteeringVector",
-    "generate_with",
-    "head_importance",
-    "intervened",
-    "parse",
-    "patching",
-    "single_token",
-    "sites_of",
-    "steering_vector",
-]
+import importlib
+from typing import Any
+
+from llmlab.interventions import keys as _keys  # noqa: F401  (registers the spec keys)
+
+_LAZY = {
+    "HeadImportance": "result",
+    "InterventionGeneration": "result",
+    "PatchingResult": "result",
+    "ScanTiming": "result",
+    "head_importance": "scans",
+    "patching": "scans",
+    "single_token": "scans",
+    "ModelSites": "sites",
+    "sites_of": "sites",
+    "VECTORS": "spec",
+    "ExpertRemoval": "spec",
+    "ForcedRouting": "spec",
+    "HeadAblation": "spec",
+    "Intervention": "spec",
+    "Steering": "spec",
+    "SteeringVector": "spec",
+    "intervened": "spec",
+    "parse": "spec",
+    "generate_with": "steering",
+    "steering_vector": "steering",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"llmlab.interventions.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'llmlab.interventions' has no attribute {name!r}")

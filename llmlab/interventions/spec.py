@@ -1,13 +1,14 @@
 """Interventions as values: parsed from a spec, turned into edits, applied around any run.
 
-Spec keys (comma-separated parts, composable with accelerations such as ``quant=int8``):
+Spec keys (comma-separated parts, composable with accelerations such as ``quant=int8``; ``/``
+separates the items of one part, since ``+`` joins the parts of one target in a sweep's list):
 
-- ``ablate=13.8`` — head 8 of layer 13; ``ablate=13.8+13.2``, ``ablate=13.*`` (every head of
+- ``ablate=13.8`` — head 8 of layer 13; ``ablate=13.8/13.2``, ``ablate=13.*`` (every head of
   layer 13); ``ablate=13.8:mean`` replaces the head's output by its mean over the text's
   positions instead of zero;
 - ``experts=-3`` — the router can no longer pick expert 3 (every MoE layer); ``experts=-3-5``
   removes 3 and 5; ``experts=2:-3`` only in layer 2;
-- ``route=1.5:3+4`` — in MoE layer 1, token 5 goes to experts 3 and 4;
+- ``route=1.5:3/4`` — in MoE layer 1, token 5 goes to experts 3 and 4;
 - ``steer=NAME*4`` — add 4 × the steering vector ``NAME`` (made by
   :func:`llmlab.interventions.steering_vector`) to the residual stream at its layer.
 """
@@ -43,7 +44,11 @@ class HeadAblation:
         by_layer: dict[int, list[int]] = {}
         for layer, head in self.heads:
             by_layer.setdefault(layer, []).append(head)
-        text = "+".join(f"{layer}.{head}" for layer, heads in by_layer.items() for head in heads)
+        text = "/".join(
+            f"{layer}.{'*' if head < 0 else head}"
+            for layer, heads in by_layer.items()
+            for head in heads
+        )
         return f"ablate={text}" + (":mean" if self.mode == "mean" else "")
 
 
@@ -54,7 +59,7 @@ class ExpertRemoval:
 
     @property
     def label(self) -> str:
-        where = f"{'+'.join(map(str, self.layers))}:" if self.layers else ""
+        where = f"{'/'.join(map(str, self.layers))}:" if self.layers else ""
         return f"experts={where}" + "".join(f"-{e}" for e in self.experts)
 
 
@@ -66,7 +71,7 @@ class ForcedRouting:
 
     @property
     def label(self) -> str:
-        return f"route={self.layer}.{self.position}:{'+'.join(map(str, self.experts))}"
+        return f"route={self.layer}.{self.position}:{'/'.join(map(str, self.experts))}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,21 +179,16 @@ def _parse_ablate(value: str, sites: ModelSites | None) -> HeadAblation:
     if mode not in MODES:
         raise LabError(f"ablate={value}: the mode after ':' is zero or mean, not {mode!r}")
     heads: list[tuple[int, int]] = []
-    for item in body.split("+"):
+    for item in body.split("/"):
         match = _HEAD.match(item.strip())
         if not match:
             raise LabError(
-                f"ablate={value}: name heads as LAYER.HEAD (13.8), several with + (13.8+14.2), "
+                f"ablate={value}: name heads as LAYER.HEAD (13.8), several with / (13.8/14.2), "
                 "a whole layer as 13.*"
             )
         layer = int(match.group(1))
-        if match.group(2) == "*":
-            if sites is None:
-                raise LabError("ablate=LAYER.* needs the model to know its heads")
-            sites.check_head(layer, 0)
-            heads += [(layer, h) for h in range(sites.n_heads)]
-        else:
-            heads.append((layer, int(match.group(2))))
+        # head -1 stands for every head of the layer (LAYER.*), expanded where applied.
+        heads.append((layer, -1 if match.group(2) == "*" else int(match.group(2))))
     item = HeadAblation(tuple(dict.fromkeys(heads)), mode)
     if sites is not None:
         check(item, sites)
@@ -206,10 +206,10 @@ def _parse_experts(value: str, sites: ModelSites | None) -> ExpertRemoval:
     layers = None
     if sep:
         try:
-            layers = tuple(int(x) for x in where.split("+"))
+            layers = tuple(int(x) for x in where.split("/"))
         except ValueError:
             raise LabError(
-                f"experts={value}: the layers before ':' are numbers (2 or 1+3)"
+                f"experts={value}: the layers before ':' are numbers (2 or 1/3)"
             ) from None
     item = ExpertRemoval(experts, layers)
     if sites is not None:
@@ -218,13 +218,13 @@ def _parse_experts(value: str, sites: ModelSites | None) -> ExpertRemoval:
 
 
 def _parse_route(value: str, sites: ModelSites | None) -> ForcedRouting:
-    match = re.fullmatch(r"(\d+)\.(\d+):(\d+(?:\+\d+)*)", value.replace(" ", ""))
+    match = re.fullmatch(r"(\d+)\.(\d+):(\d+(?:/\d+)*)", value.replace(" ", ""))
     if not match:
         raise LabError(
-            f"route={value}: write route=LAYER.TOKEN:EXPERT+EXPERT (route=1.5:3+4 sends token 5 "
+            f"route={value}: write route=LAYER.TOKEN:EXPERT/EXPERT (route=1.5:3/4 sends token 5 "
             "of MoE layer 1 to experts 3 and 4)"
         )
-    experts = tuple(int(e) for e in match.group(3).split("+"))
+    experts = tuple(int(e) for e in match.group(3).split("/"))
     item = ForcedRouting(int(match.group(1)), int(match.group(2)), experts)
     if sites is not None:
         check(item, sites)
@@ -256,7 +256,7 @@ def check(item: Intervention, sites: ModelSites) -> None:
         if item.mode not in MODES:
             raise LabError(f"ablation mode {item.mode!r}: choose zero or mean")
         for layer, head in item.heads:
-            sites.check_head(layer, head)
+            sites.check_head(layer, max(head, 0))
     elif isinstance(item, ExpertRemoval):
         sites.check_moe()
         for layer in item.layers or ():
@@ -302,7 +302,7 @@ def edits_for(items: Sequence[Intervention], sites: ModelSites, batch: int = 1) 
         if isinstance(item, HeadAblation):
             for layer, head in item.heads:
                 keep = edits.head_keep.setdefault(layer, torch.ones(1, sites.n_heads))
-                keep[0, head] = 0.0
+                keep[0, slice(None) if head < 0 else head] = 0.0
                 if item.mode == "mean":
                     edits.head_mean.add(layer)
         elif isinstance(item, ExpertRemoval):
@@ -316,6 +316,30 @@ def edits_for(items: Sequence[Intervention], sites: ModelSites, batch: int = 1) 
             layer = item.vector.layer
             edits.resid_add[layer] = edits.resid_add.get(layer, 0) + add
     return edits
+
+
+#: Per model (id of its torch module): the label of the interventions running on it now.
+_ACTIVE: dict[int, str] = {}
+
+
+def active_on(lm: Any) -> str | None:
+    """The label of the interventions hooked on ``lm``'s model right now, if any."""
+    return _ACTIVE.get(id(getattr(lm, "model", lm)))
+
+
+def pruned_bytes(lm: Any, items: Sequence[Intervention]) -> int:
+    """Bytes of the expert weights ``items`` remove (what pruning them would save): each
+    removed expert's share of its layer's routed experts' weights."""
+    sites = sites_of(lm)
+    total = 0
+    for item in items:
+        if not isinstance(item, ExpertRemoval):
+            continue
+        for layer in item.layers or sites.moe_layers:
+            experts = sites.moe_by_layer[layer].experts
+            size = sum(p.numel() * p.element_size() for p in experts.parameters())
+            total += size * len(set(item.experts)) // max(1, sites.n_experts)
+    return total
 
 
 @contextmanager
