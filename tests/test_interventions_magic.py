@@ -100,3 +100,37 @@ def test_lab_api_and_offline_copies(tmp_path):
     att = lab.model().model  # the model has no hooks left after the block
     assert sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in att.modules()) == 0
     assert "Link" in AttentionView.render_static(scan.attention.set_link(5, 0))
+
+
+def test_interventions_are_targets_wherever_a_variant_is_taken(ip):
+    from llmlab.attention import AttentionComparison
+    from llmlab.lens import LensComparison
+    from llmlab.moe import MoeRouting
+    from llmlab.targets import resolve, spec_keys
+
+    assert {"ablate", "experts", "route", "steer"} <= set(spec_keys())
+    run_magic(ip, "load tiny:qwen3_moe")
+    lab = ip.user_ns.get("_llmlab_lab") or __import__("llmlab").default_lab()
+    lm = lab.model()
+    target = resolve("quant=int8,ablate=1.2/1.3,experts=-3", lm, models=lab.models)
+    assert target.label == "quant=int8,ablate=1.2/1.3,experts=-3" and target.claim is False
+    pruned = resolve("experts=-3-5", lm, models=lab.models).weight_bytes()
+    experts = sum(
+        p.numel() * p.element_size()
+        for layer in __import__("llmlab.interventions", fromlist=["x"]).sites_of(lm).moe
+        for p in layer.experts.parameters()
+    )
+    assert lm.weight_bytes - pruned == experts * 2 // 16
+    att = run_magic(ip, 'attention --compare "ablate=1.2" "hello there"')
+    assert isinstance(att, AttentionComparison) and att.b.label.endswith("(ablate=1.2)")
+    assert np.allclose(att.change[:2], 0) and att.change[2:].max() > 0  # only after layer 1
+    lens = run_magic(ip, 'lens --compare "quant=int8,ablate=0.*" hello')
+    assert isinstance(lens, LensComparison)
+    routed = run_magic(ip, 'moe --compare "experts=-3" "hello there"')
+    assert isinstance(routed, MoeRouting) and len(routed.inputs) == 2
+    assert (routed.inputs[0].experts == 3).any() and not (routed.inputs[1].experts == 3).any()
+    accel = run_magic(ip, 'generate --raw --max-new-tokens 3 --accel "experts=-3" hi')
+    assert accel.text is not None
+    with pytest.raises(UsageError, match="is neither"):
+        run_magic(ip, 'attention --compare "ablate=9.9" hello')
+    assert np.isfinite(run_magic(ip, "heads hello").effects).any()

@@ -117,7 +117,8 @@ def _text_config(config: Any) -> Any:
 def _output_projection(attn: Any) -> Any | None:
     for name in OUTPUT_ATTRS:
         module = getattr(attn, name, None)
-        if module is not None and hasattr(module, "weight"):
+        # A weight, or an input width (quantized replacements keep in_features, not weight).
+        if module is not None and (hasattr(module, "weight") or hasattr(module, "in_features")):
             return module
     return None
 
