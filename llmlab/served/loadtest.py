@@ -349,7 +349,7 @@ class LoadTest(Result):
 
 
 def _check_target(sm: ServedModel) -> None:
-    if not getattr(sm, "served", False):
+    if not sm.capabilities.remote:
         raise LabError(
             f"{sm.name} is a local model; a load test needs a served one "
             "(%llm load openai:http://HOST:PORT/v1 --model NAME, or %llm serve vllm)"
