@@ -313,6 +313,10 @@ class _LoadJob:
         finally:
             with self._count_lock:
                 self.test.done_requests += 1
+        for note in run.notes:  # a server past its limits: said once per kind, not per request
+            with self._count_lock:
+                if note not in self.test.warnings:
+                    self.test.warnings.append(note)
         times = run.chunk_times
         return RequestRecord(
             ok=not self.stop.is_set() and run.ttft_s is not None,
