@@ -45,6 +45,8 @@ SLO_METRICS = {
     "e2e": "e2e_s",
 }
 MAX_CONCURRENCY = 256
+#: Distinct server faults kept as warnings (each request may word its own).
+MAX_NOTES = 8
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*$")
 
 
@@ -315,7 +317,7 @@ class _LoadJob:
                 self.test.done_requests += 1
         for note in run.notes:  # a server past its limits: said once per kind, not per request
             with self._count_lock:
-                if note not in self.test.warnings:
+                if note not in self.test.warnings and len(self.test.warnings) < MAX_NOTES:
                     self.test.warnings.append(note)
         times = run.chunk_times
         return RequestRecord(
