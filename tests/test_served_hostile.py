@@ -358,3 +358,189 @@ def test_absurd_timeouts_are_one_usage_error(ip, server, flag):
     with pytest.raises(UsageError, match="finite number of seconds") as info:
         run_magic(ip, f"load openai:{fake.url} --model {MODEL} {flag}")
     assert "\n" not in str(info.value)
+
+
+# -- a fresh battery: the same classes, other inputs ---------------------------------------------
+def _chunks(*payloads: str) -> dict:
+    return {"chunks": list(payloads)}
+
+
+def _lp(token="a", logprob=-0.1, top=None, **extra) -> str:
+    entry = {"token": token, "logprob": logprob, "top_logprobs": top or []} | extra
+    body = {"index": 0, "delta": {"content": token}, "logprobs": {"content": [entry]}}
+    return json.dumps({"choices": [body]})
+
+
+def _completion(**logprobs) -> str:
+    return json.dumps({"choices": [{"index": 0, "text": "a", "logprobs": logprobs}]})
+
+
+BIG = "x" * (33 << 20)
+# (server options, what to do, an error the call must raise (regex) or a check of its result)
+BATTERY = [
+    # secrets, hidden in other fields and encodings
+    ({"error": (401, f'{{"detail": "invalid {KEY}"}}')}, "generate", "refused the request"),
+    (
+        {"error": (500, '{"error": {"message": "got \\u0073k-test-do-not-print-4242"}}')},
+        "generate",
+        r"answered 500: got \[redacted\]",
+    ),
+    (_chunks(_chunk("a", finish_reason="{KEY}")), "generate", lambda r: True),
+    (_chunks(_lp("x", -0.1, [{"token": "{KEY}", "logprob": -1.0}])), "next", lambda d: True),
+    (_chunks('{"error": {"message": "quota for {KEY}"}}'), "generate", r"quota for \[redacted\]"),
+    (_chunks("not json {KEY}"), "generate", r"not JSON: 'not json \[redacted\]'"),
+    ({"models_body": "{KEY}"}, "load", r"answered /models with a string \('\[redacted\]'\)"),
+    # streams that would not end
+    ({"mode": "forever"}, "raw", lambda r: len(r.token_ids) == 4),
+    (_chunks(*[_chunk("")] * 5_000), "generate", lambda r: "chunks without text" in _footer(r)),
+    (_chunks(*['{"choices": []}'] * 5_000), "generate", lambda r: r.stats.new_tokens == 0),
+    (_chunks(_chunk("y" * 200_000)), "generate", lambda r: "200,000 characters" in _footer(r)),
+    (
+        _chunks(
+            json.dumps(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": "ab"},
+                            "logprobs": {
+                                "content": [
+                                    {"token": c, "logprob": -0.1, "top_logprobs": []}
+                                    for c in "ab" * 25
+                                ]
+                            },
+                        }
+                    ]
+                }
+            )
+        ),
+        "raw",
+        lambda r: len(r.token_ids) == 4 and "streamed past" in _footer(r),
+    ),
+    # slow servers
+    ({"mode": "slow", "stall_s": 8}, "generate", "sent nothing for 1 s"),
+    # what a terminal would act on, in other places and other forms
+    (
+        _chunks(_chunk("\x9b2J\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\x07\x08\r")),
+        "generate",
+        lambda r: not ANSI.search(r.text),
+    ),
+    ({"models": ["\u202eevil", MODEL]}, "load-any", "serves"),
+    ({"models": ["\u202eevil"]}, "load-any", "control characters"),
+    ({"error": (400, "plain \x08\x08\x08text \x1b[1A")}, "generate", "answered 400: plain"),
+    (
+        _chunks(_lp("\x1b[2J", -0.1, [{"token": "\x1b[2J", "logprob": -0.1}])),
+        "next",
+        lambda d: d.tokens == ["␛[2J"],
+    ),
+    # sizes
+    (
+        {"models": ["m" * 300 + str(i) for i in range(50_000)]},
+        "load-any",
+        r"m…, m+… and 49,99\d more",
+    ),
+    ({"models": ["q" * 100_000]}, "load-any", "longer than 256 characters"),
+    ({"models_body": {"data": [{"id": BIG}]}}, "load-any", "more than 32,768 KiB"),
+    (
+        _chunks("{" + '"a": ' * 10 + "1" + "}" * 10 + " " * (2 << 20)),
+        "generate",
+        "longer than 1,024 KiB",
+    ),
+    (_chunks("[" * 100_000 + "]" * 100_000), "generate", "not JSON"),
+    (
+        _chunks(_lp("a", -0.1, [{"token": str(i), "logprob": -9.0} for i in range(1000)])),
+        "next",
+        "at most 100 entries",
+    ),
+    # counts that cannot be
+    (
+        {"usage": {"prompt_tokens": 9, "completion_tokens": 7.0}},
+        "generate",
+        lambda r: "not a whole number" in _footer(r) and r.stats.new_tokens == 7,
+    ),
+    (
+        {"usage": {"prompt_tokens": True, "completion_tokens": 7}},
+        "generate",
+        lambda r: "a boolean" in _footer(r),
+    ),
+    (
+        {"usage": {"prompt_tokens": 9, "completion_tokens": 10**400}},
+        "generate",
+        lambda r: "more than the 16 asked for" in _footer(r),
+    ),
+    (
+        {"usage": {"prompt_tokens": 9, "completion_tokens": 1}},
+        "generate",
+        lambda r: "fewer than the 7 text chunks" in _footer(r) and r.stats.new_tokens == 7,
+    ),
+    (
+        {"usage": {"prompt_tokens": 9, "completion_tokens": 7}},
+        "generate",
+        lambda r: r.stats.new_tokens == 7 and r.stats.prompt_tokens == 9,
+    ),  # a true report stays
+    # log-probabilities that cannot be
+    (_chunks(_lp("a", 1e308)), "next", r"content\[0\]\.logprob is the number 1e\+308"),
+    (_chunks(_lp("a", -math.inf)), "generate", "finite log-probability for a token it chose"),
+    (
+        _chunks(_lp("a", -0.01, [{"token": t, "logprob": -0.01} for t in "abc"])),
+        "next",
+        "add up to 2.970",
+    ),
+    (
+        _chunks(_completion(tokens=["a", "b"], token_logprobs=[-0.1])),
+        "raw",
+        r"token_logprobs is a list of 1, expected a list as long",
+    ),
+    (_chunks(_lp("a", -0.1, [0.5, 0.2])), "next", r"top_logprobs\[0\] is the number 0.5"),
+    # other malformed shapes
+    (_chunks('{"choices": [null]}'), "generate", r"choices\[0\] is null, expected an object"),
+    (_chunks('{"choices": [{"index": "0", "delta": {}}]}'), "generate", "index is a string"),
+    (_chunks('{"choices": [{"index": 0, "text": 5}]}'), "raw", r"choices\[0\]\.text is the number"),
+    (_chunks("NaN"), "generate", "body is nan"),
+    (_chunks('{"object": "error", "message": "engine died"}'), "generate", "error: engine died"),
+    (
+        _chunks(json.dumps({"choices": [{"index": 1, "delta": {"content": "other"}}]})),
+        "generate",
+        lambda r: r.text == "",
+    ),
+]
+
+
+def _footer(result) -> str:
+    return result.stats.footer()
+
+
+@pytest.mark.parametrize(("options", "action", "expect"), BATTERY)
+def test_battery(server, monkeypatch, capsys, options, action, expect):
+    fake = server(**options)
+    monkeypatch.setenv("LLMLAB_TEST_KEY", KEY)
+    key = {"api_key_env": "LLMLAB_TEST_KEY", "deadline_s": 20}
+
+    def act():
+        if action.startswith("load"):
+            return Lab().load(f"openai:{fake.url}", timeout_s=1, **key)
+        lab = Lab()
+        lab.load(f"openai:{fake.url}", model=MODEL, timeout_s=1, **key)
+        if action == "next":
+            return lab.next_token("The capital of France is")
+        return lab.generate("q", max_new_tokens=4 if action == "raw" else 16, raw=action == "raw")
+
+    if callable(expect):
+        value, _ = _within(30, act)
+        assert expect(value)
+        texts = [value.to_text(), value.to_html()]
+        if hasattr(value, "payload"):  # a next-token distribution: its view's state is JSON
+            texts.append(json.dumps(value.payload(), allow_nan=False))
+        if hasattr(value, "to_dict"):
+            texts.append(json.dumps(value.to_dict(), allow_nan=False))
+    else:
+        with pytest.raises(LabError, match=expect) as info:
+            _within(30, act)
+        message = str(info.value)
+        assert "\n" not in message and len(message) < 600
+        assert not re.search(r"\b(Type|Value|Key|Attribute|Index|Recursion)Error\b", message)
+        texts = [message]
+    out = capsys.readouterr()
+    for text in [*texts, out.out, out.err]:
+        assert KEY not in text and "do-not-print" not in text
+        assert not ANSI.search(text.replace("\n", "").replace("\t", ""))

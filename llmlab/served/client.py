@@ -292,10 +292,12 @@ class Endpoint:
         )
 
     def models(self) -> list[str]:
-        """The model ids the server lists at ``/models`` (the whole request within --timeout)."""
-        limits = self.limits(deadline_s=self.timeout_s)
+        """The model ids the server lists at ``/models``."""
+        limits = self.limits()
         with self._request("GET", "models", None, limits) as response:
-            body = self._read_body(response, MAX_BODY_BYTES, limits, "its model list")
+            body = self._read_body(
+                response, MAX_BODY_BYTES, limits, "its model list", progress=True
+            )
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
@@ -409,9 +411,15 @@ class Endpoint:
                 raise self._transport_error(err, limits) from None
             yield chunk
 
-    def _read_body(self, response: Any, limit: int, limits: Limits, what: str) -> str:
+    def _read_body(
+        self, response: Any, limit: int, limits: Limits, what: str, *, progress: bool = False
+    ) -> str:
+        """The whole body, at most ``limit`` bytes; with ``progress`` every read that brings
+        bytes restarts the idle clock (a body has no events; the deadline still holds)."""
         data = bytearray()
         for chunk in self._raw(response, limits):
+            if progress:
+                limits.progress()
             data += chunk
             if len(data) > limit:
                 raise LabError(

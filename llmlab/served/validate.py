@@ -76,9 +76,14 @@ def has_controls(text: str) -> bool:
     return bool(_CONTROL.search(text) or _SURROGATE.search(text) or "\n" in text or "\t" in text)
 
 
-def listing(items: Sequence[str], limit: int = 10) -> str:
-    """``a, b, c`` for a few items; the first ``limit`` and a count for many."""
-    shown = [one_line(repr(x) if has_controls(x) else x, 80) for x in items[:limit]]
+def listing(items: Sequence[str], limit: int = 10, width: int = 300) -> str:
+    """``a, b, c`` for a few items; for many, the first that fit ``width`` and a count."""
+    shown: list[str] = []
+    for item in items[:limit]:
+        text = one_line(repr(item) if has_controls(item) else item, 60)
+        if shown and sum(len(s) + 2 for s in shown) + len(text) > width:
+            break
+        shown.append(text)
     more = len(items) - len(shown)
     return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
 
