@@ -307,6 +307,22 @@ class Endpoint:
             ) from None
         return parse_models(data, self.host, limits.redact)
 
+    def post_json(self, path: str, body: dict[str, Any], *, beside_v1: bool = False) -> Any:
+        """One non-streamed POST under the same limits, key and bounds as a stream; the JSON
+        answer (its shape is the caller's to check, with :mod:`llmlab.served.validate`).
+        ``beside_v1``: ``path`` sits beside ``/v1`` (vLLM's ``/tokenize``), not under it."""
+        limits = self.limits()
+        url = self.base_url.removesuffix("/v1") + "/" + path if beside_v1 else path
+        with self._request("POST", url, body, limits) as response:
+            text = self._read_body(response, MAX_BODY_BYTES, limits, f"/{path}", progress=True)
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            raise LabError(
+                f"the server at {self.host} answered /{path} with something that is not JSON: "
+                f"{one_line(repr(text[:80]), 100)}"
+            ) from None
+
     def stream(
         self,
         path: str,
@@ -361,7 +377,7 @@ class Endpoint:
             ep = self.endpoint
             self._outer = getattr(_current, "limits", None)
             _current.limits = self.limits
-            url = f"{ep.base_url}/{self.path.lstrip('/')}"
+            url = self.path if "://" in self.path else f"{ep.base_url}/{self.path.lstrip('/')}"
             try:
                 self._cm = ep.client().stream(
                     self.method, url, json=self.body, headers=ep._headers()

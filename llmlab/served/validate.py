@@ -204,6 +204,26 @@ def check_model_id(model_id: str, host: str) -> str:
     return model_id
 
 
+def parse_token_ids(data: Any, host: str) -> list[int]:
+    """vLLM's ``/tokenize`` answer: ``{"tokens": [ids]}``, whole numbers >= 0."""
+    ids = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**31 for i in ids
+    ):
+        got = _kind(ids) if isinstance(data, dict) else _kind(data)
+        raise ServerDataError(f"the server at {host} answered /tokenize with tokens {got}")
+    return ids
+
+
+def parse_detokenized(data: Any, host: str, redact: Redactor) -> str:
+    """vLLM's ``/detokenize`` answer: ``{"prompt": text}``."""
+    text = data.get("prompt") if isinstance(data, dict) else None
+    if not isinstance(text, str):
+        got = _kind(text) if isinstance(data, dict) else _kind(data)
+        raise ServerDataError(f"the server at {host} answered /detokenize with prompt {got}")
+    return clean_text(redact(text))
+
+
 # -- streamed chunks ------------------------------------------------------------------------
 @dataclass
 class Token:
