@@ -169,16 +169,16 @@ def test_a_load_test_request_ends_at_its_token_limit(server):
 @pytest.mark.parametrize("mode", ["loris", "keepalive"])
 def test_a_trickle_of_bytes_does_not_keep_a_request_alive(server, mode):
     fake = server(mode=mode, drip_s=0.05)
-    lab = _lab(fake.url, timeout_s=1.5)
-    with pytest.raises(LabError, match="no complete event for 1.5 s") as info:
+    lab = _lab(fake.url, timeout_s=3)
+    with pytest.raises(LabError, match="no complete event for 3 s") as info:
         _within(20, lab.generate, "q")
     assert "\n" not in str(info.value)
 
 
 def test_every_request_has_a_total_deadline(server):
     fake = server(mode="forever", token_s=0.3)  # a valid token every 0.3 s, forever
-    lab = _lab(fake.url, timeout_s=1, deadline_s=2)
-    with pytest.raises(LabError, match="ran past its deadline of 2 s"):
+    lab = _lab(fake.url, timeout_s=10, deadline_s=3)
+    with pytest.raises(LabError, match="ran past its deadline of 3 s"):
         _within(20, lab.generate, "q", max_new_tokens=10_000)
     assert lab.generate("q", max_new_tokens=2).text == "The capital"  # the next one works
 
@@ -418,7 +418,7 @@ BATTERY = [
         lambda r: len(r.token_ids) == 4 and "streamed past" in _footer(r),
     ),
     # slow servers
-    ({"mode": "slow", "stall_s": 8}, "generate", "sent nothing for 1 s"),
+    ({"mode": "slow", "stall_s": 20}, "generate", "sent nothing for 5 s"),
     # what a terminal would act on, in other places and other forms
     (
         _chunks(_chunk("\x9b2J\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\x07\x08\r")),
@@ -514,13 +514,14 @@ def _footer(result) -> str:
 def test_battery(server, monkeypatch, capsys, options, action, expect):
     fake = server(**options)
     monkeypatch.setenv("LLMLAB_TEST_KEY", KEY)
-    key = {"api_key_env": "LLMLAB_TEST_KEY", "deadline_s": 20}
+    # Limits with margins a busy machine keeps; the slow case waits them out once.
+    key = {"api_key_env": "LLMLAB_TEST_KEY", "deadline_s": 25}
 
     def act():
         if action.startswith("load"):
-            return Lab().load(f"openai:{fake.url}", timeout_s=1, **key)
+            return Lab().load(f"openai:{fake.url}", timeout_s=5, **key)
         lab = Lab()
-        lab.load(f"openai:{fake.url}", model=MODEL, timeout_s=1, **key)
+        lab.load(f"openai:{fake.url}", model=MODEL, timeout_s=5, **key)
         if action == "next":
             return lab.next_token("The capital of France is")
         return lab.generate("q", max_new_tokens=4 if action == "raw" else 16, raw=action == "raw")

@@ -35,7 +35,8 @@ from llmlab.served.validate import Redactor, error_message, one_line, parse_mode
 CONNECT_TIMEOUT_S = 5.0
 #: Seconds without a complete event (the first included) before a request fails (--timeout).
 DEFAULT_TIMEOUT_S = 60.0
-#: Seconds one request may take in all (--deadline): streams that never end, slow-loris.
+#: Seconds one request may take in all (--deadline; at least --timeout unless given): streams
+#: that never end, slow-loris.
 DEFAULT_DEADLINE_S = 600.0
 #: A blocked socket read wakes this often to look at the stop flag and the clocks.
 POLL_S = 0.2
@@ -201,13 +202,14 @@ class Endpoint:
     The API key is read from the environment variable ``api_key_env`` on every request and
     never stored on the object, so it cannot leak into a repr, a result or a saved report; a
     password in the URL (``http://user:pw@host/v1``) is moved off ``base_url`` the same way.
-    ``timeout_s``: longest wait for the next complete event; ``deadline_s``: one request in all.
+    ``timeout_s``: longest wait for the next complete event; ``deadline_s``: one request in all
+    (default: DEFAULT_DEADLINE_S, or ``timeout_s`` where that is longer).
     """
 
     base_url: str
     api_key_env: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
-    deadline_s: float = DEFAULT_DEADLINE_S
+    deadline_s: float | None = None
     _auth: tuple[str, str] | None = field(default=None, repr=False, compare=False)
     _client: Any = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -224,7 +226,9 @@ class Endpoint:
             )
         self.base_url = urlunparse(url).rstrip("/")
         self.timeout_s = seconds(self.timeout_s, "--timeout")
-        self.deadline_s = max(seconds(self.deadline_s, "--deadline"), self.timeout_s)
+        if self.deadline_s is None:
+            self.deadline_s = max(DEFAULT_DEADLINE_S, self.timeout_s)
+        self.deadline_s = seconds(self.deadline_s, "--deadline")
         if self.api_key_env is not None:
             self._key()  # refuse an unset or unusable key now, not at the first request
 

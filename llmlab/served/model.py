@@ -14,7 +14,7 @@ from typing import Any
 
 from llmlab.errors import LabError
 from llmlab.models.capabilities import Capabilities
-from llmlab.served.client import DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, Endpoint
+from llmlab.served.client import DEFAULT_TIMEOUT_S, Endpoint
 from llmlab.served.validate import check_model_id, listing, one_line
 
 PREFIX = "openai:"
@@ -125,12 +125,13 @@ def load_served(
     model: str | None = None,
     api_key_env: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-    deadline_s: float = DEFAULT_DEADLINE_S,
+    deadline_s: float | None = None,
 ) -> ServedModel:
     """Connect to ``openai:http://host:port/v1`` and check that it serves ``model``.
 
     Without ``model`` the server's only model is taken; with several it must be named.
-    ``timeout_s``: longest wait for the server's next event; ``deadline_s``: one request in all.
+    ``timeout_s``: longest wait for the server's next event; ``deadline_s``: one request in all
+    (default 600 s, or ``timeout_s`` where that is longer).
     """
     start = time.perf_counter()
     endpoint = Endpoint(

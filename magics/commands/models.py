@@ -57,8 +57,8 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
     arg(
         "--deadline",
         type=float,
-        default=600.0,
-        help="with openai:URL: seconds one request may take in all",
+        help="with openai:URL: seconds one request may take in all (default 600, or --timeout "
+        "where that is longer)",
     ),
 )
 def load(ctx: Context, args) -> None:
