@@ -216,17 +216,34 @@ def _candidate(lm: LoadedModel, ids: list[int], logits: Any, row: int) -> Candid
 
 
 def prompt_with_answer(
-    lm: LoadedModel, text: str, *, chat: bool = False, generate_tokens: int = 0
+    lm: LoadedModel,
+    text: str,
+    *,
+    chat: bool = False,
+    generate_tokens: int = 0,
+    check: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The ids of ``text`` (chat template unless ``chat`` is False), shape (1, n), and how many
     are the prompt; with ``generate_tokens=N`` the model's greedy answer (N new tokens at
-    most) is appended, so a view over internals (attention, lens) covers prompt + answer."""
+    most) is appended, so a view over internals (attention, lens) covers prompt + answer.
+
+    Refused before generating: more tokens than the model's context leaves after the prompt,
+    and whatever ``check(prompt + answer tokens)`` refuses (a view's memory estimate)."""
     import torch
 
     from llmlab.generation.settings import GenerationSettings
 
     ids = encode_prompt(lm, text, raw=not chat)
     n_prompt = int(ids.shape[1])
+    room = lm.context_length - n_prompt
+    if generate_tokens > room:
+        raise LabError(
+            f"--generate {generate_tokens:,} is more than the context leaves: {lm.name} reads "
+            f"{lm.context_length:,} tokens and the text takes {n_prompt:,}; give at most "
+            f"{max(room, 0):,}"
+        )
+    if check is not None:
+        check(n_prompt + generate_tokens)
     if generate_tokens:
         settings = GenerationSettings(max_new_tokens=generate_tokens)
         result = generate(lm, text, settings, raw=not chat)

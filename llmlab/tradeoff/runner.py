@@ -156,6 +156,8 @@ class _SweepJob:
 
     # -- the whole sweep ------------------------------------------------------------------
     def run(self) -> None:
+        from llmlab.models.guard import running
+
         sweep = self.sweep
         start = time.perf_counter()
         per_config = sweep.warmup + sweep.repeats * len(sweep.prompts)
@@ -166,16 +168,18 @@ class _SweepJob:
             except Exception as err:  # noqa: BLE001 - the roofline is optional, say why it is gone
                 sweep.warnings.append(f"memory bandwidth not measured ({one_line(err)})")
             sweep.perplexity_text = (self.text or "")[:200]
-            for index, config in enumerate(self.plan):
-                if sweep.stopping:
-                    raise _Stopped
-                again = index == len(self.plan) - 1
-                sweep.current = f"{config.label}{' (again)' if again else ''}"
-                sweep._notify("progress")
-                point = self.measure(config, again)
-                sweep.points.append(point)
-                sweep.done_units = per_config * (index + 1)
-                sweep._notify("point")
+            # Registered on the model: `%llm unload` stops the sweep and waits for it.
+            with running(self.lm, "tradeoff sweep", stop=sweep.stop):
+                for index, config in enumerate(self.plan):
+                    if sweep.stopping:
+                        raise _Stopped
+                    again = index == len(self.plan) - 1
+                    sweep.current = f"{config.label}{' (again)' if again else ''}"
+                    sweep._notify("progress")
+                    point = self.measure(config, again)
+                    sweep.points.append(point)
+                    sweep.done_units = per_config * (index + 1)
+                    sweep._notify("point")
             sweep.status = "done"
         except (_Stopped, KeyboardInterrupt):
             sweep.status = "stopped"

@@ -47,6 +47,11 @@ def moe(ctx: Context, args):
     "train the demo MoE live: loss curve and a probe text's routing redrawn as experts specialise",
     arg("--steps", type=int, metavar="N", help="training steps (default: the demo recipe's)"),
     arg("--name", default="moe-train", help="name of the trained model in this session"),
+    arg(
+        "--replace",
+        action="store_true",
+        help="replace another model loaded under --name (else that is refused)",
+    ),
     arg("--wait", action="store_true", help="in Jupyter, block until done (default: background)"),
 )
 def moe_train(ctx: Context, args):
@@ -55,13 +60,16 @@ def moe_train(ctx: Context, args):
     from llmlab.magics.commands.tradeoff import headless
 
     from llmlab.moe.demo import DemoRecipe
-    from llmlab.moe.training import train_moe_demo
+    from llmlab.moe.training import TRAINED_SPEC, check_steps, train_moe_demo
+    from llmlab.session import check_name
 
     recipe = DemoRecipe()
     if args.steps is not None:
-        if args.steps < 1:
-            raise UsageError("%llm moe-train: --steps takes a number of steps ≥ 1")
+        check_steps(args.steps)
         recipe = replace(recipe, steps=args.steps, warmup=min(recipe.warmup, args.steps))
+    check_name(args.name)
+    # Refused now, not after the training: the name must not hold another model.
+    ctx.lab.check_free(args.name, TRAINED_SPEC, args.replace)
     # In Jupyter it trains in the background so the Stop button answers; a headless run
     # (nbclient: nobody can press Stop) waits, so the saved output shows the finished run.
     live = ctx.in_kernel and not headless(ctx)
@@ -69,9 +77,11 @@ def moe_train(ctx: Context, args):
 
     def keep(run) -> None:
         # Finished steps are kept: the model joins the session once the run ends.
-        if run.done and run.trained is not None:
-            ctx.lab.models[args.name] = run.loaded(args.name)
-            ctx.lab.histories.setdefault(args.name, [])
+        if run.done and run.trained is not None and run.trained.steps_done:
+            try:
+                ctx.lab.add(run.loaded(args.name), replace=args.replace)
+            except Exception as err:  # noqa: BLE001 - from the run's thread: one line
+                print(f"llmlab: the trained model stays in run.loaded() only: {err}")
 
     def show(run) -> None:
         run.subscribe(keep)
@@ -87,4 +97,9 @@ def moe_train(ctx: Context, args):
         run._shown_live = True
     elif not ctx.in_kernel:
         print(run.to_text())
+    if run.status == "stopped" and run.trained is not None:
+        print(
+            f"stopped after step {run.trained.steps_done} of {recipe.steps}; the finished "
+            f"steps are kept as {args.name}"
+        )
     return run
