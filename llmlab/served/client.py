@@ -73,13 +73,17 @@ class Limits:
         redact: Redactor | None = None,
     ) -> None:
         self.redact = redact or Redactor()  # applied to every line and body as it is read
-        self.start = time.perf_counter()
-        self.deadline = self.start + deadline_s
         self.idle_s, self.deadline_s = idle_s, deadline_s
-        self.last_event = self.start
-        self.bytes_since_event = 0
         self.stop = stop
         self.expired: str | None = None  # "idle", "deadline" or "stopped", once one fires
+        self.begin()
+
+    def begin(self) -> None:
+        """Start the clocks: when the request is sent (not while httpx is imported)."""
+        self.start = time.perf_counter()
+        self.deadline = self.start + self.deadline_s
+        self.last_event = self.start
+        self.bytes_since_event = 0
 
     def progress(self) -> None:
         """A complete event arrived: the idle clock starts again."""
@@ -379,13 +383,13 @@ class Endpoint:
 
         def __enter__(self) -> Any:
             ep = self.endpoint
+            client = ep.client()  # the first builds the pool (imports, TLS context): not timed
             self._outer = getattr(_current, "limits", None)
             _current.limits = self.limits
+            self.limits.begin()
             url = self.path if "://" in self.path else f"{ep.base_url}/{self.path.lstrip('/')}"
             try:
-                self._cm = ep.client().stream(
-                    self.method, url, json=self.body, headers=ep._headers()
-                )
+                self._cm = client.stream(self.method, url, json=self.body, headers=ep._headers())
                 response = self._cm.__enter__()
             except Exception as err:  # noqa: BLE001 - transport failures are one line
                 _current.limits = self._outer
