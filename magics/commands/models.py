@@ -65,7 +65,18 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
     ),
     arg("--model", help="with openai:URL: the model name the server knows (docs/served.md)"),
     arg("--api-key-env", metavar="VAR", help="with openai:URL: the env variable holding the key"),
-    arg("--timeout", type=float, default=60.0, help="with openai:URL: seconds to wait for data"),
+    arg(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="with openai:URL: seconds to wait for the server's next event (the first included)",
+    ),
+    arg(
+        "--deadline",
+        type=float,
+        help="with openai:URL: seconds one request may take in all (default 600, or --timeout "
+        "where that is longer)",
+    ),
 )
 def load(ctx: Context, args) -> None:
     if args.spec.startswith("openai:"):
@@ -123,6 +134,7 @@ def _load_served(ctx: Context, args) -> None:
         model=args.model,
         api_key_env=args.api_key_env,
         timeout_s=args.timeout,
+        deadline_s=args.deadline,
     )
 
 
