@@ -81,6 +81,17 @@ def test_an_unusable_key_is_refused_without_echoing_it(server, monkeypatch, bad)
     assert "abc" not in message and "123" not in message
 
 
+def test_a_key_unset_after_loading_is_named_not_echoed(server, monkeypatch):
+    fake = server(mode="auth")
+    monkeypatch.setenv("LLMLAB_TEST_KEY", KEY)
+    lab = _lab(fake.url, api_key_env="LLMLAB_TEST_KEY")
+    monkeypatch.setenv("LLMLAB_TEST_KEY", "sk-now\nbroken-99")
+    with pytest.raises(LabError) as info:
+        lab.generate("q")
+    assert str(info.value).startswith("the environment variable LLMLAB_TEST_KEY (--api-key-env)")
+    assert "broken-99" not in str(info.value)
+
+
 def test_a_key_file_newline_is_not_part_of_the_key(server, monkeypatch):
     fake = server(mode="auth")
     monkeypatch.setenv("LLMLAB_TEST_KEY", KEY + "\n")
