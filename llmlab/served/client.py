@@ -405,7 +405,9 @@ class Endpoint:
             self.limits.progress()  # the status line and headers are a complete event
             try:
                 if response.status_code != 200:
-                    text = ep._read_body(response, MAX_ERROR_BYTES, self.limits, "an error")
+                    text = ep._read_body(
+                        response, MAX_ERROR_BYTES, self.limits, "an error", cut=True
+                    )
                     raise ep._status_error(response.status_code, text, self.body)
                 encoding = response.headers.get("content-encoding", "identity").lower()
                 if encoding not in ("", "identity"):
@@ -444,15 +446,26 @@ class Endpoint:
             yield chunk
 
     def _read_body(
-        self, response: Any, limit: int, limits: Limits, what: str, *, progress: bool = False
+        self,
+        response: Any,
+        limit: int,
+        limits: Limits,
+        what: str,
+        *,
+        progress: bool = False,
+        cut: bool = False,
     ) -> str:
-        """The whole body, at most ``limit`` bytes; with ``progress`` every read that brings
-        bytes restarts the idle clock (a body has no events; the deadline still holds)."""
+        """The whole body, at most ``limit`` bytes (``cut``: its first ``limit`` bytes; else
+        more is refused); with ``progress`` every read that brings bytes restarts the idle
+        clock (a body has no events; the deadline still holds)."""
         data = bytearray()
         for chunk in self._raw(response, limits):
             if progress:
                 limits.progress()
             data += chunk
+            if len(data) > limit and cut:
+                del data[limit:]
+                break
             if len(data) > limit:
                 raise LabError(
                     f"the server at {self.host} sent more than {limit >> 10:,} KiB for {what}; "
