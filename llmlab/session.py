@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import llmlab.interventions  # noqa: F401  (registers ablate=, experts=, steer= as spec keys)
 from llmlab.errors import LabError
 from llmlab.generation.engine import Messages, TokenCallback, generate
 from llmlab.generation.next_token import NextTokenDistribution, next_token_distribution
@@ -44,6 +45,7 @@ class Lab:
         name: str | None = None,
         replace: bool = False,
         announce: Callable[[LoadedModel], None] | None = None,
+        threads: int | None = None,
         **options: Any,
     ) -> LoadedModel:
         """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active.
@@ -51,6 +53,9 @@ class Lab:
         A name in use by another model is refused unless ``replace=True`` (the same model
         loaded again just replaces its copy). ``announce(lm)`` runs before the model joins
         the session: if it raises (a "loaded" line that cannot be printed), the load is undone.
+        ``threads``: torch CPU threads for the whole session (torch's setting is process-wide);
+        on a busy machine 1 is often several times faster, and the model's ``notes`` say when
+        the machine looks too busy for the threads torch uses.
         """
         if isinstance(spec, os.PathLike):
             spec = os.fspath(spec)
@@ -68,9 +73,11 @@ class Lab:
         if not served:  # refused before a long load, where the name is known in advance
             self.check_free(name or default_name(spec), spec, replace)
         if served:  # an OpenAI-compatible server (llmlab.served)
+            if threads is not None:
+                raise LabError("--threads is for local models; a server sets its own threads")
             lm = load_served(spec, name=name, **options)
         else:
-            lm = load_model(spec, name=name, **options)
+            lm = load_model(spec, name=name, threads=threads, **options)
         return self.add(lm, replace=replace, announce=announce)
 
     def add(
@@ -282,6 +289,84 @@ class Lab:
         if compare:
             return lens.compare(lm, compare, text, lab=self, generate=generate, chat=chat)
         return lens.lens(lm, text, generate=generate, chat=chat)
+
+    # -- interventions (llmlab.interventions) ------------------------------------------------
+    def head_importance(
+        self,
+        text: str,
+        *,
+        answer: str | None = None,
+        model: str | None = None,
+        patterns: bool = True,
+        **options: Any,
+    ) -> Any:
+        """Ablate every head in turn (:func:`llmlab.interventions.head_importance`); with
+        ``patterns`` the same tokens' attention is captured too, so the view shows a clicked
+        head's pattern."""
+        from llmlab import interventions
+
+        lm = self.model(model)
+        result = interventions.head_importance(lm, text, answer=answer, **options)
+        if patterns:
+            from llmlab.attention import attention
+
+            result.attention = attention(lm, text, chat=False)
+        return result
+
+    def patching(
+        self,
+        clean: str,
+        corrupted: str,
+        answer: str,
+        wrong: str,
+        *,
+        model: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Activation patching of ``clean`` into ``corrupted`` (see
+        :func:`llmlab.interventions.patching`)."""
+        from llmlab import interventions
+
+        return interventions.patching(self.model(model), clean, corrupted, answer, wrong, **options)
+
+    def steering_vector(
+        self,
+        positive: str,
+        negative: str,
+        *,
+        layer: int,
+        name: str | None = None,
+        model: str | None = None,
+    ) -> Any:
+        """A steering vector from two prompts, usable as ``steer=NAME*SCALE``."""
+        from llmlab import interventions
+
+        lm = self.model(model)
+        return interventions.steering_vector(lm, positive, negative, layer=layer, name=name)
+
+    def intervene(self, spec: Any, *, model: str | None = None) -> Any:
+        """A context manager: every run of the model inside sees the interventions of
+        ``spec`` (``"ablate=13.8"``, ``"experts=-3"``, ``"steer=NAME*4"``)."""
+        from llmlab import interventions
+
+        return interventions.intervened(self.model(model), spec)
+
+    def generate_intervened(
+        self,
+        prompt: str,
+        spec: Any,
+        settings: GenerationSettings | None = None,
+        *,
+        model: str | None = None,
+        raw: bool = False,
+        **fields: Any,
+    ) -> Any:
+        """The answer to ``prompt`` plainly and with the interventions of ``spec``, side by
+        side (:class:`llmlab.interventions.InterventionGeneration`)."""
+        from llmlab import interventions
+
+        lm = self.model(model)
+        return interventions.generate_with(lm, prompt, spec, settings, raw=raw, **fields)
 
 
 def check_name(name: Any, *, derived: bool = False) -> None:

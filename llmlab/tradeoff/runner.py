@@ -20,7 +20,6 @@ from llmlab.measure.cost import (
     PeakMemory,
     bytes_per_value,
     kv_cache_bytes,
-    model_weight_bytes,
     price_per_hour,
 )
 from llmlab.measure.latency import check_repeats, summarize_generations, warmup_settings
@@ -308,7 +307,7 @@ class _SweepJob:
 
     def cost(self, config: Configuration, vlm: LoadedModel, point: SweepPoint, runs) -> None:
         sweep = self.sweep
-        point.weight_bytes = model_weight_bytes(vlm.model)
+        point.weight_bytes = vlm.weight_bytes  # a pruned target counts what it keeps
         lengths = [r.stats.prompt_tokens + r.stats.new_tokens for r in runs]
         kv_value_bytes = bytes_per_value(vlm.dtype)
         if config.kv_cache:

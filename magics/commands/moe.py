@@ -9,7 +9,7 @@ from IPython.display import display
 from llmlab.magics.registry import Context, arg, command
 from llmlab.magics.text import TEXT_ARGS, read_text_file, text_of
 
-from llmlab.moe import capture_routing
+from llmlab.moe import capture_routing, compare_routing
 
 
 @command(
@@ -18,6 +18,12 @@ from llmlab.moe import capture_routing
     arg("--generate", type=int, default=0, metavar="N", help="also route N generated tokens"),
     arg("--texts", nargs="+", metavar="FILE", help="route each file's text and compare them"),
     arg("--layer", type=int, help="the MoE layer the views open on (true layer index)"),
+    arg(
+        "--compare",
+        metavar="VARIANT",
+        help="also route through a variant (experts=-3 removes expert 3; quant=int8; another "
+        "loaded model) and show both",
+    ),
     arg("--model", help="use this loaded model instead of the active one"),
     *TEXT_ARGS,
     body="the text to route",
@@ -36,7 +42,12 @@ def moe(ctx: Context, args):
         from llmlab.served.routing import served_routing_error
 
         raise served_routing_error(lm, next(iter(texts.values()))[:200])
-    result = capture_routing(lm, texts, generate=args.generate, layer=args.layer)
+    if args.compare:
+        result = compare_routing(
+            lm, args.compare, texts, models=ctx.lab.models, generate=args.generate, layer=args.layer
+        )
+    else:
+        result = capture_routing(lm, texts, generate=args.generate, layer=args.layer)
     display(result)
     result._shown_live = True
     return result
