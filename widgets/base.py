@@ -60,12 +60,15 @@ class OfflineCopyDisplay:
     _uid: str
     _handle: Any = None  # the live output's display
     _copy_handle: Any = None  # the offline copy's display
+    _plotly_js = True  # whether its copy carries plotly.js (llmlab.html.claim_plotly_js)
 
     def _live_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
         # ipywidgets' own bundle: the widget view and a text/plain line, no offline copy.
         bundle = super()._repr_mimebundle_()  # type: ignore[misc]
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        data = {k: v for k, v in data.items() if k != "text/html"}
+        # No text: a viewer that cannot draw the widget shows the copy below it instead (a
+        # "<...View object at 0x…>" line above it said nothing).
+        data = {k: ("" if k == "text/plain" else v) for k, v in data.items() if k != "text/html"}
         return data, dict(metadata or {})
 
     def _copy_bundle(self, html: str | None) -> dict[str, Any]:

@@ -26,11 +26,14 @@ function liveView(uid) {
 }
 
 // JupyterLab / Notebook 7: the widget output is an earlier sibling in the same output area.
+// Its renderer (ipywidgets') sets no data-mime-type, where every other renderer does.
 function partnerOf(copy) {
   let child = copy.closest(".jp-OutputArea-child");
   while (child && (child = child.previousElementSibling)) {
-    const out = child.querySelector(`[data-mime-type="${WIDGET_MIME}"]`);
-    if (out) return { child, out };
+    const out = child.querySelector(":scope > .jp-OutputArea-output");
+    if (out && (out.dataset.mimeType === WIDGET_MIME || !out.hasAttribute("data-mime-type"))) {
+      return { child, out };
+    }
   }
   return null;
 }
@@ -72,7 +75,10 @@ export function settleCopy(copy, showOffline) {
   if (liveView(uid)) return goLive();
   if (partner) {
     copy.style.display = "none"; // no flash of the copy while the widget loads
-    observer.observe(partner.out, { childList: true, subtree: true, characterData: true });
+    observer.observe(partner.out, {
+      childList: true, subtree: true, characterData: true, attributes: true,
+      attributeFilter: ["class"],
+    });
   }
   window.addEventListener("llmlab:live", onLive);
   check();

@@ -9,7 +9,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from llmlab.html import card
+from llmlab.html import card, claim_plotly_js
 from llmlab.served.loadtest import LoadTest
 from llmlab.served.render import build_figure, figure_data, header_html, table_html
 from llmlab.widgets.base import OfflineCopyDisplay
@@ -57,6 +57,7 @@ class LoadTestView(OfflineCopyDisplay, widgets.VBox):
     def show(self, handle: Any = None) -> None:
         """Display this view and its offline copy after it, keeping the copy's handle: when
         the test ends, the copy (what saved notebooks and reports show) becomes its page."""
+        self._plotly_js = claim_plotly_js()  # plotly.js once per notebook, not per chart
         finished = self.test.status != "running"
         self._show_pair(handle, self._copy_html())
         if finished:
@@ -74,12 +75,13 @@ class LoadTestView(OfflineCopyDisplay, widgets.VBox):
                 header_html(self.test) + '<div class="llmlab-stats">live view: needs a running '
                 "kernel; display the test again when it has finished for a static copy.</div>"
             )
-        return self.test.to_html()
+        return self.test.to_html(with_plotly_js=self._plotly_js)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         # One bundle, for hosts that take one; display() uses show() (two outputs).
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
+        self._plotly_js = claim_plotly_js()
         data["text/html"] = self._copy_html()
         return bundle
 

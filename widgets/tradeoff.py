@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from llmlab.html import card, esc
+from llmlab.html import card, claim_plotly_js, esc
 from llmlab.tradeoff.render import (
     TABLE_CSS,
     X_AXES,
@@ -166,6 +166,7 @@ class TradeoffView(OfflineCopyDisplay, widgets.VBox):
         """Display this view (into ``handle``, an IPython DisplayHandle, if given) and its
         offline copy after it, keeping the copy's handle: when the sweep ends, the copy, which
         saved notebooks and reports show, becomes the finished sweep instead of a note."""
+        self._plotly_js = claim_plotly_js()  # plotly.js once per notebook, not per chart
         finished = self.sweep.done
         self._show_pair(handle, self._copy_html())
         if finished:
@@ -185,7 +186,7 @@ class TradeoffView(OfflineCopyDisplay, widgets.VBox):
         # self-contained page, drawn on this view's axes; a running one to a note (its page
         # would be empty; the copy is replaced when the sweep ends).
         if self.sweep.done:
-            return self.sweep.to_html(self.axes)
+            return self.sweep.to_html(self.axes, with_plotly_js=self._plotly_js)
         return card(
             header_html(self.sweep)
             + '<div class="llmlab-stats">live view: needs a running kernel. Display the '
@@ -196,6 +197,7 @@ class TradeoffView(OfflineCopyDisplay, widgets.VBox):
         # One bundle, for hosts that take one; display() uses show() (two outputs).
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
+        self._plotly_js = claim_plotly_js()
         data["text/html"] = self._copy_html()
         return bundle
 
