@@ -110,7 +110,9 @@ def _current_cell_id() -> str | None:
     if kernel is None:
         return None
     try:
-        parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else shell.parent_header
+        parent = (
+            kernel.get_parent("shell") if hasattr(kernel, "get_parent") else shell.parent_header
+        )
     except Exception:  # noqa: BLE001 - an unknown front end: carry plotly.js every time
         return None
     cell = (parent or {}).get("metadata", {}).get("cellId")

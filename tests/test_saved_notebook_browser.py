@@ -26,8 +26,7 @@ CELLS = [
     '%llm attention "The cat sat on the mat."',
     '%llm lens "The cat sat on the mat."',
     "%llm accel --max-new-tokens 8",
-    "%llm generate --raw --max-new-tokens 16 --accel spec=prompt-lookup --show-drafts "
-    f'"{REPEATS}"',
+    f'%llm generate --raw --max-new-tokens 16 --accel spec=prompt-lookup --show-drafts "{REPEATS}"',
     "%%llm tradeoff --configs baseline,kv=off --axes cost,top1 --max-new-tokens 4 --warmup 0 "
     "--repeats 3 --wait\nName a colour.",
     '%llm load tiny:mixtral\n%llm moe "The cat sat on the mat."',

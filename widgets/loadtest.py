@@ -62,7 +62,9 @@ class LoadTestView(OfflineCopyDisplay, widgets.VBox):
         self._show_pair(handle, self._copy_html())
         if finished:
             self._copy_handle = None  # nothing left to update
-        elif self.test.status != "running":  # it ended while being shown: its end event found no copy to update
+        elif (
+            self.test.status != "running"
+        ):  # it ended while being shown: its end event found no copy to update
             self._update_display()
 
     def _update_display(self) -> None:

@@ -245,9 +245,7 @@ class Sweep(Result):
 
         return text_table(self)
 
-    def to_html(
-        self, axes: tuple[str, str] | None = None, *, with_plotly_js: bool = True
-    ) -> str:
+    def to_html(self, axes: tuple[str, str] | None = None, *, with_plotly_js: bool = True) -> str:
         """Self-contained HTML: an interactive plotly chart (plotly.js inlined, no network;
         ``with_plotly_js=False`` where another chart of the page carries it), the table of
         figures with spreads, and the texts of the point you click."""
