@@ -4,6 +4,14 @@ on input-grounded prompts (summaries, rewrites: the answer copies the context) a
 Run:  .venv/bin/python benchmarks/bench_accel.py [--new-tokens 64] [--pairs 1] [--threads 0]
       .venv/bin/python benchmarks/bench_accel.py --only "spec=hybrid;quant=int8" --prompts open
       .venv/bin/python benchmarks/bench_accel.py --int8-recipes   # the int8 recipes compared
+      .venv/bin/python benchmarks/bench_accel.py --where "spec=hybrid"  # a decode step's time
+      .venv/bin/python benchmarks/bench_accel.py --no-llama      # without llama.cpp beside it
+
+Beside llmlab it runs llama.cpp (llama-cpp-python, built by scripts/llama_server.sh) on the same
+GGUF the default model is converted from, with the same thread count, the same prompt token ids
+(llmlab's chat template applied once, the ids handed to both) and greedy decoding, interleaved
+with the baseline runs; every configuration's decode tok/s and TTFT are also printed as a ratio
+to llama.cpp's (decode: higher is better; TTFT: lower is better).
 
 Default model, greedy, one process. The machine may be shared and noisy, so every
 configuration is measured in *pairs* with the baseline (baseline run, config run) per prompt,
@@ -84,6 +92,33 @@ CONFIGS = [
 ]
 
 
+class LlamaCpp:
+    """llama.cpp in this process on the default model's GGUF: the reference decode speed."""
+
+    def __init__(self, threads: int) -> None:
+        from llama_cpp import Llama
+
+        from llmlab.models.default import gguf_path
+
+        self.llm = Llama(
+            model_path=str(gguf_path()), n_ctx=2048, n_threads=threads, n_batch=512,
+            verbose=False,
+        )  # fmt: skip
+
+    def run(self, ids: list[int], new_tokens: int) -> tuple[float, float, int]:
+        """(TTFT s, decode tok/s, tokens) for greedy decoding from the token ids ``ids``."""
+        self.llm.reset()  # no KV reuse between runs: llmlab's baseline starts cold too
+        start = time.perf_counter()
+        times = []
+        for _ in self.llm.create_completion(
+            ids, max_tokens=new_tokens, temperature=0.0, top_k=1, stream=True
+        ):
+            times.append(time.perf_counter() - start)
+        if len(times) < 2:
+            return times[0] if times else float("nan"), float("nan"), len(times)
+        return times[0], (len(times) - 1) / (times[-1] - times[0]), len(times)
+
+
 def runnable(lm, text: str) -> tuple[bool, str]:
     cfg = parse_config(text, device=lm.device)
     for name, value in cfg.parts:
@@ -148,19 +183,38 @@ def teacher_forced_kl(lm, cfg_text: str, n_tokens: int = 200) -> tuple[float, fl
     return agreement.mean_kl, agreement.top1_agreement
 
 
-def measure_kind(lm, kind: str, configs: list[str], settings, pairs: int) -> list[dict]:
+def measure_kind(
+    lm, kind: str, configs: list[str], settings, pairs: int, llama: LlamaCpp | None = None
+) -> list[dict]:
     prompts = PROMPTS[kind]
-    refs = {}
+    refs, ref_llama = {}, {}
     print(f"\n== {kind} prompts: {', '.join(prompts)}; {settings.max_new_tokens} new tokens ==")
     for name, prompt in prompts.items():
         generate(lm, prompt, GenerationSettings(max_new_tokens=4))
         refs[name] = generate(lm, prompt, settings)
         s = refs[name].stats
         tps = s.decode_tokens_per_s
-        print(f"  {name}: {s.prompt_tokens} prompt tokens, baseline {tps:.1f} tok/s")
+        line = f"  {name}: {s.prompt_tokens} prompt tokens, baseline {tps:.1f} tok/s"
+        if llama is not None:
+            ids = encode_prompt(lm, prompt)[0].tolist()
+            llama.run(ids, 4)  # warm-up
+            runs = []
+            for _ in range(pairs):  # interleaved with llmlab's baseline
+                runs.append(llama.run(ids, settings.max_new_tokens))
+                generate(lm, prompt, settings)
+            ttft = statistics.median(r[0] for r in runs)
+            ltps = statistics.median(r[1] for r in runs)
+            ref_llama[name] = (ttft, ltps)
+            line += (
+                f" (TTFT {s.ttft_s * 1000:.0f} ms); llama.cpp {ltps:.1f} tok/s, TTFT "
+                f"{ttft * 1000:.0f} ms: baseline decode {tps / ltps:.2f}x, TTFT "
+                f"{s.ttft_s / ttft:.2f}x llama.cpp's"
+            )
+        print(line, flush=True)
+    vs = f" {'dec/llama':>9} {'TTFT/llama':>10}" if llama is not None else ""
     header = (
         f"{'config':32} {'keeps':>5} {'ratio':>6} {'per prompt':>20} {'same':>5} "
-        f"{'accept':>6} {'tok/pass':>8}  notes"
+        f"{'accept':>6} {'tok/pass':>8}{vs}  notes"
     )
     print(header + "\n" + "-" * len(header))
     rows = []
@@ -171,6 +225,7 @@ def measure_kind(lm, kind: str, configs: list[str], settings, pairs: int) -> lis
             print(f"{cfg.label:32} greyed: {why}")
             continue
         per_prompt, same, accept, per_pass, warm = [], True, [], [], 0.0
+        vs_llama_decode, vs_llama_ttft = [], []
         for name, prompt in prompts.items():
             start = time.perf_counter()
             generate_accelerated(lm, prompt, GenerationSettings(max_new_tokens=4), cfg,
@@ -182,6 +237,9 @@ def measure_kind(lm, kind: str, configs: list[str], settings, pairs: int) -> lis
                 res = generate_accelerated(lm, prompt, settings, cfg, prefix_cache=PrefixCache())
                 ratios.append(res.stats.decode_tokens_per_s / base.stats.decode_tokens_per_s)
             per_prompt.append(statistics.median(ratios))
+            if name in ref_llama:
+                vs_llama_decode.append(res.stats.decode_tokens_per_s / ref_llama[name][1])
+                vs_llama_ttft.append(res.stats.ttft_s / ref_llama[name][0])
             same &= res.token_ids == refs[name].token_ids
             if "acceptance_rate" in res.stats.extra:
                 accept.append(res.stats.extra["acceptance_rate"])
@@ -189,6 +247,11 @@ def measure_kind(lm, kind: str, configs: list[str], settings, pairs: int) -> lis
         ratio = statistics.median(per_prompt)
         notes = [f"warm-up {warm:.0f} s"] if warm > 5 else []
         row = dict(cfg=cfg, ratio=ratio, same=same, accept=accept, per_pass=per_pass)
+        vs = ""
+        if vs_llama_decode:
+            row["vs_llama"] = statistics.median(vs_llama_decode)
+            row["ttft_vs_llama"] = statistics.median(vs_llama_ttft)
+            vs = f" {row['vs_llama']:9.2f} {row['ttft_vs_llama']:10.2f}"
         if cfg.get("quant") != "none" or cfg.get("dtype") != "auto":
             kl, top1 = teacher_forced_kl(lm, text)
             row.update(kl=kl, top1=top1)
@@ -198,7 +261,8 @@ def measure_kind(lm, kind: str, configs: list[str], settings, pairs: int) -> lis
             f"{cfg.label:32} {'yes' if cfg.output_preserving else 'no':>5} {ratio:6.2f} "
             f"{' '.join(f'{r:.2f}' for r in per_prompt):>20} {'yes' if same else 'NO':>5} "
             f"{statistics.mean(accept) if accept else float('nan'):6.2f} "
-            f"{statistics.mean(per_pass) if per_pass else float('nan'):8.2f}  {'; '.join(notes)}",
+            f"{statistics.mean(per_pass) if per_pass else float('nan'):8.2f}{vs}  "
+            f"{'; '.join(notes)}",
             flush=True,
         )
     return rows
@@ -234,8 +298,8 @@ def explain_speculation(lm, kind: str, label: str, settings) -> None:
 
 
 def explain_bandwidth(lm, label: str, settings) -> None:
-    from llmlab.accel.quant import weight_bytes
     from llmlab.measure.bandwidth import memory_bandwidth
+    from llmlab.models.facts import weight_bytes
 
     prompt = next(iter(PROMPTS["open"].values()))
     bw = memory_bandwidth("cpu")
@@ -252,6 +316,89 @@ def explain_bandwidth(lm, label: str, settings) -> None:
         )
 
 
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul")
+
+
+def explain_decode_step(lm, label: str, settings, llama: LlamaCpp | None, steps: int = 16):
+    """Where one decode step's time goes: weight bytes against the memory roofline, matmul
+    kernels, the other ops (count and mean cost: per-op dispatch), and everything outside the
+    model's forward (the Python generation loop, logits processing, cache handling)."""
+    from transformers import DynamicCache
+
+    from llmlab.accel.quant import weight_bytes
+    from llmlab.measure.bandwidth import memory_bandwidth
+
+    prompt = PROMPTS["open"]["story"]
+    ids = encode_prompt(lm, prompt)
+    cfg = parse_config(label, device=lm.device)
+    bw = memory_bandwidth("cpu")
+    print(f"\n== where a decode step's time goes: {label} (prompt 'story') ==")
+    models = {"target": lm.model}
+    if cfg.get("spec") not in ("off", "prompt-lookup"):
+        from llmlab.accel.run import resolve_draft
+
+        models["draft"] = resolve_draft(lm, cfg, {}).model
+    with ForwardClock(**models) as clock:
+        res = generate_accelerated(lm, prompt, settings, cfg)
+    st = res.stats
+    per_token = (st.total_s - (st.ttft_s or 0)) / max(st.new_tokens - 1, 1)
+    decode_s = st.total_s - (st.ttft_s or 0)
+    inside = sum(clock.seconds.values())
+    print(
+        f"  {label}: {st.decode_tokens_per_s:.1f} tok/s = {per_token * 1000:.1f} ms per token; "
+        f"forward passes {100 * inside / st.total_s:.0f}% of the run "
+        f"({', '.join(f'{k} {v:.2f} s' for k, v in clock.seconds.items())}), the rest "
+        f"{100 * (st.total_s - inside) / st.total_s:.0f}%: the generation loop in Python, "
+        f"logits processing, cache handling ({decode_s:.2f} s decode in all)"
+    )
+    with variant(lm, cfg) as vlm, torch.inference_mode():
+        model = vlm.model
+        nbytes = weight_bytes(model)
+        cache = DynamicCache(config=model.config)
+        out = model(ids, past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1:].argmax(-1)
+        t = time.perf_counter()
+        for _ in range(4):  # warm
+            out = model(token, past_key_values=cache, use_cache=True)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter()
+            for _ in range(steps):
+                out = model(token, past_key_values=cache, use_cache=True)
+            wall = (time.perf_counter() - t) / steps
+    events = prof.key_averages()
+    top = [e for e in events if e.key.startswith("aten::")]
+    matmul = sum(e.self_cpu_time_total for e in top if e.key in MATMUL_OPS) / 1e6 / steps
+    other = sum(e.self_cpu_time_total for e in top if e.key not in MATMUL_OPS) / 1e6 / steps
+    n_other = sum(e.count for e in top if e.key not in MATMUL_OPS) / steps
+    floor = nbytes / bw
+    print(
+        f"  one 1-token forward of the model {label} runs: {wall * 1000:.1f} ms (profiled; "
+        f"the profiler adds its own cost): matmul kernels {matmul * 1000:.1f} ms, "
+        f"{n_other:.0f} other aten ops {other * 1000:.1f} ms "
+        f"({1e6 * other / max(n_other, 1):.0f} µs each: per-op dispatch), Python module code "
+        f"{max(wall - matmul - other, 0) * 1000:.1f} ms"
+    )
+    print(
+        f"  weights read per token {nbytes / 2**20:.0f} MB; at the measured {bw / 1e9:.1f} GB/s "
+        f"the memory floor is {floor * 1000:.1f} ms per token; the matmuls reach "
+        f"{nbytes / max(matmul, 1e-9) / 1e9:.1f} GB/s"
+    )
+    if llama is not None:
+        _, ltps, _ = llama.run(ids[0].tolist(), settings.max_new_tokens)
+        print(
+            f"  llama.cpp on the same GGUF and threads: {ltps:.1f} tok/s = {1000 / ltps:.1f} ms "
+            f"per token (it reads the Q4_1 blocks, {gguf_size()} on disk, with fused "
+            "kernels and no per-op dispatch in Python): llmlab's "
+            f"{label} is {st.decode_tokens_per_s / ltps:.2f}x its decode"
+        )
+
+
+def gguf_size() -> str:
+    from llmlab.models.default import gguf_path
+
+    return f"{gguf_path().stat().st_size / 2**20:.0f} MB"
+
+
 def summarise(lm, kind: str, rows: list[dict], settings) -> None:
     goal = GOALS[kind]
     keep = [r for r in rows if r["cfg"].output_preserving and r["same"]]
@@ -262,6 +409,13 @@ def summarise(lm, kind: str, rows: list[dict], settings) -> None:
             f"fastest output-preserving on {kind} prompts: {best['cfg'].label} "
             f"{best['ratio']:.2f}x (goal {goal}x: {met})"
         )
+        if "vs_llama" in best:
+            met = "met" if best["vs_llama"] >= 1.0 else "NOT met"
+            print(
+                f"  beside llama.cpp (same GGUF, threads, prompt ids): decode "
+                f"{best['vs_llama']:.2f}x llama.cpp's (goal 1.0x: {met}), TTFT "
+                f"{best['ttft_vs_llama']:.2f}x llama.cpp's"
+            )
         if best["ratio"] < goal and best["cfg"].get("spec") != "off":
             explain_speculation(lm, kind, best["cfg"].label, settings)
     int8 = [r for r in rows if r["cfg"].label == "quant=int8"]
@@ -342,6 +496,10 @@ def main() -> None:
         "steadier: 2 threads fighting other processes ran 10x slower here",
     )
     parser.add_argument("--only", help="configs separated by ';' (default: all)")
+    parser.add_argument("--no-llama", action="store_true", help="skip llama.cpp beside llmlab")
+    parser.add_argument(
+        "--where", metavar="CONFIG", help="only: where a decode step's time goes for CONFIG"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -350,8 +508,18 @@ def main() -> None:
     settings = GenerationSettings(max_new_tokens=args.new_tokens)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {lm.name} on {lm.device}")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    llama = None
+    if not args.no_llama:
+        try:
+            llama = LlamaCpp(torch.get_num_threads())
+            print(f"llama.cpp beside it: same GGUF, {torch.get_num_threads()} threads, greedy")
+        except ImportError:
+            print("llama.cpp not installed (bash scripts/llama_server.sh): no ratios to it")
     if args.int8_recipes:
         int8_recipes(lm, settings, args.pairs)
+        return
+    if args.where:
+        explain_decode_step(lm, args.where, settings, llama)
         return
     configs = args.only.split(";") if args.only else list(CONFIGS)
     if args.compile:
@@ -359,7 +527,7 @@ def main() -> None:
         configs.append("compile=on")
     kinds = list(PROMPTS) if args.prompts == "both" else [args.prompts]
     for kind in kinds:
-        rows = measure_kind(lm, kind, configs, settings, args.pairs)
+        rows = measure_kind(lm, kind, configs, settings, args.pairs, llama)
         summarise(lm, kind, rows, settings)
 
 

@@ -150,7 +150,7 @@ def check_shape(shape: Shape, folder: Path, device: str, args, report: Report, b
     """Load, decode plain and "fast"; on the default shape also the captures and the sweep."""
     import torch
 
-    from llmlab.accel.quant import weight_bytes
+    from llmlab.models.facts import weight_bytes
     from llmlab.models.registry import load_model
 
     dtype = torch.float32 if args.dry else torch.bfloat16

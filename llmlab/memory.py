@@ -18,6 +18,7 @@ from typing import Any
 
 from llmlab.devices import format_bytes, free_memory_bytes, parse_size
 from llmlab.errors import LabError
+from llmlab.models.facts import config_facts, kv_cache_bytes
 
 #: Share of the free memory a capture may take: the rest is for the forward pass's own
 #: activations, the notebook and whatever else runs on the machine.
@@ -72,18 +73,6 @@ def guard(estimate: Estimate, device: str = "cpu") -> Estimate:
 # -- estimators --------------------------------------------------------------------------------
 
 
-def _text_config(config: Any) -> Any:
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def _heads(config: Any) -> int:
-    return int(_text_config(config).num_attention_heads)
-
-
-def _layers(config: Any) -> int:
-    return int(_text_config(config).num_hidden_layers)
-
-
 def _n(x: int) -> str:
     return f"{x:,}"
 
@@ -102,11 +91,9 @@ def attention_capture(
     model's float32 by default), float32 grid thumbnails and the mask once (n² floats); the
     transient is one chunk of scores and weights (about 2 × 2²⁰ floats) or, for a short input,
     one layer's."""
-    text = _text_config(config)
-    layers = _layers(config) if layers is None else layers
-    heads = _heads(config)
-    kv = int(getattr(text, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
+    facts = config_facts(config)
+    layers = facts.layers if layers is None else layers
+    heads, kv, head_dim = facts.heads, facts.kv_heads, facts.head_dim
     t = min(tokens, thumb)
     store = layers * (heads + kv) * tokens * head_dim * store_bytes
     thumbs = layers * heads * t * t * 4
@@ -134,9 +121,9 @@ def lens_capture(
     ((layers + 1) × n × hidden in ``hidden_bytes``), the model's own float32 logits (n ×
     vocabulary), the ``top_k`` cells kept per row and position, and the transient of reading
     ``chunk`` positions at a time through the head (two float32 log-probability blocks)."""
-    text = _text_config(config)
-    layers = _layers(config) if layers is None else layers
-    vocab, hidden = int(text.vocab_size), int(text.hidden_size)
+    facts = config_facts(config)
+    layers = facts.layers if layers is None else layers
+    vocab, hidden = facts.vocab, facts.hidden
     rows = layers + 1
     residual = rows * tokens * hidden * hidden_bytes
     logits = tokens * vocab * 4
@@ -157,15 +144,10 @@ def moe_capture(
     """A MoE routing capture: per MoE layer and token the chosen experts as recorded (int64
     ids + float32 weights) and as kept (int16 + float32), and, when a view keeps them, the
     router's full score vector (float32, one per expert)."""
-    text = _text_config(config)
-    experts = int(
-        getattr(text, "num_local_experts", None)
-        or getattr(text, "num_experts", None)
-        or getattr(text, "n_routed_experts", None)
-        or 1
-    )
-    top_k = int(getattr(text, "num_experts_per_tok", None) or getattr(text, "top_k", None) or 1)
-    layers = _layers(config) if layers is None else layers
+    facts = config_facts(config)
+    experts = facts.experts or 1
+    top_k = facts.experts_per_token or 1
+    layers = facts.layers if layers is None else layers
     per_token = top_k * (8 + 4 + 2 + 4) + (experts * 4 if keep_router_logits else 0)
     return Estimate(
         "MoE routing capture",
@@ -178,8 +160,6 @@ def moe_capture(
 
 def kv_cache(config: Any, tokens: int, bytes_per_value: int = 4, batch: int = 1) -> int:
     """Bytes of a full K and V cache for ``tokens`` positions."""
-    from llmlab.measure.cost import kv_cache_bytes
-
     return batch * kv_cache_bytes(config, tokens, bytes_per_value)
 
 

@@ -88,7 +88,9 @@ class Result:
         return self.summary()
 
     def save_html(self, path: str | Path, title: str | None = None) -> Path:
-        """Write a standalone offline HTML page of this result."""
+        """Write a standalone offline HTML page of this result. The page is built first and
+        written atomically (:mod:`llmlab.files`): a failure leaves an existing file as it was."""
+        from llmlab.files import write_text
         from llmlab.html import esc
 
         path = Path(path)
@@ -97,8 +99,7 @@ class Result:
             f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title></head>'
             f"<body>{self.static_html()}</body></html>"
         )
-        path.write_text(page, encoding="utf-8")
-        return path
+        return write_text(path, page)
 
     def _ipython_display_(self) -> None:
         # IPython calls this for the cell's value and for display(). The value of the cell that

@@ -11,6 +11,7 @@ from llmlab.generation.next_token import NextTokenDistribution, next_token_distr
 from llmlab.generation.result import GenerationResult
 from llmlab.generation.settings import GenerationSettings
 from llmlab.models.loaded import LoadedModel
+from llmlab.models.lookup import use_default_models
 
 
 class Lab:
@@ -53,6 +54,8 @@ class Lab:
         else:
             lm = load_model(spec, name=name, **options)
         old = self.models.get(lm.name)
+        if old is not None and getattr(old, "server", None) is not None and old is not lm:
+            old.server.stop()  # a server %llm serve started dies with the name it was under
         if old is not None and old.spec != lm.spec:
             # Another model under a name in use: the old model's conversation is not this one's.
             self.histories.pop(lm.name, None)
@@ -83,8 +86,10 @@ class Lab:
         if name is None or name not in self.models:
             raise LabError(f"no model named {name!r} is loaded; loaded: {self._names()}")
         lm = self.models.pop(name)
-        if getattr(lm, "served", False):
+        if lm.capabilities.remote:
             lm.endpoint.close()
+            if getattr(lm, "server", None) is not None:  # started by %llm serve: stop it too
+                lm.server.stop()
         self.histories.pop(name, None)
         self.last_exchange.pop(name, None)
         self.prefix_caches.pop(name, None)
@@ -131,7 +136,7 @@ class Lab:
         return result
 
     def _generate(self, lm, prompt, settings, *, raw=False, on_token=None, accel=None):
-        if getattr(lm, "served", False):
+        if lm.capabilities.remote:
             from llmlab.served.generate import served_generate
 
             if accel:
@@ -139,19 +144,12 @@ class Lab:
             return served_generate(lm, prompt, settings, raw=raw, on_token=on_token)
         if accel is None or accel == "":
             return generate(lm, prompt, settings, raw=raw, on_token=on_token)
-        from llmlab.accel import PrefixCache, generate_accelerated
+        from llmlab.accel import PrefixCache
+        from llmlab.targets import VARIANT, resolve
 
+        target = resolve(accel, lm, models=self.models, kinds=(VARIANT,))
         prefix = self.prefix_caches.setdefault(lm.name, PrefixCache())
-        return generate_accelerated(
-            lm,
-            prompt,
-            settings,
-            accel,
-            on_token=on_token,
-            raw=raw,
-            prefix_cache=prefix,
-            models=self.models,
-        )
+        return target.generate(prompt, settings, on_token=on_token, raw=raw, prefix_cache=prefix)
 
     def chat(
         self,
@@ -191,7 +189,7 @@ class Lab:
     ) -> NextTokenDistribution:
         """The next-token distribution after ``prompt`` (see :func:`next_token_distribution`)."""
         lm = self.model(model)
-        if getattr(lm, "served", False):
+        if lm.capabilities.remote:
             from llmlab.served.generate import served_next_token
 
             return served_next_token(lm, prompt, **options)
@@ -326,3 +324,8 @@ def default_lab() -> Lab:
     if _default_lab is None:
         _default_lab = Lab()
     return _default_lab
+
+
+# A name in a target (spec=draft:NAME, served:NAME) given without the models to look it up in
+# means one of the %llm session's models.
+use_default_models(lambda: default_lab().models)

@@ -38,6 +38,25 @@ def llama_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def vllm_server():
+    """vLLM's CPU build serving the default model's converted folder (bf16, eager), started once
+    per session (about 70 s idle, minutes on a busy machine) and stopped after it.
+    scripts/test.sh builds its venv (scripts/vllm_server.sh, once, ~4 min and 3.5 GB, outside the
+    repository); where it is not built, or cannot start here, the tests skip and say why."""
+    from llmlab.errors import LabError
+    from llmlab.served import launch
+
+    if missing := launch.engine_available("vllm"):
+        pytest.skip(missing)
+    try:
+        server = launch.start_server("vllm")
+    except LabError as err:
+        pytest.skip(f"vLLM could not be started here: {err}")
+    with server:
+        yield server
+
+
 @pytest.fixture
 def ip():
     """An IPython shell with `%load_ext llmlab` done and a fresh default session."""

@@ -1,5 +1,7 @@
 """A tiny OpenAI-compatible server on 127.0.0.1 for the faults a real engine will not produce
 on demand: a 401, a stream cut midway, a stall past the client's timeout, no log-probabilities.
+Like vLLM it has ``/tokenize`` and ``/detokenize`` (one token per word, and a BOS token the
+server adds to every completion prompt) and honours ``ignore_eos``; mode "notokenize" drops them.
 
 ``FakeServer(mode=...)`` starts it in a thread; ``.url`` is its ``/v1`` base; ``.stop()``.
 """
@@ -58,29 +60,49 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path in ("/tokenize", "/detokenize"):
+            self._tokenizer(body)
+            return
         self.fake.requests.append(body)
         if body.get("model") != MODEL:
             self._json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
             return
         chat = self.path.endswith("/chat/completions")
+        if not body.get("stream"):  # one JSON answer; mode "routing": vLLM's routed_experts
+            choice = {"index": 0, "message": {"role": "assistant", "content": ANSWER[0]}}
+            if self.fake.mode == "routing":
+                choice["routed_experts"] = None
+            self._json(200, {"choices": [choice]})
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         if self.fake.mode == "slow":
             time.sleep(self.fake.stall_s)
+        if self.fake.mode == "serial":  # one request at a time, like a server with no batching
+            with self.fake.serial:
+                self._stream(body, chat)
+            return
+        self._stream(body, chat)
+
+    def _stream(self, body: dict, chat: bool) -> None:
         n = min(int(body.get("max_tokens", 16)), len(ANSWER))
+        answer = ANSWER
+        if body.get("ignore_eos"):  # vLLM's extension: every max_tokens token, no early stop
+            n = int(body.get("max_tokens", 16))
+            answer = [ANSWER[i % len(ANSWER)] for i in range(n)]
         want_lp = bool(body.get("logprobs")) and self.fake.mode != "nologprobs"
         if chat:
             self._send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for i, piece in enumerate(ANSWER[:n]):
+        for i, piece in enumerate(answer[:n]):
             if self.fake.mode == "close" and i == 2:
                 self.wfile.flush()
                 self.close_connection = True
                 return  # no [DONE]: the stream ends midway
             time.sleep(self.fake.token_s)
             top = dict(TOP) if i == 0 else {piece: -0.05, "x": -3.5}
-            finish = "stop" if i == n - 1 and n == len(ANSWER) else None
-            if n < len(ANSWER) and i == n - 1:
+            finish = "stop" if i == n - 1 and n == len(answer) else None
+            if n < len(answer) and i == n - 1:
                 finish = "length"
             if chat:
                 choice = {"index": 0, "delta": {"content": piece}, "finish_reason": finish}
@@ -107,8 +129,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._send({"choices": [choice]})
         usage = (body.get("stream_options") or {}).get("include_usage")
         if usage and self.fake.mode != "nousage":
-            self._send({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": n}})
+            prompt_tokens = 9 if chat else 1 + len(str(body.get("prompt", "")).split())
+            self._send(
+                {"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}}
+            )
         self.wfile.write(b"data: [DONE]\n\n")
+
+    def _tokenizer(self, body: dict) -> None:
+        """One token per word, ids from a vocabulary that grows; a BOS (id 0) on request."""
+        vocab = self.fake.vocab
+        if self.fake.mode == "notokenize":
+            self._json(404, {"detail": "Not Found"})
+        elif self.path == "/tokenize":
+            ids = [vocab.setdefault(w, len(vocab) + 1) for w in str(body["prompt"]).split()]
+            if body.get("add_special_tokens", True):
+                ids = [0, *ids]
+            self._json(200, {"tokens": ids, "count": len(ids), "max_model_len": 2048})
+        else:
+            words = {i: w for w, i in vocab.items()}
+            self._json(200, {"prompt": " ".join(words[i] for i in body["tokens"] if i)})
 
     def _send(self, data: dict) -> None:
         self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
@@ -116,10 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeServer:
-    def __init__(self, mode: str = "ok", token_s: float = 0.002, stall_s: float = 2.0) -> None:
+    def __init__(
+        self, mode: str = "ok", token_s: float = 0.002, stall_s: float = 2.0, port: int = 0
+    ) -> None:
         self.mode, self.token_s, self.stall_s = mode, token_s, stall_s
         self.requests: list[dict] = []
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.vocab: dict[str, int] = {}
+        self.serial = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.fake = self  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -136,3 +179,11 @@ class FakeServer:
 
 def top_probability(token: str) -> float:
     return math.exp(TOP[token])
+
+
+if __name__ == "__main__":  # a stand-in engine process: python -m tests.served_fake --port P
+    import sys
+
+    port = int(sys.argv[sys.argv.index("--port") + 1])
+    print("fake engine: starting", flush=True)
+    FakeServer(port=port).thread.join()

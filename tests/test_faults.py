@@ -489,3 +489,100 @@ def test_a_functions_locals_interpolate_as_in_ipython(tiny_ip):
         "r = ask('tides')"
     )
     assert tiny_ip.user_ns["r"].prompt == "On tides"
+
+
+# -- files llmlab saves: the old file stays whole until the new one is complete ---------------
+
+
+class _Page:
+    """A result whose page holds whatever text it is given (a served model's answer, say)."""
+
+    def __new__(cls, text: str):
+        from llmlab.results import Result
+
+        class Page(Result):
+            def to_html(self) -> str:
+                return f"<p>{text}</p>"
+
+        return Page()
+
+
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        ("lone high \ud800 surrogate", "lone high \ufffd surrogate"),
+        ("lone low \udfff", "lone low \ufffd"),
+        ("a split pair \ud83d\ude00 joins", "a split pair \U0001f600 joins"),
+        ("\ud800" * 1000, "\ufffd" * 1000),
+        ("ends on a half \udbff", "ends on a half \ufffd"),
+    ],
+)
+def test_save_html_of_unencodable_text_writes_a_whole_page(tmp_path, text, kept):
+    page = tmp_path / "answer.html"
+    page.write_text("the user's earlier page")
+    _Page(text).save_html(page)
+    saved = page.read_text(encoding="utf-8")  # strict: the file is valid UTF-8
+    assert kept in saved and saved.endswith("</html>")
+    assert [p.name for p in tmp_path.iterdir()] == ["answer.html"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "fail_in, error",
+    [("fsync", OSError(28, "No space left on device")), ("replace", KeyboardInterrupt())],
+)
+def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path, monkeypatch, fail_in, error):
+    from llmlab import files
+
+    page = tmp_path / "report.html"
+    page.write_text("the user's earlier report")
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(files.os, fail_in, broken)
+    with pytest.raises((files.FileWriteError, KeyboardInterrupt)) as err:
+        files.write_text(page, "<p>the new one</p>" * 10_000)
+    if isinstance(error, OSError):
+        assert str(err.value) == f"cannot write {page}: No space left on device"
+        assert isinstance(err.value, LabError) and isinstance(err.value, OSError)
+    monkeypatch.undo()
+    assert page.read_text() == "the user's earlier report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize(
+    "where, said",
+    [
+        (lambda tmp: tmp / "no-such-folder" / "page.html", "does not exist"),
+        (lambda tmp: tmp, "it is a folder"),
+        (lambda tmp: tmp / "a-file" / "page.html", "does not exist"),
+    ],
+)
+def test_a_place_that_cannot_take_a_file_is_one_line(tmp_path, where, said):
+    from llmlab.files import FileWriteError
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(FileWriteError, match=said) as err:
+        _Page("hi").save_html(where(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_a_rewritten_file_keeps_its_link_and_permissions(tmp_path):
+    from llmlab.files import write_text
+
+    real = tmp_path / "real.md"
+    real.write_text("old")
+    real.chmod(0o640)
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert real.stat().st_mode & 0o777 == 0o640
+    fresh = write_text(tmp_path / "fresh.md", "x")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

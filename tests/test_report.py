@@ -171,3 +171,126 @@ def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path, cap
     assert "..." not in listing and "optimum-quanto or hqq (fp8 is built in)" in listing
     html = (tmp_path / "out" / "nb.html").read_text()
     assert "needs a running kernel" not in html and "(shown above)" not in html
+
+
+# -- the command line: one line per mistake, never a lost notebook ------------------------------
+
+
+def _one_line_failure(capsys, argv) -> str:
+    status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 1, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "make, said",
+    [
+        (lambda tmp: tmp / "missing.ipynb", "no such file"),
+        (lambda tmp: tmp, "is a folder"),
+        (lambda tmp: _file(tmp, b"\x00\xff\xfe garbage"), "not a notebook (not UTF-8 text)"),
+        (lambda tmp: _file(tmp, b"{not json"), "not a notebook (not JSON)"),
+        (lambda tmp: _file(tmp, b"[1, 2]"), "JSON list without a list of cells"),
+        (lambda tmp: _file(tmp, b""), "not a notebook (empty)"),
+        (lambda tmp: _file(tmp, b'"just a string"'), "JSON str"),
+        (lambda tmp: _file(tmp, b'{"cells": [], "nbformat": 99}'), "nbformat can read"),
+        (lambda tmp: _file(tmp, b'{"cells": "x", "nbformat": 4}'), "without a list of cells"),
+        (lambda tmp: Path("/etc/passwd"), "not a notebook (not JSON)"),
+        (lambda tmp: Path("/dev/null"), "not a regular file"),
+    ],
+)
+def test_a_file_that_is_not_a_notebook_is_one_line(tmp_path, capsys, make, said):
+    path = make(tmp_path)
+    err = _one_line_failure(capsys, [str(path), "-o", str(tmp_path / "out")])
+    assert said in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def _file(tmp: Path, data: bytes) -> Path:
+    path = tmp / "bad.ipynb"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "output, said",
+    [
+        (lambda tmp: _file(tmp, b"x"), "is a file, not a folder"),
+        (lambda tmp: _file(tmp, b"x") / "sub", "cannot create the output folder"),
+    ],
+)
+def test_an_output_folder_that_cannot_be_used_is_one_line(tmp_path, capsys, output, said):
+    path = _notebook(tmp_path, ["1 + 1"])
+    err = _one_line_failure(capsys, [str(path), "-o", str(output(tmp_path))])
+    assert said in err
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    import os
+
+    path = _notebook(tmp_path, ["1 + 1"])
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: "locked" not in str(p) and real_access(p, mode)
+    )
+    (tmp_path / "locked").mkdir()
+    err = _one_line_failure(capsys, [str(path), "-o", str(tmp_path / "locked")])
+    assert "cannot write into the output folder" in err
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "inf", "soon"])
+def test_a_bad_timeout_is_one_line(tmp_path, capsys, timeout):
+    path = _notebook(tmp_path, ["1 + 1"])
+    with pytest.raises(SystemExit) as exit_:
+        main([str(path), "--execute", "--timeout", timeout])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "--timeout" in err
+
+
+def test_two_notebooks_of_one_name_never_replace_each_other(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _notebook(tmp_path / "a", ["1"])
+    second = _notebook(tmp_path / "b", ["2"])
+    out = tmp_path / "out"
+    err = _one_line_failure(capsys, [str(first), str(second), "-o", str(out)])
+    assert "would both write" in err and not out.exists()
+    err = _one_line_failure(capsys, [str(first), str(first), "-o", str(out)])  # one twice
+    assert "would both write" in err
+
+
+def test_report_into_the_notebooks_own_folder_keeps_the_source(tmp_path, capsys):
+    path = _notebook(tmp_path, ["6 * 7"])
+    source = path.read_bytes()
+    assert main([str(path), "--execute", "-o", str(tmp_path), "--timeout", "120"]) == 0
+    assert path.read_bytes() == source  # the notebook the user wrote, untouched
+    executed = nbformat.read(tmp_path / "nb.executed.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["data"]["text/plain"] == "42"
+    assert "wrote " + str(tmp_path / "nb.executed.ipynb") in capsys.readouterr().out
+    # without --execute the report is the only output; the notebook is still not touched
+    assert main([str(path), "-o", str(tmp_path)]) == 0 and path.read_bytes() == source
+
+
+@pytest.mark.parametrize(
+    "cells, said",
+    [
+        (["x = 1", "1 / 0", "x = 2"], "cell 2 raised ZeroDivisionError: division by zero"),
+        (["import time", "time.sleep(60)"], "cell 2 ran past --timeout 3 s and was stopped"),
+        (["raise SystemExit(3)"], "cell 1 raised SystemExit"),
+    ],
+)
+def test_a_notebook_that_fails_is_one_line_and_keeps_what_ran(tmp_path, capsys, cells, said):
+    path = _notebook(tmp_path, cells)
+    out = tmp_path / "out"
+    err = capsys.readouterr() and None
+    status = main([str(path), "--execute", "-o", str(out), "--timeout", "3"])
+    printed = capsys.readouterr()
+    err = printed.err.strip().splitlines()
+    assert status == 1
+    failure = [line for line in err if line.startswith(str(path))]
+    assert len(failure) == 1 and said in failure[0], err
+    assert "Traceback" not in printed.err
+    assert "run up to the failure" in printed.out  # the executed copy, with the error in it
+    assert nbformat.read(out / "nb.ipynb", as_version=4).cells[0].outputs is not None
+    assert (out / "nb.html").is_file()

@@ -8,6 +8,7 @@ live again; no "Error displaying widget" is left on the page. Screenshots: build
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -72,14 +73,12 @@ def _settled(page, expect_live: bool) -> dict:
     """Wait until every view is drawn (live or as its copy) and nothing still loads."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    try:
+    with contextlib.suppress(PlaywrightTimeout):  # the assertions say what is missing
         page.wait_for_function(
             f"() => {{ const s = ({SEEN_JS})(); return Object.values(s.views)"
             ".every((n) => n >= 1) && s.loading === 0; }",
             timeout=120_000,
         )
-    except PlaywrightTimeout:
-        pass  # the assertions below say what is missing
     page.wait_for_timeout(1000)
     return page.evaluate(f"({SEEN_JS})()")
 

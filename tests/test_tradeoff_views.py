@@ -206,10 +206,10 @@ def test_plotly_js_rides_once_per_notebook_and_per_report(small_sweep, monkeypat
     # made a 12.4 MB notebook. Now the first cell that draws a chart carries it (again when
     # that cell runs again); the report keeps one whatever the notebook holds.
     import nbformat
+    from llmlab.widgets.tradeoff import TradeoffView
 
     from llmlab import html as llhtml
     from llmlab.report import export_html
-    from llmlab.widgets.tradeoff import TradeoffView
 
     cell = ["a"]
     monkeypatch.setattr(llhtml, "_current_cell_id", lambda: cell[0])

@@ -1,6 +1,7 @@
-"""Live view of a load sweep: the latency-vs-throughput plot gains a point per concurrency level
-as each finishes, with a progress line and the percentile table filling below. The figure and
-table come from :mod:`llmlab.served.render`, so the live view and the offline HTML agree."""
+"""Live view of a load test: the latency-vs-throughput plot gains a point per level (concurrency
+or rate) as each finishes, with a progress line and the percentile table filling below. The
+figure and table come from :mod:`llmlab.served.render`, so the live view and the offline HTML
+agree."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import time
 from typing import Any
 
 import ipywidgets as widgets
+from llmlab.widgets.base import OfflineCopyDisplay
 
 from llmlab.html import card, claim_plotly_js
 from llmlab.served.loadtest import LoadTest
 from llmlab.served.render import build_figure, figure_data, header_html, table_html
-from llmlab.widgets.base import OfflineCopyDisplay
 
 #: Progress redraws are throttled; a finished level always redraws.
 PROGRESS_REFRESH_S = 0.25
@@ -89,7 +90,7 @@ class LoadTestView(OfflineCopyDisplay, widgets.VBox):
 
     def _refresh(self, redraw: bool) -> None:
         t = self.test
-        total = max(len(t.concurrency) * t.requests, 1)
+        total = max(t.planned * t.requests, 1)
         done = len(t.levels) * t.requests + (t.done_requests if t.current else 0)
         self.progress.value = min(done / total, 1.0) if t.status == "running" else 1.0
         state = t.current or t.status

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import ipywidgets as widgets
+from llmlab.widgets.base import OfflineCopyDisplay
 
 from llmlab.html import card, claim_plotly_js, esc
 from llmlab.tradeoff.render import (
@@ -26,7 +27,6 @@ from llmlab.tradeoff.render import (
     table_html,
 )
 from llmlab.tradeoff.result import Sweep
-from llmlab.widgets.base import OfflineCopyDisplay
 
 #: Progress redraws are throttled; a point or the end always redraws.
 PROGRESS_REFRESH_S = 0.2

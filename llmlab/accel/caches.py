@@ -37,7 +37,7 @@ _DRAFT_PROBES: weakref.WeakKeyDictionary[Any, Availability] = weakref.WeakKeyDic
 
 def static_cache(lm: LoadedModel | None) -> Availability:
     """Whether transformers' preallocated cache can run ``lm``."""
-    if lm is None or getattr(lm, "served", False):
+    if lm is None or not lm.capabilities.internals:
         return True, ""
     family = lm.family
     if family in STATIC_CACHE_BROKEN:
@@ -61,7 +61,7 @@ def takes_drafts(lm: LoadedModel | None) -> Availability:
     itself, once per model (one forward pass over 8 tokens with a fresh cache, as generate
     runs it): BERT-style models loaded as decoders without ``is_decoder`` and XLM return none,
     MPT's config turns it off; :data:`DRAFTS_BROKEN` names the rest."""
-    if lm is None or getattr(lm, "served", False) or lm.is_encoder_decoder:
+    if lm is None or not lm.capabilities.internals or lm.is_encoder_decoder:
         return True, ""
     if lm.family in DRAFTS_BROKEN:
         return False, f"{lm.family} cannot check drafts: {DRAFTS_BROKEN[lm.family]}"

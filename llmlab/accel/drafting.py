@@ -170,6 +170,12 @@ class SelfDraft:
         self._draft_s = self._returned_at - start
         return candidates, None
 
+    @property
+    def num_drafting_tokens(self) -> int:
+        """The most tokens one step drafts (transformers ≥ 5.25 asks every candidate generator,
+        to size what a recurrent cache keeps for roll-back)."""
+        return MAX_DRAFT
+
     def _shared_prefix(self, input_ids: Any) -> int:
         if self.cached is None:
             return 0
@@ -215,6 +221,12 @@ class Hybrid:
         self._last = self.draft
         self.draft_steps += 1
         return self.draft.get_candidates(input_ids)
+
+    @property
+    def num_drafting_tokens(self) -> int:
+        """The most tokens one step drafts, by either drafter (see SelfDraft's)."""
+        lookup = getattr(self.lookup, "num_output_tokens", 0)
+        return max(lookup, self.draft.num_drafting_tokens)
 
     def update_candidate_strategy(self, input_ids: Any, scores: Any, num_matches: int) -> None:
         if self._last is self.lookup and self._returned_at is not None:

@@ -28,14 +28,14 @@ KEPT_RUNS = 2
 
 def _draft_values(lm: LoadedModel, models: dict[str, LoadedModel]) -> list[dict[str, Any]]:
     """One ``draft:NAME`` toggle per other loaded model, greyed where it cannot draft."""
-    from llmlab.accel.run import same_tokenizer
+    from llmlab.targets import MODEL, resolve
 
     values = []
     for name, other in models.items():
-        if getattr(other, "served", False) or other.model is lm.model:
+        if not other.capabilities.internals or other.model is lm.model:
             continue  # a served model cannot draft: its weights are on the server
         ok, why = True, ""
-        if not same_tokenizer(other.tokenizer, lm.tokenizer):
+        if not resolve(name, lm, models=models, kinds=(MODEL,)).tokenizer_compatible(lm):
             ok, why = False, f"{name}'s tokenizer differs from {lm.name}'s"
         elif other.device != lm.device:
             ok, why = False, f"{name} is on {other.device}, {lm.name} on {lm.device}"
@@ -161,36 +161,37 @@ class AccelPanelState(Result):
 
     def describe(self, config: str) -> dict[str, Any]:
         """Label and preserving claim of a config, or the one-line reason it cannot run."""
-        from llmlab.accel.registry import check
         from llmlab.errors import LabError
 
         try:
-            cfg = parse_config(config, device=self.lm.device)
-            check(cfg, self.lm)
+            target = self._target(config)
+            target.check()
         except LabError as err:
             return {"label": config, "error": str(err)}
-        return {"label": cfg.label, "preserving": cfg.output_preserving, "error": None}
+        return {"label": target.label, "preserving": target.claim, "error": None}
+
+    def _target(self, config: str) -> Any:
+        """The variant of this panel's model a config names (:mod:`llmlab.targets`)."""
+        from llmlab.targets import VARIANT, resolve
+
+        return resolve(config, self.lm, models=self.models, kinds=(VARIANT,))
 
     def run(self, config: str, prompt: str, max_new_tokens: int) -> dict[str, Any]:
         """Generate greedily with ``config``; keep the run beside the previous one."""
-        from llmlab.accel.run import generate_accelerated
         from llmlab.generation.settings import GenerationSettings
 
-        cfg = parse_config(config, device=self.lm.device)
+        target = self._target(config)
         settings = GenerationSettings(max_new_tokens=max_new_tokens)
-        result = generate_accelerated(
-            self.lm,
+        result = target.generate(
             prompt,
             settings,
-            cfg,
             prefix_cache=self.prefix_cache,
-            models=self.models,
             measure_kl=True,  # speed and closeness to the loaded weights, side by side
             warmup=True,  # one timed run: its first time must not include a cold start
         )
-        self.prompt, self.max_new_tokens, self.config = prompt, max_new_tokens, cfg.label
-        record = run_record(result, cfg.label, cfg.output_preserving)
-        if cfg.is_baseline:
+        self.prompt, self.max_new_tokens, self.config = prompt, max_new_tokens, target.label
+        record = run_record(result, target.label, target.claim)
+        if target.is_baseline:
             self.baseline_run = record
         compare_to_baseline(record, self.baseline_run)
         self.recent = [*self.recent, record][-KEPT_RUNS:]

@@ -245,33 +245,3 @@ def _bitsandbytes(model: nn.Module, method: str) -> nn.Module:
                 new.bias = child.bias
             setattr(parent, child_name, new.to(child.weight.device))
     return model
-
-
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes of weights, counting quantized modules' packed storage (which parameters() misses)
-    and tied tensors once."""
-    import torch
-
-    seen: dict[int, int] = {}
-
-    def add(t: torch.Tensor) -> None:
-        if t.is_quantized:
-            seen[id(t)] = t.numel() * t.element_size() + 8 * t.shape[0]
-        else:
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
-
-    for t in list(model.parameters()) + list(model.buffers()):
-        add(t)
-    for m in model.modules():
-        packed = getattr(m, "_packed_params", None)
-        if packed is not None and hasattr(packed, "_weight_bias"):
-            w, b = packed._weight_bias()
-            if getattr(packed, "dtype", None) == torch.float16:
-                # fbgemm keeps float16 weights packed; _weight_bias() unpacks them to float32.
-                seen[id(m)] = w.numel() * 2
-            else:
-                add(w)
-            if b is not None:
-                add(b)
-    return sum(seen.values())

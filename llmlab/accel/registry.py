@@ -142,7 +142,7 @@ def _one_device(lm: LoadedModel | None) -> Availability:
 
 def _half_model(lm: LoadedModel | None) -> Availability:
     """FlashAttention-2 runs in float16/bfloat16 only, and only for families that have it."""
-    if lm is None or getattr(lm, "served", False):
+    if lm is None or not lm.capabilities.internals:
         return True, ""
     if lm.dtype not in ("float16", "bfloat16"):
         return False, f"{lm.name} is {lm.dtype}; FlashAttention-2 needs it loaded in bf16/fp16"
@@ -162,7 +162,7 @@ def _fp8_dtype(lm: LoadedModel | None) -> Availability:
 def _torchao_int4(lm: LoadedModel | None) -> Availability:
     """torchao's int4 weight-only (tinygemm) packs linear layers with in-features divisible
     by its group size."""
-    if lm is None or getattr(lm, "served", False):
+    if lm is None or not lm.capabilities.internals:
         return True, ""
     import torch
 
@@ -182,7 +182,7 @@ TORCHAO_GROUP = 128
 
 
 def _int4_shapes(lm: LoadedModel | None) -> Availability:
-    if lm is None or getattr(lm, "served", False):
+    if lm is None or not lm.capabilities.internals:
         return True, ""
     from llmlab.accel.quant import int4_unpackable
 
@@ -198,7 +198,7 @@ def _int4_shapes(lm: LoadedModel | None) -> Availability:
 def _full_attention(lm: LoadedModel | None) -> Availability:
     """Quantized KV caches in transformers take only full-attention layers (GPT-OSS, Gemma 3
     and others interleave sliding-window ones)."""
-    if lm is None or getattr(lm, "served", False):
+    if lm is None or not lm.capabilities.internals:
         return True, ""
     kinds = set(getattr(lm.config.get_text_config(), "layer_types", None) or [])
     other = sorted(kinds - {"full_attention"})
@@ -487,6 +487,20 @@ class AccelConfig:
         return self.label
 
 
+def bare_part(word: str) -> str | None:
+    """The ``key=value`` a bare word stands for, or None: a bare name switches an on/off
+    acceleration on ("prefix" == "prefix=on"); a bare value that only one acceleration has
+    means that setting ("int8" == "quant=int8")."""
+    owners = [
+        n for n, acc in ACCELERATIONS.items() if word in acc.values or word in _ALIASES.get(n, {})
+    ]
+    if word in ACCELERATIONS and "on" in ACCELERATIONS[word].values:
+        return f"{word}=on"
+    if len(owners) == 1 and word not in ("on", "off", "none", "auto"):
+        return f"{owners[0]}={word}"
+    return None
+
+
 def parse_config(text: str | AccelConfig | None, *, device: str | None = None) -> AccelConfig:
     """Parse ``"key=value,..."``; ``""``/``"baseline"`` is no acceleration; ``"fast"`` is the
     preset for ``device`` (default: this machine's best device). Mistakes raise one-line
@@ -510,17 +524,9 @@ def parse_config(text: str | AccelConfig | None, *, device: str | None = None) -
         if not item:
             continue
         if "=" not in item:
-            # A bare name switches an on/off acceleration on ("prefix" == "prefix=on"); a bare
-            # value that only one acceleration has means that setting ("int8" == "quant=int8").
-            owners = [
-                n
-                for n, acc in ACCELERATIONS.items()
-                if item in acc.values or item in _ALIASES.get(n, {})
-            ]
-            if item in ACCELERATIONS and "on" in ACCELERATIONS[item].values:
-                item = f"{item}=on"
-            elif len(owners) == 1 and item not in ("on", "off", "none", "auto"):
-                item = f"{owners[0]}={item}"
+            part = bare_part(item)
+            if part is not None:
+                item = part
             else:
                 raise LabError(
                     f"accel: {item!r} is not key=value; e.g. spec=prompt-lookup,quant=int8 "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from llmlab.accel.variant import changed_copy, take_build_seconds, variant
 from llmlab.errors import LabError
 from llmlab.generation.engine import Messages, TokenCallback, encode_prompt, generate
 from llmlab.generation.settings import GenerationSettings
+from llmlab.models.lookup import loaded_models, same_tokenizer
 
 if TYPE_CHECKING:
     from llmlab.generation.result import GenerationResult
@@ -98,10 +99,6 @@ def _generation_config_kept(lm: LoadedModel | None) -> Iterator[None]:
         lm.model.generation_config = saved
 
 
-def same_tokenizer(a: Any, b: Any) -> bool:
-    return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
-
-
 def resolve_draft(
     lm: LoadedModel, cfg: AccelConfig, models: dict[str, LoadedModel] | None
 ) -> LoadedModel | None:
@@ -112,10 +109,7 @@ def resolve_draft(
     name = cfg.draft_name
     if name is None:
         return None
-    if models is None:
-        from llmlab.session import default_lab
-
-        models = default_lab().models
+    models = loaded_models(models)
     if name not in models:
         raise LabError(
             f"spec=draft:{name}: no model named {name!r} is loaded "
@@ -206,11 +200,13 @@ def generate_accelerated(
     models: dict[str, LoadedModel] | None = None,
     measure_kl: bool = False,
     warmup: bool = False,
+    around: Callable[[LoadedModel], AbstractContextManager[LoadedModel]] | None = None,
 ) -> GenerationResult:
     """Generate from ``lm`` with ``cfg`` applied; ``lm`` is unchanged afterwards.
 
     ``prefix_cache``: where prefix=on keeps its KV (default: one per model in this module).
-    ``models``: where ``spec=draft:NAME`` finds NAME (default: the ``%llm`` session's models).
+    ``models``: where ``spec=draft:NAME`` finds NAME (default: the ``%llm`` session's models,
+    see :mod:`llmlab.models.lookup`).
     ``measure_kl``: for weight-changing configs (quant, dtype), also report the teacher-forced
     KL to ``lm`` over this prompt and answer (two extra forward passes), as the panel does.
     ``warmup``: the first time this configuration runs on ``lm`` in this session, run a short
@@ -218,16 +214,21 @@ def generate_accelerated(
 
     A changed copy (quantized weights, a self-draft) built for this call reports its build
     time apart as ``build_s``; it is never part of TTFT or decode speed.
+
+    ``around``: a context manager applied to the (changed) model for the generation, after
+    the load-time parts (how :mod:`llmlab.targets` runs parts of other kinds, such as
+    interventions' hooks, together with the accelerations).
     """
     cfg = parse_config(cfg, device=lm.device)
     settings = settings or GenerationSettings()
     check(cfg, lm, settings)
-    warmed = _warm_up_first(lm, prompt, settings, cfg, raw, models) if warmup else {}
+    warmed = _warm_up_first(lm, prompt, settings, cfg, raw, models, around) if warmup else {}
     draft = resolve_draft(lm, cfg, models)
     kwargs = generate_kwargs(cfg, lm.device)
     speculative = cfg.get("spec") != "off"
     with (
-        variant(lm, cfg) as vlm,
+        variant(lm, cfg) as changed,
+        (around or nullcontext)(changed) as vlm,
         _generation_config_kept(draft),
         _counting_drafts(vlm.model, own_drafter(cfg, draft)) as drafts,
     ):
@@ -260,7 +261,7 @@ def generate_accelerated(
     if measure_kl and _weights_changed(cfg) and result.token_ids:
         extra.update(_kl_to_base(lm, vlm, prompt, result, raw))
     if cfg.get("quant") != "none":
-        from llmlab.accel.quant import weight_bytes
+        from llmlab.models.facts import weight_bytes
 
         extra["weight_mb"] = round(weight_bytes(vlm.model) / 2**20, 1)
         extra["weight_mb_before"] = round(weight_bytes(lm.model) / 2**20, 1)
@@ -296,6 +297,7 @@ def _warm_up_first(
     cfg: AccelConfig,
     raw: bool,
     models: dict[str, LoadedModel] | None,
+    around: Callable[[LoadedModel], AbstractContextManager[LoadedModel]] | None = None,
 ) -> dict[str, float]:
     """The first run of ``cfg`` on ``lm`` in this session: a short generation with the same
     configuration (same prompt, a throwaway prefix cache), not timed as latency, so the
@@ -318,6 +320,7 @@ def _warm_up_first(
             raw=raw,
             prefix_cache=PrefixCache(),
             models=models,
+            around=around,
         )
         first.update(res.stats.extra)
 

@@ -39,7 +39,8 @@ def changed_copy(lm: LoadedModel, cfg: AccelConfig) -> LoadedModel:
 
     import torch
 
-    from llmlab.accel.quant import quantize, weight_bytes
+    from llmlab.accel.quant import quantize
+    from llmlab.models.facts import weight_bytes
 
     label = _weights_label(cfg)
     kept: dict[str, LoadedModel] = _copies.setdefault(lm.model, {})

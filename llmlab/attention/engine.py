@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from llmlab.attention import adapters, encode
 from llmlab.attention.capture import THUMB, capture, check_layers, parse_layers, plan
 from llmlab.attention.result import AttentionComparison, AttentionResult, StackDiff
 from llmlab.errors import LabError
+from llmlab.targets import opened
 from llmlab.tokens import token_texts
 
 if TYPE_CHECKING:
@@ -63,6 +63,12 @@ def token_ids_for(
 
 def _label(lm: LoadedModel, extra: str = "") -> str:
     return f"{lm.name} ({extra or lm.dtype})"
+
+
+def models_of(lab: Any) -> dict[str, Any]:
+    """The models a ``--compare NAME`` is looked up in: ``lab``'s (a :class:`llmlab.Lab`);
+    none without one."""
+    return lab.models if lab is not None else {}
 
 
 def attention_of_ids(
@@ -205,41 +211,6 @@ def compare_results(a: AttentionResult, b: AttentionResult) -> AttentionComparis
     return AttentionComparison(a=a, b=b, diffs=diffs)
 
 
-def _same_tokenizer(lm: LoadedModel, other: LoadedModel, ids: list[int], text: str) -> None:
-    if lm.tokenizer is other.tokenizer:
-        return
-    same_vocab = len(lm.tokenizer) == len(other.tokenizer)
-    if not same_vocab or other.tokenizer(text).input_ids != lm.tokenizer(text).input_ids:
-        raise LabError(
-            f"cannot compare {lm.name} with {other.name}: they use different tokenizers, so "
-            "their attention is over different tokens"
-        )
-
-
-@contextmanager
-def variant_model(lab: Any, lm: LoadedModel, spec: str) -> Iterator[tuple[LoadedModel, str]]:
-    """The model a ``--compare`` spec names and its label: another loaded model, or an
-    acceleration config from :mod:`llmlab.accel` applied to ``lm`` (on a copy; ``lm`` is
-    untouched). A bare value such as ``int8`` or ``bf16`` means the one setting that has it."""
-    spec = spec.strip()
-    if lab is not None and spec in lab.models:
-        other = lab.models[spec]
-        yield other, _label(other)
-        return
-    from llmlab.accel import parse_config, variant
-
-    try:
-        cfg = parse_config(spec, device=lm.device)
-    except LabError as err:
-        loaded = ", ".join(lab.models) if lab is not None else "none"
-        raise LabError(
-            f"--compare {spec!r} is neither a loaded model ({loaded}) nor an acceleration "
-            f"config: {err}"
-        ) from None
-    with variant(lm, cfg) as vlm:
-        yield vlm, f"{lm.name} ({cfg.label})"
-
-
 def compare(
     lm: LoadedModel,
     spec: str,
@@ -254,9 +225,12 @@ def compare(
     precision: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> AttentionComparison:
-    """The same text through ``lm`` and through the variant ``spec`` names; see
-    :func:`variant_model`. Generated tokens (if any) come from ``lm`` and both variants read
-    the same ids. ``progress(step)`` is told each step as it starts."""
+    """The same text through ``lm`` and through the variant ``spec`` names: another loaded
+    model, or an acceleration config from :mod:`llmlab.accel` applied to ``lm`` (on a copy;
+    ``lm`` is untouched), resolved by :func:`llmlab.targets.opened`; a bare value such as
+    ``int8`` or ``bf16`` means the one setting that has it. Generated tokens (if any) come
+    from ``lm`` and both variants read the same ids. ``progress(step)`` is told each step as
+    it starts."""
     step = progress or (lambda _step: None)
     layers = _check_layer_head(lm, layer, head, layers)
     if chat is None:
@@ -266,8 +240,9 @@ def compare(
     ids, n_prompt, target = token_ids_for(lm, text, chat=chat, generate=generate)
     options = dict(text=text, n_prompt=n_prompt, layers=layers, precision=precision)
     step(f"preparing the variant {spec.strip()}")
-    with variant_model(lab, lm, spec) as (other, label):
-        _same_tokenizer(lm, other, ids[0].tolist(), text)
+    with opened(spec, lm, models=models_of(lab)) as (other, variant):
+        variant.require_same_tokens(lm, text, "their attention is over different tokens")
+        label = variant.view_label(lm)
         step(f"capturing every head of {label}")
         b = attention_of_ids(
             other,

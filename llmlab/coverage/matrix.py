@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from llmlab.files import write_text
+
 FEATURES = ("load", "generate", "attention", "moe", "lens", "kv=static", "spec=prompt-lookup")
 STATUSES = ("works", "refused", "crash", "n/a")
 TEXT = "The quick brown fox jumps over the lazy dog. The quick brown fox"
@@ -199,7 +201,10 @@ def _alarm(_signum: int, _frame: Any) -> None:
     raise _OutOfTime
 
 
-def _worker_init() -> None:
+def _worker_init(timeout: int = FAMILY_TIMEOUT) -> None:
+    global FAMILY_TIMEOUT
+    # A spawned worker imports this module afresh: the parent's --timeout comes as an argument.
+    FAMILY_TIMEOUT = timeout
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -235,15 +240,20 @@ def run(
     *,
     workers: int = 2,
     progress: Callable[[FamilyReport, int, int], None] | None = None,
+    timeout: int | None = None,
 ) -> list[FamilyReport]:
-    """Check every type (default: all causal-LM types) in ``workers`` processes."""
+    """Check every type (default: all causal-LM types) in ``workers`` processes, each family
+    within ``timeout`` seconds (default :data:`FAMILY_TIMEOUT`)."""
     import multiprocessing
 
     types = list(model_types) if model_types is not None else causal_lm_types()
     reports: list[FamilyReport] = []
     # spawn: a forked child would inherit the parent's torch thread pool in an unknown state.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+    timeout = FAMILY_TIMEOUT if timeout is None else timeout
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(timeout,)
+    ) as pool:
         futures = {pool.submit(_check_in_worker, t): t for t in types}
         for future in as_completed(futures):
             try:
@@ -339,12 +349,18 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def families_in(page: str) -> set[str]:
+    """The model types a written coverage page has a row for."""
+    return {t for t in causal_lm_types() if f"\n| {t} |" in page}
+
+
 def write(reports: list[FamilyReport], out_md: Path, out_json: Path | None, seconds: float):
-    out_md.write_text(markdown(reports, seconds=seconds, versions=versions()), encoding="utf-8")
+    """Write the page and the JSON (each atomically: llmlab.files)."""
+    write_text(out_md, markdown(reports, seconds=seconds, versions=versions()))
     if out_json is not None:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         data = [asdict(r) for r in reports]
-        out_json.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+        write_text(out_json, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def default_workers() -> int:

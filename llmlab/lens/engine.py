@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmlab.attention.engine import _same_tokenizer, variant_model
 from llmlab.errors import LabError
 from llmlab.lens.capture import CHUNK, Residuals, residuals
 from llmlab.lens.result import LensComparison, LensResult
+from llmlab.targets import opened
 from llmlab.tokens import token_text, token_texts
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def token_ids_for(
 
     if not text or not text.strip():
         raise LabError("the text is empty; give some text to read")
-    if getattr(lm, "served", False):
+    if not lm.capabilities.internals:
         raise LabError(
             f"{lm.name} is served: the logit lens needs the model's hidden states and weights, "
             "which a server does not expose; load the weights with %llm load to read them"
@@ -185,8 +185,10 @@ def compare(
         chat = bool(generate) and lm.has_chat_template
     ids, n_prompt = token_ids_for(lm, text, chat=chat, generate=generate)
     res_a = residuals(lm, ids)
-    with variant_model(lab, lm, spec) as (other, label):
-        _same_tokenizer(lm, other, ids[0].tolist(), text)
+    models = lab.models if lab is not None else {}
+    with opened(spec, lm, models=models) as (other, variant):
+        variant.require_same_tokens(lm, text, "their attention is over different tokens")
+        label = variant.view_label(lm)
         res_b = residuals(other, ids.to(other.device))
         other_lm = other
     if len(res_a.hidden) != len(res_b.hidden):

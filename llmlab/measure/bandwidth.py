@@ -65,9 +65,11 @@ def memory_bandwidth(device: str = "cpu", *, refresh: bool = False) -> float:
         cache = {}
     if refresh or not _plausible(cache.get(key)):
         cache[key] = measure_bandwidth(device)
+        from llmlab.files import write_text
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(cache, indent=1))
+            write_text(path, json.dumps(cache, indent=1))
         except OSError:
             pass  # a read-only cache only costs a re-measurement next time
     return float(cache[key])

@@ -11,6 +11,10 @@ from typing import Any
 
 from llmlab.errors import LabError
 
+# One weight counter and one KV-size formula for every view, kept in llmlab.models.facts.
+from llmlab.models.facts import kv_cache_bytes  # noqa: F401 (part of this module's API)
+from llmlab.models.facts import weight_bytes as model_weight_bytes  # noqa: F401
+
 #: Illustrative on-demand prices in US$ per device-hour; pass your own (``prices=``,
 #: ``--price cpu=0.05``). CPU: a small 2-vCPU cloud VM; CUDA: one H100 at a cloud list price.
 DEFAULT_PRICES_USD_PER_HOUR: dict[str, float] = {"cpu": 0.10, "cuda": 2.50}
@@ -30,39 +34,6 @@ def price_per_hour(device: str, prices: dict[str, float] | None = None) -> float
 def usd_per_million_tokens(seconds_per_token: float, usd_per_hour: float) -> float:
     """Dollars for a million output tokens at this speed, with the device billed by the hour."""
     return usd_per_hour / 3600.0 * seconds_per_token * 1e6
-
-
-def model_weight_bytes(model: Any) -> int:
-    """Bytes of a model's weights, including quantized modules whose packed weights are not
-    ``parameters()`` (torch.ao dynamic int8 keeps them in ``_packed_params``)."""
-    import torch
-
-    seen: dict[Any, int] = {}
-
-    def add(value: Any) -> None:
-        if isinstance(value, tuple | list):
-            for v in value:
-                add(v)
-        elif isinstance(value, torch.Tensor):
-            if value.is_quantized:
-                # Quantized tensors have no plain storage to deduplicate; count their payload.
-                seen[("q", id(value))] = value.numel() * value.element_size()
-            else:
-                storage = value.untyped_storage()
-                seen[storage.data_ptr()] = storage.nbytes()
-
-    for value in model.state_dict(keep_vars=True).values():
-        add(value)
-    return sum(seen.values())
-
-
-def kv_cache_bytes(config: Any, tokens: int, bytes_per_value: int) -> int:
-    """Bytes of a full K and V cache for ``tokens`` positions: 2 x layers x KV heads x head dim."""
-    text = config.get_text_config()
-    heads = text.num_attention_heads
-    kv_heads = getattr(text, "num_key_value_heads", None) or heads
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    return 2 * text.num_hidden_layers * kv_heads * head_dim * tokens * bytes_per_value
 
 
 def _current_rss() -> int | None:

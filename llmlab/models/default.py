@@ -94,7 +94,9 @@ def write_manifest(folder: Path) -> None:
         if p.is_file() and p.name != MANIFEST
     }
     manifest = {"format": MANIFEST_FORMAT, "files": files}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    from llmlab.files import write_text
+
+    write_text(folder / MANIFEST, json.dumps(manifest, indent=1))
 
 
 def verify(folder: Path) -> str | None:

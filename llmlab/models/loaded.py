@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmlab.devices import dtype_name, format_bytes, placement_text
+from llmlab.models.capabilities import LOCAL, Capabilities
+from llmlab.models.facts import ModelFacts, config_facts
+from llmlab.models.facts import weight_bytes as count_weight_bytes
 
 
 @dataclass
@@ -46,15 +49,18 @@ class LoadedModel:
 
     @property
     def weight_bytes(self) -> int:
-        # Counted over unique storages so tied embeddings are not counted twice.
-        # Disk-offloaded weights sit on the meta device (no storage): count their size.
-        seen: dict[int | tuple[str, int], int] = {}
-        for tensor in list(self.model.parameters()) + list(self.model.buffers()):
-            if tensor.is_meta:
-                seen[("meta", id(tensor))] = tensor.numel() * tensor.element_size()
-            else:
-                seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return sum(seen.values())
+        """See :func:`llmlab.models.facts.weight_bytes` (the one weight counter)."""
+        return count_weight_bytes(self.model)
+
+    @property
+    def facts(self) -> ModelFacts:
+        """Layers, heads, KV heads, experts and weight bytes (:mod:`llmlab.models.facts`)."""
+        return config_facts(self.config, self.weight_bytes)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything runs here: internals can be read, every log-probability is at hand."""
+        return LOCAL
 
     @property
     def placement(self) -> str:
@@ -109,17 +115,17 @@ class LoadedModel:
 
     def summary(self) -> dict[str, Any]:
         """One row of ``%llm models``."""
-        text_config = self.config.get_text_config()
+        facts = self.facts
         return {
             "name": self.name,
             "family": self.family,
             "params": f"{self.n_params / 1e6:.1f} M",
-            "layers": getattr(text_config, "num_hidden_layers", None),
-            "heads": getattr(text_config, "num_attention_heads", None),
+            "layers": facts.layers,
+            "heads": facts.heads,
             "device": self.placement,
             "dtype": self.dtype,
             "attention": self.attn_implementation,
-            "weights": format_bytes(self.weight_bytes),
+            "weights": format_bytes(facts.weight_bytes),
             "context": self.context_length,
             "source": self.source,
         }

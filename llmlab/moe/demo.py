@@ -447,6 +447,8 @@ def demo_dir(
 
 def save(trained: Trained, target: Path) -> None:
     """Write a normal checkpoint (``from_pretrained`` loads it) with its card, atomically."""
+    from llmlab.files import write_text
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".training-", dir=target.parent))
     try:
@@ -455,8 +457,8 @@ def save(trained: Trained, target: Path) -> None:
         trained.model.save_pretrained(tmp)
         trained.tokenizer.save_pretrained(tmp)
         info = card(trained)
-        (tmp / CARD_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
-        (tmp / "README.md").write_text(_readme(info), encoding="utf-8")
+        write_text(tmp / CARD_FILE, json.dumps(info, indent=1))
+        write_text(tmp / "README.md", _readme(info))
         _write_manifest(tmp)
         shutil.rmtree(target, ignore_errors=True)
         try:

@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmlab.errors import LabError
+from llmlab.models.capabilities import Capabilities
 from llmlab.served.client import DEFAULT_TIMEOUT_S, Endpoint
 
 PREFIX = "openai:"
+#: Top log-probabilities per token an OpenAI-compatible server gives at most (llama.cpp and
+#: vLLM allow 20).
+MAX_TOP_LOGPROBS = 20
+#: What a served model can do: generate remotely, with a few top log-probabilities per token;
+#: its internals stay on the server.
+SERVED = Capabilities(remote=True, internals=False, top_logprobs=MAX_TOP_LOGPROBS)
 
 
 class PieceVocab:
@@ -43,7 +50,8 @@ class PieceVocab:
 
 @dataclass
 class ServedModel:
-    """``%llm load openai:URL --model NAME``. ``served`` marks it for code that must branch."""
+    """``%llm load openai:URL --model NAME``. Commands ask :attr:`capabilities` what it can
+    do (``served`` stays for code written before that protocol)."""
 
     name: str
     spec: str
@@ -53,6 +61,7 @@ class ServedModel:
     load_seconds: float
     notes: list[str] = field(default_factory=list)
     tokenizer: PieceVocab = field(default_factory=PieceVocab)
+    server: Any = None  # the EngineServer when llmlab started it (%llm serve): unload stops it
 
     served = True
     device = "served"
@@ -60,6 +69,10 @@ class ServedModel:
     family = "served"
     has_chat_template = True
     context_length = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return SERVED
 
     @property
     def source(self) -> str:
@@ -100,7 +113,8 @@ class ServedModel:
 
 
 def is_served(lm: Any) -> bool:
-    return bool(getattr(lm, "served", False))
+    """Does ``lm`` run behind a server? (its :class:`Capabilities` say so)."""
+    return lm.capabilities.remote
 
 
 def load_served(

@@ -1,18 +1,21 @@
-"""The configurations a sweep compares: a thin adapter over :mod:`llmlab.accel`.
+"""The configurations a sweep compares: a thin adapter over :mod:`llmlab.targets`.
 
 A sweep only needs three things from a configuration: its label and the registry's claim,
 a context manager that yields the (possibly changed) model, and a way to generate with it.
-Tests build :class:`Configuration` directly to exercise the runner without the registry.
+Every item of ``--configs`` is resolved by :func:`llmlab.targets.resolve` (accelerations,
+another loaded model, ``served:NAME``); tests build :class:`Configuration` directly to exercise
+the runner without them.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
+from llmlab.targets import MODEL, SERVED, SERVED_PREFIX, Target, resolve
 
 if TYPE_CHECKING:
     from llmlab.generation.result import GenerationResult
@@ -32,6 +35,8 @@ class Configuration:
     ``open(lm)`` yields the model to run (a changed copy for load-time accelerations);
     ``run(base_lm, variant_lm, prompt, settings, on_token)`` generates once with it.
     ``claimed_output_preserving`` is the registry's claim (``None``: no claim).
+    ``target``: what it was resolved from (:class:`llmlab.targets.Target`; None when built
+    by hand). ``usd_per_hour``: a served target's own price.
     """
 
     label: str
@@ -40,7 +45,14 @@ class Configuration:
     run: Runner
     kv_cache: bool = True  # False where the configuration keeps no KV cache (kv=off)
     is_baseline: bool = False
-    accel: Any = field(default=None, repr=False)
+    target: Target | None = field(default=None, repr=False)
+    usd_per_hour: float | None = None
+
+    @property
+    def load_label(self) -> str | None:
+        """The load-time parts (``quant=int8``) that make a private weight copy, or None."""
+        accel = self.target.accel if self.target is not None else None
+        return accel.load_label if accel is not None and accel.load_parts else None
 
 
 def split_configs(configs: str | Sequence[str]) -> list[str]:
@@ -59,63 +71,65 @@ def split_configs(configs: str | Sequence[str]) -> list[str]:
     return items
 
 
-def accel_configuration(text: str) -> Configuration:
-    """Resolve one item of a sweep list through the accelerations registry."""
-    from llmlab.accel import generate_accelerated, parse_config, variant
-
-    cfg = parse_config(text.replace("+", ","))
-
-    @contextlib.contextmanager
-    def open_variant(lm: LoadedModel) -> Iterator[LoadedModel]:
-        with variant(lm, cfg) as vlm:
-            yield vlm
+def configuration(target: Target, usd_per_hour: float | None = None) -> Configuration:
+    """One sweep entry for a resolved target: opened on the sweep's model, generated with
+    through the engine its kind runs on."""
 
     def run(base, vlm, prompt, settings: GenerationSettings, on_token=None):
-        # generate_accelerated applies the load-time parts itself, reusing the copy that
-        # variant() made above (the registry caches it), so nothing is quantized twice.
-        return generate_accelerated(base, prompt, settings, cfg, on_token=on_token)
+        # A variant generates from the base model with its parts applied: the load-time copy
+        # that open() made above is cached, so nothing is quantized twice.
+        return target.generate(prompt, settings, base=base, on_token=on_token)
 
     return Configuration(
-        label=cfg.label,
-        claimed_output_preserving=cfg.output_preserving,
-        open=open_variant,
+        label=target.label,
+        claimed_output_preserving=target.claim,
+        open=target.open,
         run=run,
-        kv_cache=cfg.get("kv") != "off",
-        is_baseline=cfg.is_baseline,
-        accel=cfg,
+        kv_cache=target.keeps_kv_cache,
+        is_baseline=target.is_baseline,
+        target=target,
+        usd_per_hour=usd_per_hour,
     )
 
 
 def resolve_configs(
     configs: str | Sequence[str | Configuration],
     *,
-    models: dict[str, Any] | None = None,
+    models: Mapping[str, Any] | None = None,
     prices: dict[str, float] | None = None,
+    lm: LoadedModel | None = None,
 ) -> list[Configuration]:
     """Every configuration of a sweep, each checked before anything runs; baseline first,
     duplicates dropped. An unknown name fails here, in one line.
 
-    ``served:NAME`` (or a served model object) is a served target (:mod:`llmlab.served`),
-    looked up in ``models`` (default: the session's); ``prices[NAME]`` is its US$ per hour."""
-    from llmlab.served.tradeoff import served_target
-
+    Each item is a target (:mod:`llmlab.targets`): acceleration parts joined with ``+``,
+    another loaded model by name, or ``served:NAME`` (or a served model object), looked up in
+    ``models`` (default: the session's); ``prices[NAME]`` is a served model's US$ per hour.
+    ``lm``: the sweep's model, for presets (``fast``) and drafts."""
     items = configs if not isinstance(configs, str) else split_configs(configs)
+    prices = prices or {}
     resolved: list[Configuration] = []
+
+    def add(spec: Any) -> None:
+        target = resolve(spec, lm, models=models, what="configuration")
+        price = None
+        if target.kind == SERVED:
+            price = prices.get(target.other.name, prices.get("served"))
+        elif target.kind == MODEL and lm is not None and not target.tokenizer_compatible(lm):
+            raise LabError(
+                f"configuration {target.spec!r}: its tokenizer differs from {lm.name}'s; a "
+                "sweep measures quality over the same token ids"
+            )
+        resolved.append(configuration(target, price))
+
     for item in items:
         if isinstance(item, Configuration):
             resolved.append(item)
-            continue
-        if getattr(item, "served", False):
-            resolved.append(served_target(item, models, prices))
-            continue
-        for text in split_configs([item]):
-            if text.startswith("served:"):
-                resolved.append(served_target(text, models, prices))
-                continue
-            try:
-                resolved.append(accel_configuration(text))
-            except LabError as err:
-                raise LabError(f"configuration {text!r}: {err}") from None
+        elif not isinstance(item, str):
+            add(item)  # a served model object
+        else:
+            for text in split_configs([item]):
+                add(text if text.startswith(SERVED_PREFIX) else text.replace("+", ","))
     if not resolved:
         raise LabError("no configurations given; e.g. --configs baseline,kv=off,quant=int8")
     unique: dict[str, Configuration] = {}
@@ -123,5 +137,5 @@ def resolve_configs(
         unique.setdefault(c.label, c)
     baseline = [c for c in unique.values() if c.is_baseline]
     if not baseline:
-        baseline = [accel_configuration(BASELINE)]
+        baseline = [configuration(resolve(BASELINE, lm, models=models))]
     return baseline[:1] + [c for c in unique.values() if not c.is_baseline]

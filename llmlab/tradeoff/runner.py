@@ -95,7 +95,7 @@ def run_sweep(
 
     check_repeats(repeats, warmup)
     check_axes(axes)
-    if getattr(lm, "served", False):
+    if lm.capabilities.remote:
         raise LabError(
             f"{lm.name} is served: the sweep's reference must be a local model; "
             f"add the served one to the configurations as served:{lm.name}"
@@ -103,7 +103,7 @@ def run_sweep(
     prompts = default_prompts() if prompts is None else [p for p in prompts if p.strip()]
     if not prompts:
         raise LabError("the prompt set is empty; give at least one prompt (one per line)")
-    configurations = resolve_configs(configs, models=models, prices=prices)
+    configurations = resolve_configs(configs, models=models, prices=prices, lm=lm)
     _guard_memory(lm, configurations, prompts, max_new_tokens, text_tokens)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     sweep = Sweep(
@@ -130,7 +130,7 @@ def _guard_memory(lm, configurations, prompts, max_new_tokens: int, text_tokens:
     the memory budget (llmlab.memory)."""
     from llmlab import memory
 
-    loads = [c.accel.load_label for c in configurations if getattr(c.accel, "load_parts", None)]
+    loads = [c.load_label for c in configurations if c.load_label]
     longest = max(len(lm.tokenizer(p).input_ids) for p in prompts) + max_new_tokens
     estimate = memory.sweep(lm.weight_bytes, lm.config, loads, max(longest, text_tokens))
     memory.guard(estimate, lm.device)
@@ -224,7 +224,7 @@ class _SweepJob:
                 config.open(self.lm) as vlm,
             ):
                 runs = self.time_runs(config, vlm, point)
-                if getattr(vlm, "served", False):
+                if vlm.capabilities.remote:
                     self.served(config, vlm, point)
                 else:
                     self.cost(config, vlm, point, runs)
@@ -284,7 +284,7 @@ class _SweepJob:
 
     def served(self, config: Configuration, sm: Any, point: SweepPoint) -> None:
         """A served target: cost at its own price, quality judged by the local reference."""
-        from llmlab.served.tradeoff import served_figures
+        from llmlab.tradeoff.served import served_figures
 
         ok = self.reference is not None
         served_figures(
@@ -295,7 +295,7 @@ class _SweepJob:
             reference_texts=self.sweep.reference_texts if ok else [],
             reference_ids=self.ref_tokens if ok else [],
             max_new_tokens=self.settings.max_new_tokens,
-            usd_per_hour=config.accel.get("usd_per_hour"),
+            usd_per_hour=config.usd_per_hour,
         )
 
     def tick(self) -> None:

@@ -9,5 +9,6 @@ from llmlab.magics.commands import (  # noqa: F401
     loadtest,
     models,
     moe,
+    serve,
     tradeoff,
 )

@@ -26,7 +26,7 @@ def accel(ctx: Context, args):
         lm = ctx.lab.model(args.model) if (args.model or ctx.lab.active) else None
         return AccelTable(table(lm), lm.name if lm else None)
     lm = ctx.lab.model(args.model)
-    if getattr(lm, "served", False):
+    if not lm.capabilities.internals:
         _ = lm.model  # raises the one-line "served model: its weights stay on the server"
     from llmlab.accel import PrefixCache, parse_config
 

@@ -32,6 +32,10 @@ def moe(ctx: Context, args):
     if args.text or (ctx.body or "").strip() or not texts:
         texts = {"text": text_of(ctx, args, "text"), **texts}
     lm = ctx.lab.model(args.model)
+    if getattr(lm, "served", False):  # asks the server once, then one line (llmlab.served.routing)
+        from llmlab.served.routing import served_routing_error
+
+        raise served_routing_error(lm, next(iter(texts.values()))[:200])
     result = capture_routing(lm, texts, generate=args.generate, layer=args.layer)
     display(result)
     result._shown_live = True

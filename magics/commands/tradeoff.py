@@ -107,6 +107,7 @@ def tradeoff(ctx: Context, args):
         background=background,
         listeners=listeners,
         start=False,
+        models=ctx.lab.models,
     )
     _last["sweep"] = sweep
     if ctx.in_kernel:

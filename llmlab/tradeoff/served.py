@@ -15,13 +15,11 @@ the server's top log-probabilities, judged by the local reference model:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
 from llmlab.measure.stats import Spread
-from llmlab.served.generate import request_body, served_generate, stream_request
-from llmlab.tradeoff.configs import Configuration
+from llmlab.served.generate import request_body, stream_request
 
 if TYPE_CHECKING:
     from llmlab.models.loaded import LoadedModel
@@ -30,23 +28,6 @@ if TYPE_CHECKING:
 
 #: Top log-probabilities asked for in the quality pass (llama.cpp and vLLM allow 20).
 QUALITY_TOP_K = 5
-
-
-def served_configuration(sm: ServedModel, usd_per_hour: float | None = None) -> Configuration:
-    """The sweep entry ``served:NAME``: runs through the server, no load-time variant."""
-
-    def run(base, vlm, prompt, settings, on_token=None):
-        return served_generate(vlm, prompt, settings, on_token=on_token)
-
-    config = Configuration(
-        label=f"served:{sm.name}",
-        claimed_output_preserving=None,
-        open=lambda lm: contextlib.nullcontext(sm),
-        run=run,
-        kv_cache=False,
-    )
-    config.accel = {"served": sm, "usd_per_hour": usd_per_hour}
-    return config
 
 
 def served_figures(
@@ -83,7 +64,8 @@ def served_figures(
     for prompt, ref_text, ref_ids, timed_text in zip(
         prompts, reference_texts, reference_ids, point.texts
     ):
-        path, body = request_body(sm.model_id, prompt, settings, chat=True, logprobs=QUALITY_TOP_K)
+        top_k = sm.capabilities.top_k(QUALITY_TOP_K)
+        path, body = request_body(sm.model_id, prompt, settings, chat=True, logprobs=top_k)
         run = stream_request(sm.endpoint, path, body)
         if run.text != timed_text:
             mismatched_runs += 1
@@ -181,28 +163,3 @@ def _piece_table(tokenizer: Any) -> dict[str, int]:
             table[text] = i
         _PIECES[key] = {t: i for t, i in table.items() if t not in dupes}
     return _PIECES[key]
-
-
-def served_target(
-    item: Any, models: dict[str, Any] | None, prices: dict[str, float] | None
-) -> Configuration:
-    """``served:NAME`` (a served model loaded in the session) or a ServedModel itself."""
-    from llmlab.errors import LabError
-
-    if isinstance(item, str):
-        name = item.removeprefix("served:").strip()
-        if models is None:
-            from llmlab.session import default_lab
-
-            models = default_lab().models
-        sm = models.get(name)
-        if sm is None or not getattr(sm, "served", False):
-            served = [n for n, m in models.items() if getattr(m, "served", False)]
-            raise LabError(
-                f"no served model named {name!r} is loaded (served: {', '.join(served) or 'none'}"
-                "); load one with %llm load openai:URL --model NAME"
-            )
-    else:
-        sm = item
-    prices = prices or {}
-    return served_configuration(sm, prices.get(sm.name, prices.get("served")))
