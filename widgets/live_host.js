@@ -18,13 +18,19 @@ async function viewOf(source) {
   return typeof widget === "function" ? widget() : widget;
 }
 
+// ipywidgets' models say whether their comm is live; a host whose manager cannot say (marimo's
+// models have no comm_live; a lookup that fails or hangs) is taken as live, as anywidget does.
 async function kernelBehind(model) {
-  try {
-    const real = await model.widget_manager.get_model(model.get("_llmlab_id"));
-    return real.comm_live !== false;
-  } catch {
-    return true; // a host whose manager cannot say: assume live, as anywidget itself does
-  }
+  const lookup = (async () => {
+    try {
+      const real = await model.widget_manager.get_model(model.get("_llmlab_id"));
+      return real.comm_live !== false;
+    } catch {
+      return true;
+    }
+  })();
+  const undecided = new Promise((resolve) => setTimeout(() => resolve(true), 1500));
+  return Promise.race([lookup, undecided]);
 }
 
 export default {

@@ -475,7 +475,7 @@ def sweep_html(sweep: Sweep, axes: tuple[str, str], *, with_plotly_js: bool = Tr
     chart = plotly_chart(fig, uid, with_plotly_js=with_plotly_js)
     data = json_for_script(sweep_payload(sweep))
     script = (HERE / "static_page.js").read_text("utf-8")
-    panel = f'<div id="{uid}-texts">{compare_html(sweep, _first_other(sweep))}</div>'
+    panel = f'<div id="{uid}-texts">{compare_html(sweep, first_other_point(sweep))}</div>'
     return card(
         header_html(sweep)
         + chart
@@ -487,7 +487,7 @@ def sweep_html(sweep: Sweep, axes: tuple[str, str], *, with_plotly_js: bool = Tr
     )
 
 
-def _first_other(sweep: Sweep) -> int | None:
+def first_other_point(sweep: Sweep) -> int | None:
     for i, p in enumerate(sweep.points):
         if not p.is_baseline and p.status == "ok":
             return i
