@@ -116,4 +116,10 @@ def _current_cell_id() -> str | None:
     except Exception:  # noqa: BLE001 - an unknown front end: carry plotly.js every time
         return None
     cell = (parent or {}).get("metadata", {}).get("cellId")
-    return str(cell) if cell else None
+    if cell:
+        return str(cell)
+    if not getattr(kernel, "_allow_stdin", True):
+        # A headless run (nbclient, papermill) sends no cell ids but runs each cell once, in
+        # order: its execution count names the cell.
+        return f"run-{shell.execution_count}"
+    return None

@@ -234,19 +234,13 @@ def reopen_notebook(
 ) -> Path:
     """Open the saved notebook ``path`` (in the server's root) as a user reopening it would:
     in JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``), with a fresh kernel, or
-    with none (``kernel=False``: "No Kernel" in the kernel dialog). Runs nothing. Waits for
+    with none (``kernel=False``: no session can start). Runs nothing. Waits for
     ``wait_for`` (a CSS selector), calls ``actions(page)``, screenshots the page."""
     from playwright.sync_api import sync_playwright
 
     require_browser()
     server = _start_server()
     name = Path(path).name
-    if not kernel:
-        import nbformat
-
-        nb = nbformat.read(path, as_version=4)
-        nb.metadata.pop("kernelspec", None)  # JupyterLab then asks which kernel: none
-        write_signed(nb, path)
     if app == "lab":
         url = (
             f"{server['url']}/lab/workspaces/re{secrets.token_hex(3)}/tree/{name}"
@@ -258,6 +252,12 @@ def reopen_notebook(
         browser = _browser(p)
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            if not kernel:
+                # No kernel can start: the page's requests for a session fail.
+                page.route(
+                    "**/api/sessions*",
+                    lambda r: r.abort() if r.request.method == "POST" else r.continue_(),
+                )
             page.goto(url)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
             if kernel:
@@ -268,13 +268,20 @@ def reopen_notebook(
                     " return k && k.connectionStatus === 'connected'; }",
                     timeout=timeout_s * 1000,
                 )
-            else:
-                page.wait_for_selector(".jp-Dialog", timeout=timeout_s * 1000)
-                no_kernel = page.locator(".jp-Dialog button", has_text="No Kernel")
-                if no_kernel.count():
-                    no_kernel.first.click()
-                else:
-                    page.locator(".jp-Dialog .jp-mod-reject").first.click()
+            else:  # "Error Starting Kernel", then "Select Kernel": OK, then "No Kernel"
+                for wait_s in (20, 5, 5):
+                    try:
+                        page.wait_for_selector(".jp-Dialog", timeout=wait_s * 1000)
+                    except Exception:  # noqa: BLE001 - no more dialogs
+                        break
+                    no_kernel = page.locator(".jp-Dialog button", has_text="No Kernel")
+                    button = (
+                        no_kernel
+                        if no_kernel.count()
+                        else page.locator(".jp-Dialog .jp-mod-accept")
+                    )
+                    button.first.click()
+                    page.wait_for_timeout(500)
             if wait_for:
                 page.wait_for_selector(wait_for, timeout=timeout_s * 1000)
             if actions is not None:
