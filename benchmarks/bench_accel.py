@@ -325,8 +325,8 @@ def explain_decode_step(lm, label: str, settings, llama: LlamaCpp | None, steps:
     model's forward (the Python generation loop, logits processing, cache handling)."""
     from transformers import DynamicCache
 
-    from llmlab.accel.quant import weight_bytes
     from llmlab.measure.bandwidth import memory_bandwidth
+    from llmlab.models.facts import weight_bytes
 
     prompt = PROMPTS["open"]["story"]
     ids = encode_prompt(lm, prompt)

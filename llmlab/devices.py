@@ -197,17 +197,22 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+#: No machine has an exabyte of memory: a larger size is a typo, not a budget.
+MAX_SIZE = 10**18
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def parse_size(text: str) -> int:
     """``"200MB"``, ``"1.5GiB"``, ``"4096"`` -> bytes (accelerate's units: MB = 10^6)."""
-    m = _SIZE.match(text)
+    m = _SIZE.match(text) if isinstance(text, str) else None
     if not m:
         raise LabError(f"cannot read {text!r} as a size; write e.g. 200MB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    size = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if size > MAX_SIZE:
+        raise LabError(f"{text.strip()!r} is more memory than any machine has; write e.g. 64GB")
+    return int(size)
 
 
 def parse_max_memory(text: str) -> tuple[dict[int | str, int], bool]:
@@ -291,7 +296,10 @@ def _map_device(where: int | str) -> str:
 def input_device(model) -> str:
     """Where a device-mapped model takes its inputs: the device of its first placed module
     (disk-offloaded modules run on the CPU through accelerate's hooks)."""
-    where = _map_device(next(iter(model.hf_device_map.values())))
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map:  # everything fitted on one device: transformers keeps no map then
+        return str(next(model.parameters()).device)
+    where = _map_device(next(iter(device_map.values())))
     return "cpu" if where == "disk" else where
 
 

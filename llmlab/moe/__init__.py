@@ -10,7 +10,7 @@ run = train_moe_demo(background=True); run.stop(); run.loaded()
 """
 
 from llmlab.moe.adapters import ADAPTERS, FamilyAdapter, adapter_for, moe_layers
-from llmlab.moe.capture import capture_routing, recording
+from llmlab.moe.capture import capture_routing, compare_routing, recording
 from llmlab.moe.demo import DemoRecipe
 from llmlab.moe.result import MoeRouting, RoutedInput
 from llmlab.moe.training import MoeTrainingRun, train_moe_demo
@@ -24,6 +24,7 @@ __all__ = [
     "RoutedInput",
     "adapter_for",
     "capture_routing",
+    "compare_routing",
     "moe_layers",
     "recording",
     "train_moe_demo",
