@@ -31,7 +31,11 @@ def measure(model: str, out: Path) -> dict[str, float]:
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(c.format(model=model)) for c in CELLS]
     )
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path = out / "sizes.ipynb"
     nbformat.write(nb, path)
     main([str(path), "--execute", "-o", str(out / "out")])
