@@ -71,6 +71,7 @@ def test_intervention_views_in_jupyterlab():
 
 def test_intervention_views_offline(tmp_path):
     import llmlab.widgets  # noqa: F401  (registers the views' offline copies)
+
     from llmlab import Lab
 
     lab = Lab()
