@@ -45,6 +45,7 @@ class Lab:
         name: str | None = None,
         replace: bool = False,
         announce: Callable[[LoadedModel], None] | None = None,
+        threads: int | None = None,
         **options: Any,
     ) -> LoadedModel:
         """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active.
@@ -52,6 +53,9 @@ class Lab:
         A name in use by another model is refused unless ``replace=True`` (the same model
         loaded again just replaces its copy). ``announce(lm)`` runs before the model joins
         the session: if it raises (a "loaded" line that cannot be printed), the load is undone.
+        ``threads``: torch CPU threads for the whole session (torch's setting is process-wide);
+        on a busy machine 1 is often several times faster, and the model's ``notes`` say when
+        the machine looks too busy for the threads torch uses.
         """
         if isinstance(spec, os.PathLike):
             spec = os.fspath(spec)
@@ -69,9 +73,11 @@ class Lab:
         if not served:  # refused before a long load, where the name is known in advance
             self.check_free(name or default_name(spec), spec, replace)
         if served:  # an OpenAI-compatible server (llmlab.served)
+            if threads is not None:
+                raise LabError("--threads is for local models; a server sets its own threads")
             lm = load_served(spec, name=name, **options)
         else:
-            lm = load_model(spec, name=name, **options)
+            lm = load_model(spec, name=name, threads=threads, **options)
         return self.add(lm, replace=replace, announce=announce)
 
     def add(

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmlab.devices import format_bytes, peak_memory, reset_peak_memory, synchronize
+from llmlab.devices import format_bytes, synchronize
 from llmlab.errors import LabError
 from llmlab.generation.result import Candidate, GenerationResult, GenerationStats
 from llmlab.generation.settings import GenerationSettings
+from llmlab.measure.cost import PeakMemory
+from llmlab.models.threads import torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -133,20 +135,25 @@ def generate(
     with lm.exclusive("generation"):
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
-        reset_peak_memory(lm.device)
-        synchronize(lm.device)
-        start = time.perf_counter()
-        clock = _TokenClock(settings.n_candidates, start, on_token)
-        stopped = None
-        try:
-            with torch.inference_mode():
-                out = lm.model.generate(
-                    input_ids, attention_mask=torch.ones_like(input_ids), streamer=clock, **kwargs
-                )
-        except KeyboardInterrupt:
-            out, stopped = None, "interrupted"
-        synchronize(lm.device)
-        total = time.perf_counter() - start
+        # This call's own peak (CUDA's counter, or RSS sampled while it runs): the OS's
+        # lifetime peak RSS would report a sweep's peak in every later footer.
+        with PeakMemory(lm.device) as memory_use:
+            synchronize(lm.device)
+            start = time.perf_counter()
+            clock = _TokenClock(settings.n_candidates, start, on_token)
+            stopped = None
+            try:
+                with torch.inference_mode():
+                    out = lm.model.generate(
+                        input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        streamer=clock,
+                        **kwargs,
+                    )
+            except KeyboardInterrupt:
+                out, stopped = None, "interrupted"
+            synchronize(lm.device)
+            total = time.perf_counter() - start
 
     if out is None:
         sequences, logits = clock.sequences(), None
@@ -165,18 +172,19 @@ def generate(
     if stopped is None:
         eos = set(_eos_ids(lm))
         stopped = "eos" if best.token_ids and best.token_ids[-1] in eos else "length"
-    memory = peak_memory(lm.device)
+    memory = memory_use.reading
     stats = GenerationStats(
         prompt_tokens=n_prompt,
         new_tokens=len(best.token_ids),
         ttft_s=clock.times[0] if clock.times else None,
         total_s=total,
         token_times_s=clock.times,
-        peak_memory_bytes=memory.bytes,
+        peak_memory_bytes=memory.peak_bytes,
         peak_memory_kind=memory.kind,
         device=lm.device,
         dtype=lm.dtype,
         stopped=stopped,
+        threads=torch_threads() if lm.device.startswith("cpu") else None,
     )
     if memory.reserved_bytes is not None:
         stats.extra["peak reserved"] = format_bytes(memory.reserved_bytes)

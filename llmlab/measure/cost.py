@@ -95,7 +95,7 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self._peak = max(self._peak, _current_rss() or 0)
-            self.reading = MemoryReading(self._peak, "process peak RSS (sampled)")
+            self.reading = MemoryReading(self._peak, "process peak RSS while it ran (sampled)")
         else:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             rss = rss if sys.platform == "darwin" else rss * 1024

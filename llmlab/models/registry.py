@@ -44,6 +44,7 @@ def load_model(
     allow_pickle: bool = False,
     device_map: str | None = None,
     max_memory: str | None = None,
+    threads: int | None = None,
 ) -> LoadedModel:
     """Load a model by spec. Every failure a user can fix raises :class:`LabError`.
 
@@ -53,7 +54,13 @@ def load_model(
     (``pytorch_model.bin``) is refused unless ``allow_pickle`` (then torch's restricted
     unpickler reads it, and a note says so). A config whose weights cannot fit the free
     memory is refused before anything is allocated (:func:`llmlab.memory.guard_load`).
+    ``threads``: run torch on this many CPU threads (process-wide, see
+    :mod:`llmlab.models.threads`); a busy machine gets a note saying so either way.
     """
+    from llmlab.models.threads import busy_note, set_threads
+
+    if threads is not None:
+        set_threads(threads)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
@@ -148,6 +155,8 @@ def load_model(
 
         check_placement(model, placement)
         device = input_device(model)
+    if (busy := busy_note(device)) is not None:
+        notes.append(busy)
     return LoadedModel(
         name=name or default_name(spec),
         spec=spec,

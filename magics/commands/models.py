@@ -57,6 +57,12 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
         help="allow weights saved only as a PyTorch pickle (pytorch_model.bin), read with "
         "torch's restricted unpickler; load only files you trust",
     ),
+    arg(
+        "--threads",
+        type=int,
+        help="torch CPU threads for the session (process-wide); on a busy machine 1 is often "
+        "several times faster (default: torch's, one per core)",
+    ),
     arg("--model", help="with openai:URL: the model name the server knows (docs/served.md)"),
     arg("--api-key-env", metavar="VAR", help="with openai:URL: the env variable holding the key"),
     arg(
@@ -89,6 +95,7 @@ def load(ctx: Context, args) -> None:
         allow_pickle=args.allow_pickle,
         device_map=args.device_map,
         max_memory=args.max_memory,
+        threads=args.threads,
     )
 
 
@@ -96,7 +103,8 @@ def _announce_local(lm) -> None:
     # Printed before the model joins the session: a line that fails leaves nothing loaded.
     s = lm.summary()
     print(
-        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}, "
+        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}"
+        f"{_on_threads(lm.device)}, "
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
@@ -104,9 +112,18 @@ def _announce_local(lm) -> None:
         print(f"note: {note}")
 
 
+def _on_threads(device: str) -> str:
+    from llmlab.models.threads import threads_text
+
+    text = threads_text(device)
+    return f" on {text}" if text else ""
+
+
 def _load_served(ctx: Context, args) -> None:
     if args.allow_pickle:
         raise LabError("--allow-pickle is for local weights; a served model's stay on its server")
+    if args.threads is not None:
+        raise LabError("--threads is for local models; a server sets its own threads")
     ctx.lab.load(
         args.spec,
         name=args.name,
