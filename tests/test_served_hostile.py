@@ -146,7 +146,7 @@ def test_a_password_in_the_url_stays_off_everything_shown(server):
     assert lab.generate("q").text.endswith("Paris.")
     texts = [repr(sm), sm.source, str(sm.summary()), sm.spec, sm.endpoint.base_url]
     assert all("pw-secret-77" not in t for t in texts)
-    for bad in ("http://[::1/v1", "http://me:pw-secret-77@127.0.0.1:port/v1"):
+    for bad in ("http://[::1/v1", "http://me:pw-secret-77@127.0.0.1:port/v1", "http://h\x1b[2J/v1"):
         with pytest.raises(LabError, match="host or port does not parse") as info:
             lab.load(f"openai:{bad}", model=MODEL)
         assert "pw-secret-77" not in str(info.value)
