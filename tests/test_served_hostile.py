@@ -201,10 +201,17 @@ def test_every_request_has_a_total_deadline(server):
     assert lab.generate("q", max_new_tokens=2).text == "The capital"  # the next one works
 
 
-def test_ctrl_c_in_a_slow_load_test_returns_at_once(server):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "slow", "stall_s": 40},  # silent: a worker blocks in a socket read
+        {"mode": "loris", "drip_s": 0.5},  # a line takes 35 s to arrive
+    ],
+)
+def test_ctrl_c_in_a_slow_load_test_returns_at_once(server, options):
     from llmlab.served import run_load_test
 
-    fake = server(mode="loris", drip_s=0.5)  # a line takes 35 s to arrive
+    fake = server(**options)
     lab = _lab(fake.url)
     asked: list[float] = []
 
