@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.measure.latency import LatencySummary
-from llmlab.measure.stats import Spread
+from llmlab.measure.stats import Spread, count
 from llmlab.results import Result
 
 if TYPE_CHECKING:
@@ -263,7 +263,8 @@ class Sweep(Result):
         ok = sum(p.status == "ok" for p in self.points)
         return (
             f"Sweep({self.model} on {self.device}: {ok}/{len(self.points)} configurations ok, "
-            f"{len(self.prompts)} prompts x {self.repeats} repeats, {self.status})"
+            f"{count(len(self.prompts), 'prompt')} x {count(self.repeats, 'repeat')}, "
+            f"{self.status})"
         )
 
     def to_text(self) -> str:
