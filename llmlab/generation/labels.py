@@ -37,6 +37,7 @@ STAT_LABELS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "first_call_compile_s": ("compile s (first call, not timed)", _plain),
     "kl_to_base_nats": ("KL to loaded weights (nats, mean per token)", _plain),
     "top1_to_base": ("top-1 same as loaded weights", _percent),
+    "cold": ("cold:", _plain),
 }
 
 
