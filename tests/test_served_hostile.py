@@ -81,6 +81,17 @@ def test_an_unusable_key_is_refused_without_echoing_it(server, monkeypatch, bad)
     assert "abc" not in message and "123" not in message
 
 
+def test_a_key_unset_after_loading_is_named_not_echoed(server, monkeypatch):
+    fake = server(mode="auth")
+    monkeypatch.setenv("LLMLAB_TEST_KEY", KEY)
+    lab = _lab(fake.url, api_key_env="LLMLAB_TEST_KEY")
+    monkeypatch.setenv("LLMLAB_TEST_KEY", "sk-now\nbroken-99")
+    with pytest.raises(LabError) as info:
+        lab.generate("q")
+    assert str(info.value).startswith("the environment variable LLMLAB_TEST_KEY (--api-key-env)")
+    assert "broken-99" not in str(info.value)
+
+
 def test_a_key_file_newline_is_not_part_of_the_key(server, monkeypatch):
     fake = server(mode="auth")
     monkeypatch.setenv("LLMLAB_TEST_KEY", KEY + "\n")
@@ -495,6 +506,11 @@ BATTERY = [
         r"token_logprobs is a list of 1, expected a list as long",
     ),
     (_chunks(_lp("a", -0.1, [0.5, 0.2])), "next", r"top_logprobs\[0\] is the number 0.5"),
+    ({"error": (500, "z" * 5_000_000)}, "generate", "answered 500: z{100,}…$"),
+    ({"models_body": {"data": [{"name": "no id"}]}}, "load-any", "entry 0 whose id is null"),
+    (_chunks("1e999"), "generate", "body is inf"),
+    (_chunks(_chunk("a", finish_reason=5)), "generate", "finish_reason is the number 5"),
+    ({"models": ["👩‍🔬 model ✓"]}, "load-any", lambda sm: sm.name == "👩‍🔬-model-✓"),
     # other malformed shapes
     (_chunks('{"choices": [null]}'), "generate", r"choices\[0\] is null, expected an object"),
     (_chunks('{"choices": [{"index": "0", "delta": {}}]}'), "generate", "index is a string"),
@@ -532,7 +548,7 @@ def test_battery(server, monkeypatch, capsys, options, action, expect):
     if callable(expect):
         value, _ = _within(30, act)
         assert expect(value)
-        texts = [value.to_text(), value.to_html()]
+        texts = [value.to_text(), value.to_html()] if hasattr(value, "to_html") else [repr(value)]
         if hasattr(value, "payload"):  # a next-token distribution: its view's state is JSON
             texts.append(json.dumps(value.payload(), allow_nan=False))
         if hasattr(value, "to_dict"):

@@ -3,7 +3,8 @@
 A sweep only needs three things from a configuration: its label and the registry's claim,
 a context manager that yields the (possibly changed) model, and a way to generate with it.
 Every item of ``--configs`` is resolved by :func:`llmlab.targets.resolve` (accelerations,
-another loaded model, ``served:NAME``); tests build :class:`Configuration` directly to exercise
+another loaded model, ``served:NAME``), except ``engine:ENGINE+OPTIONS``, an engine started for
+its point (:mod:`llmlab.served.engines`); tests build :class:`Configuration` directly to exercise
 the runner without them.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
+from llmlab.served.engines import PREFIX as ENGINE_PREFIX
 from llmlab.targets import MODEL, SERVED, SERVED_PREFIX, Target, resolve
 
 if TYPE_CHECKING:
@@ -92,6 +94,31 @@ def configuration(target: Target, usd_per_hour: float | None = None) -> Configur
     )
 
 
+def engine_configuration(text: str, prices: Mapping[str, float]) -> Configuration:
+    """``engine:vllm+prefix-caching=on``: a serving engine started with those options for the
+    point, measured like a served target, stopped (:mod:`llmlab.served.engines`)."""
+    from llmlab.served.engines import engine_point, parse_engine_config
+    from llmlab.served.generate import served_generate
+
+    try:
+        engine = parse_engine_config(text)
+    except LabError as err:
+        raise LabError(f"configuration {text!r}: {err}") from None
+
+    def run(base, sm, prompt, settings, on_token=None):
+        return served_generate(sm, prompt, settings, on_token=on_token)
+
+    price = prices.get(engine.label, prices.get(engine.engine, prices.get("served")))
+    return Configuration(
+        label=engine.label,
+        claimed_output_preserving=None,  # another engine, other kernels: quality is measured
+        open=lambda lm: engine_point(engine),
+        run=run,
+        kv_cache=False,
+        usd_per_hour=price,
+    )
+
+
 def resolve_configs(
     configs: str | Sequence[str | Configuration],
     *,
@@ -129,6 +156,9 @@ def resolve_configs(
             add(item)  # a served model object
         else:
             for text in split_configs([item]):
+                if text.startswith(ENGINE_PREFIX):  # a server started for the point
+                    resolved.append(engine_configuration(text, prices))
+                    continue
                 add(text if text.startswith(SERVED_PREFIX) else text.replace("+", ","))
     if not resolved:
         raise LabError("no configurations given; e.g. --configs baseline,kv=off,quant=int8")
