@@ -189,3 +189,21 @@ def test_ctrl_c_in_the_moe_train_magic_keeps_the_model(ip, monkeypatch, capsys):
     line = f"stopped after step {run.trained.steps_done} of 300; the finished steps are kept as"
     assert f"{line} moe-train" in out
     assert default_lab().models["moe-train"].model is run.trained.model
+
+
+def test_unloading_a_model_that_is_training_stops_the_training_first(capsys):
+    import threading
+
+    from llmlab.moe.training import train_moe_demo
+    from llmlab.session import Lab
+
+    first = threading.Event()
+    run = train_moe_demo(DemoRecipe().quick(400), background=True, progress=False)
+    run.subscribe(lambda r: r.snapshots and r.snapshots[-1].step >= 2 and first.set())
+    assert first.wait(120)
+    lab = Lab()
+    lm = lab.add(run.loaded("mid-run"))  # the weights being trained, shared
+    lab.unload("mid-run")
+    assert run.done and run.status == "stopped" and run.trained.steps_done < 400
+    assert "unloading mid-run: stopping the running MoE training first" in capsys.readouterr().out
+    assert all(p.is_meta for p in lm.model.parameters())
