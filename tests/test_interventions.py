@@ -341,7 +341,11 @@ def test_scan_inputs_are_checked_in_one_line(llama):
 def test_served_models_need_the_weights():
     from types import SimpleNamespace
 
-    served = SimpleNamespace(name="remote", served=True)
+    from llmlab.models.capabilities import Capabilities
+
+    served = SimpleNamespace(
+        name="remote", capabilities=Capabilities(remote=True, internals=False, top_logprobs=5)
+    )
     for call in (
         lambda: parse("ablate=1.1", served),
         lambda: head_importance(served, TEXT),

@@ -139,7 +139,8 @@ def parse_part(key: str, value: str, sites: ModelSites | None = None) -> Interve
 
 def require_weights(lm: Any) -> None:
     """One line for a served model: interventions change what runs inside the model."""
-    if getattr(lm, "served", False):
+    capabilities = getattr(lm, "capabilities", None)
+    if capabilities is not None and (capabilities.remote or not capabilities.internals):
         raise LabError(
             f"{lm.name} is a served model: interventions need the weights (load the model "
             "locally to ablate, patch or steer it)"
