@@ -352,8 +352,14 @@ def intervened(
     require_weights(lm)
     items = parse(spec, lm)
     sites = sites_of(lm)
-    with (
-        lm.exclusive(f"interventions ({label_of(items)})"),
-        applied(sites, edits_for(items, sites)),
-    ):
-        yield lm
+    key, label = id(lm.model), label_of(items)
+    with lm.exclusive(f"interventions ({label})"), applied(sites, edits_for(items, sites)):
+        outer = _ACTIVE.get(key)
+        _ACTIVE[key] = label if outer is None else f"{outer},{label}"
+        try:
+            yield lm
+        finally:
+            if outer is None:
+                _ACTIVE.pop(key, None)
+            else:
+                _ACTIVE[key] = outer
