@@ -219,7 +219,16 @@ class Endpoint:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        url = urlparse(self.base_url)
+        try:
+            url = urlparse(self.base_url)
+            url.port  # noqa: B018 - parses the port: "host:abc" raises here, not mid-request
+        except ValueError:
+            url = None
+        if url is None:
+            raise LabError(
+                "not a server URL (its host or port does not parse); "
+                "e.g. openai:http://127.0.0.1:8080/v1"
+            )
         if url.password is not None or url.username is not None:
             self._auth = (unquote(url.username or ""), unquote(url.password or ""))
             url = url._replace(netloc=url.netloc.rpartition("@")[2])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.measure.latency import LatencySummary
-from llmlab.measure.stats import Spread
+from llmlab.measure.stats import Spread, count
 from llmlab.results import Result
 
 if TYPE_CHECKING:
@@ -263,7 +263,8 @@ class Sweep(Result):
         ok = sum(p.status == "ok" for p in self.points)
         return (
             f"Sweep({self.model} on {self.device}: {ok}/{len(self.points)} configurations ok, "
-            f"{len(self.prompts)} prompts x {self.repeats} repeats, {self.status})"
+            f"{count(len(self.prompts), 'prompt')} x {count(self.repeats, 'repeat')}, "
+            f"{self.status})"
         )
 
     def to_text(self) -> str:
@@ -271,12 +272,13 @@ class Sweep(Result):
 
         return text_table(self)
 
-    def to_html(self, axes: tuple[str, str] | None = None) -> str:
-        """Self-contained HTML: an interactive plotly chart (plotly.js inlined, no network),
-        the table of figures with spreads, and the texts of the point you click."""
+    def to_html(self, axes: tuple[str, str] | None = None, *, with_plotly_js: bool = True) -> str:
+        """Self-contained HTML: an interactive plotly chart (plotly.js inlined, no network;
+        ``with_plotly_js=False`` where another chart of the page carries it), the table of
+        figures with spreads, and the texts of the point you click."""
         from llmlab.tradeoff.render import sweep_html
 
-        return sweep_html(self, axes or self.axes)
+        return sweep_html(self, axes or self.axes, with_plotly_js=with_plotly_js)
 
     def payload(self) -> dict[str, Any]:
         from llmlab.tradeoff.render import sweep_payload
