@@ -453,6 +453,12 @@ def header_html(sweep: Sweep) -> str:
         f"greedy, {s.get('max_new_tokens')} new tokens",
         f"{sweep.device}/{sweep.dtype}",
     ]
+    if sweep.device.startswith("cpu") and sweep.threads:
+        facts.append(count(sweep.threads, "torch thread"))
+        if sweep.load_average is not None:
+            from llmlab.models.threads import cpu_count
+
+            facts.append(f"load average {sweep.load_average:.1f} on {cpu_count()} CPUs at start")
     if sweep.bandwidth_bytes_s:
         facts.append(f"measured read bandwidth {sweep.bandwidth_bytes_s / 1e9:.1f} GB/s")
     if sweep.usd_per_hour is not None:
