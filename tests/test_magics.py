@@ -239,11 +239,14 @@ def test_moe_train_refuses_before_training(tiny, line, said):
         'lens --generate 2047 "Hi there"',
         'attention --generate 1000000000 "Hi"',
         'lens --compare int8 --generate 100000 "Hi"',
+        'moe --generate 100000000 "Hi"',
     ],
 )
 def test_generate_past_the_context_is_refused_before_generating(tiny, line):
     import time
 
+    if line.startswith("moe"):
+        run_magic(tiny, "load tiny:mixtral --name tiny-llama --replace")
     start = time.perf_counter()
     with pytest.raises(UsageError, match="is more than the context leaves: tiny-llama reads"):
         run_magic(tiny, line)
