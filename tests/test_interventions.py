@@ -328,8 +328,10 @@ def test_bad_input_names_the_valid_range(llama, moe):
 def test_scan_inputs_are_checked_in_one_line(llama):
     with pytest.raises(LabError, match="clean has 11, corrupted has 5"):
         patching(llama, "hello there", "hello", "o", "x")
-    with pytest.raises(LabError, match=r"the answer 'ox' is 2 tokens \('o' \+ 'x'\)"):
+    with pytest.raises(LabError, match=r"the answer 'ox' is 2 tokens \('o' \+ 'x'\); give one"):
         patching(llama, "hello there", "jello where", "ox", "x")
+    with pytest.raises(LabError, match="without spaces 'o' is one"):
+        patching(llama, "hello there", "jello where", " o", "x")
     with pytest.raises(LabError, match="the same token"):
         patching(llama, "hello there", "jello where", "o", "o")
     with pytest.raises(LabError, match="layer 7 is out of range"):
@@ -341,7 +343,11 @@ def test_scan_inputs_are_checked_in_one_line(llama):
 def test_served_models_need_the_weights():
     from types import SimpleNamespace
 
-    served = SimpleNamespace(name="remote", served=True)
+    from llmlab.models.capabilities import Capabilities
+
+    served = SimpleNamespace(
+        name="remote", capabilities=Capabilities(remote=True, internals=False, top_logprobs=5)
+    )
     for call in (
         lambda: parse("ablate=1.1", served),
         lambda: head_importance(served, TEXT),
@@ -369,3 +375,34 @@ def test_memory_guard_splits_a_scan_or_refuses_it(llama):
     finally:
         memory.set_budget(None)
     assert head_importance(llama, TEXT).timing.passes == 1  # the session goes on
+
+
+MOE_FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "flex_olmo", "granitemoe",
+                "phimoe", "dbrx", "deepseek_v2", "deepseek_v3", "glm4_moe", "ernie4_5_moe",
+                "hunyuan_v1_moe", "minimax", "gpt_oss"]  # fmt: skip
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_a_removed_expert_is_never_routed_in_any_moe_family(family):
+    from llmlab.moe.capture import recording
+
+    lm = load_model(f"tiny:{family}")
+    ids = ids_of(lm, "hello there world, how are you")
+    with recording(lm.model) as rec:
+        forward(lm, ids)
+    before, _ = rec.result()
+    top = int(np.bincount(before.ravel()).argmax())
+    for layer in sites_of(lm).moe:  # a trained router's choice bias cannot bring it back
+        bias = getattr(layer.router, "e_score_correction_bias", None)
+        if bias is not None:
+            bias[top] = 100.0
+    try:
+        with intervened(lm, f"experts=-{top}"), recording(lm.model) as rec:
+            forward(lm, ids)
+        after, _ = rec.result()
+    finally:
+        for layer in sites_of(lm).moe:
+            bias = getattr(layer.router, "e_score_correction_bias", None)
+            if bias is not None:
+                bias[top] = 0.0
+    assert (before == top).sum() > 0 and (after == top).sum() == 0

@@ -239,11 +239,14 @@ def test_moe_train_refuses_before_training(tiny, line, said):
         'lens --generate 2047 "Hi there"',
         'attention --generate 1000000000 "Hi"',
         'lens --compare int8 --generate 100000 "Hi"',
+        'moe --generate 100000000 "Hi"',
     ],
 )
 def test_generate_past_the_context_is_refused_before_generating(tiny, line):
     import time
 
+    if line.startswith("moe"):
+        run_magic(tiny, "load tiny:mixtral --name tiny-llama --replace")
     start = time.perf_counter()
     with pytest.raises(UsageError, match="is more than the context leaves: tiny-llama reads"):
         run_magic(tiny, line)
@@ -288,3 +291,75 @@ def test_options_after_a_quoted_prompt_are_options_not_text(tiny):
     assert run_magic(tiny, 'generate --max-new-tokens 2 "-h"').prompt == "-h"
     r = run_magic(tiny, 'generate --max-new-tokens 2 -- "a" --raw')
     assert r.prompt == "a --raw"
+
+
+def test_models_table_shows_wherever_the_line_is(tiny):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as shown:
+        tiny.run_cell("%llm models\nx = 1", store_history=True)  # not the cell's last line
+    assert len(shown.outputs) == 1 and "tiny-llama" in str(shown.outputs[0].data)
+    with capture_output() as shown:
+        tiny.run_cell("t = %llm models", store_history=True)
+        tiny.run_cell("%llm models", store_history=True)  # the last line: not drawn twice
+    assert len(shown.outputs) == 2
+    with capture_output() as shown:
+        tiny.run_cell("t", store_history=True)  # a later cell asks for it: shown
+    assert len(shown.outputs) == 1 and "tiny-llama" in str(shown.outputs[0].data)
+    assert tiny.user_ns["t"].loc["tiny-llama", "active"] == "●"
+
+
+def test_a_folder_whose_name_is_not_utf8_is_one_line(tiny, tmp_path):
+    import os
+
+    from llmlab.models.tiny import build_tiny
+    from llmlab.session import default_lab
+
+    model, tokenizer = build_tiny("llama")
+    model.save_pretrained(tmp_path / "saved")
+    tokenizer.save_pretrained(tmp_path / "saved")
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9")  # latin-1 bytes in a folder name
+    os.rename(tmp_path / "saved", raw)
+    tiny.user_ns["folder"] = os.fsdecode(raw)  # "caf\udce9": a lone surrogate in the text
+    for line in ("load {folder}", "load {folder} --name cafe"):
+        # transformers' tokenizer library cannot open such a path: one line, nothing loaded
+        with pytest.raises(UsageError, match="could not load") as err:
+            run_magic(tiny, line)
+        assert "\n" not in str(err.value)
+    assert list(default_lab().models) == ["tiny-llama"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), OSError(5, "EIO")],
+)
+def test_a_load_that_reports_failed_leaves_nothing_loaded(tiny, monkeypatch, failure):
+    from llmlab.magics.commands import models
+
+    from llmlab.session import default_lab
+
+    def announce(lm):
+        raise failure
+
+    monkeypatch.setattr(models, "_announce_local", announce)
+    with pytest.raises(UsageError, match="%llm load failed"):
+        run_magic(tiny, "load tiny:qwen2")
+    assert list(default_lab().models) == ["tiny-llama"] and default_lab().active == "tiny-llama"
+
+
+def test_a_served_model_never_silently_takes_a_loaded_name(tiny):
+    from llmlab.session import default_lab
+    from tests.served_fake import MODEL, FakeServer
+
+    server = FakeServer()
+    try:
+        with pytest.raises(UsageError, match="a model named 'tiny-llama' is already loaded"):
+            run_magic(tiny, f"load openai:{server.url} --model {MODEL} --name tiny-llama")
+        lab = default_lab()
+        old = lab.models["tiny-llama"]
+        assert old.spec == "tiny:llama"
+        run_magic(tiny, f"load openai:{server.url} --model {MODEL} --name tiny-llama --replace")
+        assert lab.models["tiny-llama"].capabilities.remote
+        assert all(p.is_meta for p in old.model.parameters())  # the replaced one is freed
+    finally:
+        server.stop()

@@ -130,6 +130,22 @@ def test_the_real_demo_builds_or_loads_and_its_routing_is_learned():
     assert capture_routing(lm, PROBE_TEXTS).untrained is not None
 
 
+def test_the_first_build_says_what_it_costs_and_leaves_no_bar(tmp_path, capsys, monkeypatch):
+    """Issue 21: "under a minute" where it took 141 s on a busy machine; a "Writing model
+    shards" bar left behind in the notebook."""
+    from llmlab.moe.demo import build_message
+
+    monkeypatch.setattr("os.getloadavg", lambda: (9.5, 9.0, 8.0))
+    busy = build_message(300)
+    assert "under a minute" not in busy and "load average 9.5" in busy and "minutes" in busy
+    monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert "load average" not in build_message(300)
+    demo_dir(DemoRecipe().quick(2), root=tmp_path, progress=False)
+    captured = capsys.readouterr()
+    assert "Writing model shards" not in captured.err + captured.out
+    assert "trained the demo MoE in" in captured.out
+
+
 def _interrupt_at(monkeypatch, step: int, times: int = 1) -> None:
     """Send Ctrl-C (SIGINT) ``times`` to this process when the run records ``step``."""
     import os
@@ -173,3 +189,21 @@ def test_ctrl_c_in_the_moe_train_magic_keeps_the_model(ip, monkeypatch, capsys):
     line = f"stopped after step {run.trained.steps_done} of 300; the finished steps are kept as"
     assert f"{line} moe-train" in out
     assert default_lab().models["moe-train"].model is run.trained.model
+
+
+def test_unloading_a_model_that_is_training_stops_the_training_first(capsys):
+    import threading
+
+    from llmlab.moe.training import train_moe_demo
+    from llmlab.session import Lab
+
+    first = threading.Event()
+    run = train_moe_demo(DemoRecipe().quick(400), background=True, progress=False)
+    run.subscribe(lambda r: r.snapshots and r.snapshots[-1].step >= 2 and first.set())
+    assert first.wait(120)
+    lab = Lab()
+    lm = lab.add(run.loaded("mid-run"))  # the weights being trained, shared
+    lab.unload("mid-run")
+    assert run.done and run.status == "stopped" and run.trained.steps_done < 400
+    assert "unloading mid-run: stopping the running MoE training first" in capsys.readouterr().out
+    assert all(p.is_meta for p in lm.model.parameters())

@@ -146,6 +146,10 @@ def test_a_password_in_the_url_stays_off_everything_shown(server):
     assert lab.generate("q").text.endswith("Paris.")
     texts = [repr(sm), sm.source, str(sm.summary()), sm.spec, sm.endpoint.base_url]
     assert all("pw-secret-77" not in t for t in texts)
+    for bad in ("http://[::1/v1", "http://me:pw-secret-77@127.0.0.1:port/v1", "http://h\x1b[2J/v1"):
+        with pytest.raises(LabError, match="host or port does not parse") as info:
+            lab.load(f"openai:{bad}", model=MODEL)
+        assert "pw-secret-77" not in str(info.value)
     with pytest.raises(LabError, match="takes no [?]query") as info:
         lab.load(f"openai:{fake.url}?api_key=tok-secret-88", model=MODEL)
     assert "tok-secret-88" not in str(info.value)
@@ -197,10 +201,17 @@ def test_every_request_has_a_total_deadline(server):
     assert lab.generate("q", max_new_tokens=2).text == "The capital"  # the next one works
 
 
-def test_ctrl_c_in_a_slow_load_test_returns_at_once(server):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "slow", "stall_s": 40},  # silent: a worker blocks in a socket read
+        {"mode": "loris", "drip_s": 0.5},  # a line takes 35 s to arrive
+    ],
+)
+def test_ctrl_c_in_a_slow_load_test_returns_at_once(server, options):
     from llmlab.served import run_load_test
 
-    fake = server(mode="loris", drip_s=0.5)  # a line takes 35 s to arrive
+    fake = server(**options)
     lab = _lab(fake.url)
     asked: list[float] = []
 
@@ -564,3 +575,37 @@ def test_battery(server, monkeypatch, capsys, options, action, expect):
     for text in [*texts, out.out, out.err]:
         assert KEY not in text and "do-not-print" not in text
         assert not ANSI.search(text.replace("\n", "").replace("\t", ""))
+
+
+@pytest.mark.slow
+def test_an_executed_notebook_and_its_report_never_hold_the_key(server, monkeypatch, tmp_path):
+    """Issue 22 item 1 as it was found: `python -m llmlab.report --execute` saved what a server
+    echoing the key sent back into the executed notebook and its HTML report."""
+    import nbformat
+
+    from llmlab.report import main
+
+    fake = server(mode="echo")
+    monkeypatch.setenv("LLMLAB_TEST_KEY", KEY)
+    lines = [
+        "%llm generate --max-new-tokens 1 Hello",  # the server answers 400 naming the key
+        f"%llm load openai:{fake.url} --api-key-env LLMLAB_TEST_KEY --name x",  # lists it
+    ]
+    cells = [
+        "%load_ext llmlab",
+        f"%llm load openai:{fake.url} --model {MODEL} --api-key-env LLMLAB_TEST_KEY",
+        "%llm generate --max-new-tokens 4 Hello",
+        *(
+            f"try:\n    get_ipython().run_line_magic('llm', {line[5:]!r})\n"
+            "except Exception as err:\n    print(err)"
+            for line in lines
+        ),
+        "%tb",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    source = tmp_path / "echo.ipynb"
+    nbformat.write(nb, source)
+    assert main([str(source), "--execute", "-o", str(tmp_path / "out"), "--timeout", "300"]) == 0
+    written = [p.read_text() for p in (tmp_path / "out").iterdir()]
+    assert len(written) == 2 and "[redacted]" in written[0] + written[1]
+    assert all(KEY not in text and "do-not-print" not in text for text in written)

@@ -29,7 +29,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
 from llmlab.errors import LabError
-from llmlab.served.validate import Redactor, error_message, parse_models, printable, seconds
+from llmlab.served.validate import (
+    Redactor,
+    error_message,
+    has_controls,
+    parse_models,
+    printable,
+    seconds,
+)
 
 #: Seconds to wait for the server to accept a connection.
 CONNECT_TIMEOUT_S = 5.0
@@ -219,7 +226,18 @@ class Endpoint:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        url = urlparse(self.base_url)
+        try:
+            url = urlparse(self.base_url)
+            url.port  # noqa: B018 - parses the port: "host:abc" raises here, not mid-request
+        except ValueError:
+            url = None
+        if has_controls(self.base_url) or " " in self.base_url:
+            url = None
+        if url is None:
+            raise LabError(
+                "not a server URL (its host or port does not parse); "
+                "e.g. openai:http://127.0.0.1:8080/v1"
+            )
         if url.password is not None or url.username is not None:
             self._auth = (unquote(url.username or ""), unquote(url.password or ""))
             url = url._replace(netloc=url.netloc.rpartition("@")[2])

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
-from llmlab.html import card, esc, json_for_script
-from llmlab.measure.stats import format_number
+from llmlab.html import card, esc, json_for_script, plotly_chart
+from llmlab.measure.stats import count, format_number
 from llmlab.tradeoff.result import APPROXIMATING, KL_PRESERVING, PRESERVING
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ Y_AXES = {
         Axis(
             "kl",
             "kl",
-            "mean KL vs reference (nats, 95% CI bars; 0 drawn at the floor)",
+            "mean KL vs reference (nats, 95% CI; 0 at the floor)",
             "low",
             log=True,
         ),
@@ -139,11 +139,12 @@ def hover_text(p: SweepPoint, sweep: Sweep) -> str:
     if mem:
         lines.append(" · ".join(mem))
     if p.kl and p.kl.n:
-        lines.append(f"KL {p.kl.format('nats')} positions, p90 {format_number(p.kl.p90)}")
+        lines.append(f"KL {p.kl.format('nats', of='positions')}, p90 {format_number(p.kl.p90)}")
     if p.top1 and p.top1.n:
-        lines.append(f"top-1 agreement {p.top1.format('%', 100)} prompts")
+        lines.append(f"top-1 agreement {p.top1.format('%', 100, of='prompts')}")
     if p.greedy_matches is not None:
-        lines.append(f"greedy identical {sum(p.greedy_matches)}/{len(p.greedy_matches)} prompts")
+        same, n = sum(p.greedy_matches), len(p.greedy_matches)
+        lines.append(f"greedy identical on {same} of {count(n, 'prompt')}")
     if p.perplexity is not None:
         lines.append(f"perplexity {p.perplexity:.3f} ({p.perplexity_tokens} tokens)")
     if p.acceptance_rate and p.acceptance_rate.n:
@@ -447,10 +448,17 @@ def table_html(sweep: Sweep) -> str:
 def header_html(sweep: Sweep) -> str:
     s = sweep.settings
     facts = [
-        f"{len(sweep.prompts)} prompts × {sweep.repeats} repeats (+{sweep.warmup} warm-up)",
+        f"{count(len(sweep.prompts), 'prompt')} × {count(sweep.repeats, 'repeat')} "
+        f"(+{sweep.warmup} warm-up)",
         f"greedy, {s.get('max_new_tokens')} new tokens",
         f"{sweep.device}/{sweep.dtype}",
     ]
+    if sweep.device.startswith("cpu") and sweep.threads:
+        facts.append(count(sweep.threads, "torch thread"))
+        if sweep.load_average is not None:
+            from llmlab.models.threads import cpu_count
+
+            facts.append(f"load average {sweep.load_average:.1f} on {cpu_count()} CPUs at start")
     if sweep.bandwidth_bytes_s:
         facts.append(f"measured read bandwidth {sweep.bandwidth_bytes_s / 1e9:.1f} GB/s")
     if sweep.usd_per_hour is not None:
@@ -520,18 +528,17 @@ def sweep_payload(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def sweep_html(sweep: Sweep, axes: tuple[str, str]) -> str:
-    """Self-contained: plotly.js is inlined (~4.6 MB) so the chart works with no network."""
+def sweep_html(sweep: Sweep, axes: tuple[str, str], *, with_plotly_js: bool = True) -> str:
+    """Works with no network: plotly.js (4.8 MB) is inlined unless ``with_plotly_js`` is
+    False (another chart of the same page or notebook carries it: see llmlab.html)."""
     import uuid
 
     fig = build_figure(sweep, axes)
     uid = "llmlab-sweep-" + uuid.uuid4().hex[:10]
-    chart = fig.to_html(
-        full_html=False, include_plotlyjs=True, div_id=uid, config={"displaylogo": False}
-    )
+    chart = plotly_chart(fig, uid, with_plotly_js=with_plotly_js)
     data = json_for_script(sweep_payload(sweep))
     script = (HERE / "static_page.js").read_text("utf-8")
-    panel = f'<div id="{uid}-texts">{compare_html(sweep, _first_other(sweep))}</div>'
+    panel = f'<div id="{uid}-texts">{compare_html(sweep, first_other_point(sweep))}</div>'
     return card(
         header_html(sweep)
         + chart
@@ -543,7 +550,7 @@ def sweep_html(sweep: Sweep, axes: tuple[str, str]) -> str:
     )
 
 
-def _first_other(sweep: Sweep) -> int | None:
+def first_other_point(sweep: Sweep) -> int | None:
     for i, p in enumerate(sweep.points):
         if not p.is_baseline and p.status == "ok":
             return i

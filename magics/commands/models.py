@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
+from IPython.display import display
 from llmlab.magics.registry import Context, arg, command
 
 from llmlab.devices import DEVICE_MAPS, DEVICES, DTYPES, format_bytes
 from llmlab.errors import LabError
+from llmlab.files import safe_text
 from llmlab.models.registry import ATTN_IMPLEMENTATIONS
 
 
@@ -101,15 +105,17 @@ def load(ctx: Context, args) -> None:
 
 def _announce_local(lm) -> None:
     # Printed before the model joins the session: a line that fails leaves nothing loaded.
+    # safe_text: a folder whose name is not UTF-8 bytes reads as text with lone surrogates.
     s = lm.summary()
-    print(
+    line = (
         f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}"
         f"{_on_threads(lm.device)}, "
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
+    print(safe_text(line))
     for note in lm.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
 
 
 def _on_threads(device: str) -> str:
@@ -149,7 +155,41 @@ def models(ctx: Context, args):
     if not rows:
         print("no model loaded; `%llm load` loads the embedded default")
         return None
-    return pd.DataFrame(rows).set_index("name")
+    frame = pd.DataFrame(rows).set_index("name")
+    # Shown wherever the line is in its cell (a value is only drawn on a cell's last line);
+    # the returned frame, drawn once here, is not drawn again as that cell's value.
+    display(frame)
+    return _shown_here(frame)
+
+
+def _shown_here(frame):
+    """``frame`` as a DataFrame that the cell which displayed it does not display again (its
+    ``Out[n]``); anywhere else (``t`` in a later cell, ``display(t)``) it shows in full."""
+    import weakref
+
+    import pandas as pd
+
+    from llmlab.results import _current_execution
+
+    class ShownFrame(pd.DataFrame):
+        _metadata = ["_shown_in"]
+
+        @property
+        def _constructor(self):
+            return pd.DataFrame  # what pandas derives from it is a plain frame
+
+        def _ipython_display_(self) -> None:
+            shown_in = getattr(self, "_shown_in", None)
+            if shown_in is not None and shown_in() is _current_execution():
+                if "ipykernel" not in sys.modules:
+                    print(f"({len(self)} loaded, shown above)")  # ends the terminal's Out[n]
+                return
+            display(pd.DataFrame(self))
+
+    shown = ShownFrame(frame)
+    run = _current_execution()
+    shown._shown_in = weakref.ref(run) if run is not None else None
+    return shown
 
 
 @command("use", "make a loaded model the active one", arg("name"))
