@@ -11,6 +11,7 @@ import re
 import resource
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmlab.errors import LabError
@@ -241,16 +242,15 @@ def parse_max_memory(text: str) -> tuple[dict[int | str, int], bool]:
 DEVICE_MAPS = ("auto", "balanced", "sequential")
 
 
-def offload_folder(spec: str) -> str:
-    """Where disk-offloaded weights of ``spec`` go: a folder per model in llmlab's cache."""
-    from llmlab.models.default import cache_root
-
+def offload_folder(spec: str, cache: Path) -> str:
+    """Where disk-offloaded weights of ``spec`` go: a folder per model in llmlab's ``cache``."""
     safe = re.sub(r"[^\w.-]+", "_", spec.strip("/")) or "model"
-    return str(cache_root() / "offload" / safe)
+    return str(Path(cache) / "offload" / safe)
 
 
-def placement_kwargs(device_map: str, max_memory: str | None, spec: str) -> dict:
-    """``from_pretrained`` arguments that spread a model over devices within a budget."""
+def placement_kwargs(device_map: str, max_memory: str | None, spec: str, cache: Path) -> dict:
+    """``from_pretrained`` arguments that spread a model over devices within a budget
+    (``cache``: llmlab's cache folder, where disk-offloaded weights go)."""
     if device_map not in DEVICE_MAPS:
         raise LabError(
             f"unknown --device-map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
@@ -266,7 +266,7 @@ def placement_kwargs(device_map: str, max_memory: str | None, spec: str) -> dict
                 budget["cpu"] = int(psutil.virtual_memory().available)
             kwargs["max_memory"] = budget
         if disk:
-            kwargs["offload_folder"] = offload_folder(spec)
+            kwargs["offload_folder"] = offload_folder(spec, cache)
     return kwargs
 
 

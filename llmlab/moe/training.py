@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from llmlab.errors import LabError
+from llmlab.models.moe_demo import PROBE_TEXT, DemoRecipe, Trained, TrainStep
 from llmlab.moe import stats
-from llmlab.moe.demo import PROBE_TEXT, DemoRecipe, Trained, TrainStep
 from llmlab.results import Result
 
 
@@ -198,7 +198,7 @@ def train_moe_demo(
     needs for its Stop button); otherwise it returns when training ends. ``before_start(run)``
     is called before the first step (to show the live view of a run that blocks).
     """
-    from llmlab.moe.demo import default_tokenizer
+    from llmlab.models.moe_demo import default_tokenizer
     from llmlab.tokens import token_texts
 
     recipe = recipe or DemoRecipe()
@@ -209,7 +209,7 @@ def train_moe_demo(
     run._tokenizer = tokenizer
 
     def job() -> None:
-        from llmlab.moe.demo import train
+        from llmlab.models.moe_demo import train
 
         start = time.perf_counter()
         try:

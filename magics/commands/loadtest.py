@@ -90,8 +90,8 @@ from llmlab.errors import LabError
     body="the prompts, one per line (instead of --prompts)",
 )
 def load_test(ctx: Context, args):
+    from llmlab.measure.prompts import read_prompts
     from llmlab.served.loadtest import run_load_test, run_saturation_search
-    from llmlab.tradeoff.runner import read_prompts
 
     sm = ctx.lab.model(args.target)
     if args.prompts and ctx.body and ctx.body.strip():

@@ -54,7 +54,7 @@ def moe_train(ctx: Context, args):
 
     from llmlab.magics.commands.tradeoff import headless
 
-    from llmlab.moe.demo import DemoRecipe
+    from llmlab.models.moe_demo import DemoRecipe
     from llmlab.moe.training import train_moe_demo
 
     recipe = DemoRecipe()
