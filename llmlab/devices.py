@@ -7,12 +7,14 @@ compare :func:`device_type` (``"cuda"`` for ``cuda:1``), never the raw string.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
 
@@ -198,17 +200,22 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+#: No machine has an exabyte of memory: a larger size is a typo, not a budget.
+MAX_SIZE = 10**18
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def parse_size(text: str) -> int:
     """``"200MB"``, ``"1.5GiB"``, ``"4096"`` -> bytes (accelerate's units: MB = 10^6)."""
-    m = _SIZE.match(text)
+    m = _SIZE.match(text) if isinstance(text, str) else None
     if not m:
         raise LabError(f"cannot read {text!r} as a size; write e.g. 200MB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    size = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if size > MAX_SIZE:
+        raise LabError(f"{text.strip()!r} is more memory than any machine has; write e.g. 64GB")
+    return int(size)
 
 
 def parse_max_memory(text: str) -> tuple[dict[int | str, int], bool]:
@@ -291,7 +298,10 @@ def _map_device(where: int | str) -> str:
 def input_device(model) -> str:
     """Where a device-mapped model takes its inputs: the device of its first placed module
     (disk-offloaded modules run on the CPU through accelerate's hooks)."""
-    where = _map_device(next(iter(model.hf_device_map.values())))
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map:  # everything fitted on one device: transformers keeps no map then
+        return str(next(model.parameters()).device)
+    where = _map_device(next(iter(device_map.values())))
     return "cpu" if where == "disk" else where
 
 
@@ -319,3 +329,72 @@ def placement_text(model) -> str:
     placed = placement_bytes(model)
     total = sum(placed.values()) or 1
     return " · ".join(f"{k} {100 * v / total:.0f}%" for k, v in placed.items())
+
+
+# -- peak memory over a block ---------------------------------------------------------------
+
+
+def _current_rss() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class MemoryReading:
+    peak_bytes: int
+    kind: str  # what was measured, in words
+    reserved_bytes: int | None = None  # CUDA only: what the caching allocator held
+
+
+class PeakMemory:
+    """Peak memory over a block: CUDA allocated + reserved, else process RSS sampled by a
+    background thread (the OS only keeps the lifetime peak, useless for comparing configs
+    run one after another in the same process)."""
+
+    INTERVAL_S = 0.02
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.reading: MemoryReading | None = None
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif (rss := _current_rss()) is not None:
+            self._peak = rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self._peak = max(self._peak, _current_rss() or 0)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            self.reading = MemoryReading(
+                int(torch.cuda.max_memory_allocated(self.device)),
+                "CUDA peak allocated",
+                int(torch.cuda.max_memory_reserved(self.device)),
+            )
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _current_rss() or 0)
+            self.reading = MemoryReading(self._peak, "process peak RSS while it ran (sampled)")
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            rss = rss if sys.platform == "darwin" else rss * 1024
+            self.reading = MemoryReading(rss, "process lifetime peak RSS")

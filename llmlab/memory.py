@@ -196,3 +196,73 @@ def _weight_share(label: str) -> float:
     """The largest share over the parts of a load label (``quant=int8,dtype=bf16``)."""
     values = [part.split("=", 1)[-1] for part in label.split(",")]
     return max((WEIGHT_SHARE.get(v, 1.0) for v in values), default=1.0)
+
+
+# -- a model before it is built ------------------------------------------------------------------
+
+#: More layers than any released model has by two orders of magnitude: building that many
+#: modules takes minutes even when each is tiny, so such a config is refused outright.
+MAX_LAYERS = 10_000
+
+
+def weights_from_config(config: Any, bytes_per_param: int = 4) -> Estimate:
+    """The weights a config asks for, counted from its sizes before anything is allocated:
+    embeddings, and per layer the attention projections and the MLP (every expert's, for a
+    MoE). A lower bound (norms, biases, routers, vision towers are left out): a refusal on it
+    is certain, and sizes the config does not state count as zero."""
+    from llmlab.models.facts import text_config
+
+    facts = config_facts(config)
+    text = text_config(config)
+    hidden, layers, vocab = facts.hidden or 0, facts.layers or 0, facts.vocab or 0
+    heads = facts.heads or 1
+    kv, head_dim = facts.kv_heads or heads, facts.head_dim or hidden // heads
+    ffn = _whole(text, "intermediate_size", "n_inner", "ffn_dim", "d_ff") or 4 * hidden
+    if facts.experts:
+        ffn = facts.experts * (_whole(text, "moe_intermediate_size", "expert_size") or ffn)
+    attention = hidden * head_dim * (2 * heads + 2 * kv)  # q and o, k and v
+    per_layer = attention + 2 * hidden * ffn  # an up and a down projection at least
+    tied = bool(getattr(config, "tie_word_embeddings", True))
+    params = layers * per_layer + vocab * hidden * (1 if tied else 2)
+    return Estimate(
+        "the model's weights",
+        params * bytes_per_param,
+        f"{_n(layers)} layers × {_n(per_layer)} parameters + {_n(vocab)} × {_n(hidden)} "
+        f"embeddings, {bytes_per_param} B each",
+        "check the folder's config.json (its sizes decide what is allocated), or load on a "
+        "device with more memory (--device, --device-map auto with --max-memory ...,disk)",
+    )
+
+
+def _whole(config: Any, *names: str) -> int:
+    """The first of ``names`` the config sets to a positive whole number, else 0."""
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def guard_load(config: Any, bytes_per_param: int, device: str) -> Estimate:
+    """Refuse, in one line and before anything is allocated, a config whose weights cannot
+    fit the free memory of ``device`` (or ``LLMLAB_MEMORY_BUDGET``), or whose layer count no
+    model has."""
+    layers = config_facts(config).layers or 0
+    if layers > MAX_LAYERS:
+        raise LabError(
+            f"the config asks for {_n(layers)} layers; llmlab refuses more than "
+            f"{_n(MAX_LAYERS)} (released models have at most a few hundred): check config.json"
+        )
+    estimate = weights_from_config(config, bytes_per_param)
+    if _budget_override is not None or os.environ.get(BUDGET_ENV):
+        limit, source = budget(device)
+    else:  # the whole of what is free: a load does not share it with a capture
+        limit = free_memory_bytes(device)
+        source = f"free {'card memory' if device.startswith('cuda') else 'RAM'}"
+    if estimate.bytes > limit:
+        raise LabError(
+            f"loading needs at least ~{format_bytes(estimate.bytes)} for {estimate.what} "
+            f"({estimate.breakdown}) but {format_bytes(limit)} is free ({source}); "
+            f"{estimate.advice}"
+        )
+    return estimate

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import llmlab.interventions  # noqa: F401  (registers ablate=, experts=, steer= as spec keys)
 from llmlab.errors import LabError
 from llmlab.generation.engine import Messages, TokenCallback, generate
 from llmlab.generation.next_token import NextTokenDistribution, next_token_distribution
@@ -34,9 +39,24 @@ class Lab:
 
     # -- models ---------------------------------------------------------------------------
     def load(
-        self, spec: str = "default", *, name: str | None = None, **options: Any
+        self,
+        spec: str = "default",
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        announce: Callable[[LoadedModel], None] | None = None,
+        threads: int | None = None,
+        **options: Any,
     ) -> LoadedModel:
-        """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active."""
+        """Load a model (see :func:`llmlab.models.registry.load_model`) and make it active.
+
+        A name in use by another model is refused unless ``replace=True`` (the same model
+        loaded again just replaces its copy). ``announce(lm)`` runs before the model joins
+        the session: if it raises (a "loaded" line that cannot be printed), the load is undone.
+        ``threads``: torch CPU threads for the whole session (torch's setting is process-wide);
+        on a busy machine 1 is often several times faster, and the model's ``notes`` say when
+        the machine looks too busy for the threads torch uses.
+        """
         if isinstance(spec, os.PathLike):
             spec = os.fspath(spec)
         if not isinstance(spec, str):
@@ -44,27 +64,62 @@ class Lab:
                 f"load takes a model spec as text ('default', 'tiny:llama', a folder or a Hub "
                 f"id), got {spec!r} ({type(spec).__name__})"
             )
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise LabError(f"a model name must be non-empty text, got {name!r}")
-        from llmlab.models.registry import load_model
+        if name is not None:
+            check_name(name)
+        from llmlab.models.registry import default_name, load_model
         from llmlab.served.model import PREFIX, load_served
 
-        if spec.startswith(PREFIX):  # an OpenAI-compatible server (llmlab.served)
+        served = spec.startswith(PREFIX)
+        if not served:  # refused before a long load, where the name is known in advance
+            self.check_free(name or default_name(spec), spec, replace)
+        if served:  # an OpenAI-compatible server (llmlab.served)
+            if threads is not None:
+                raise LabError("--threads is for local models; a server sets its own threads")
             lm = load_served(spec, name=name, **options)
         else:
-            lm = load_model(spec, name=name, **options)
+            lm = load_model(spec, name=name, threads=threads, **options)
+        return self.add(lm, replace=replace, announce=announce)
+
+    def add(
+        self,
+        lm: LoadedModel,
+        *,
+        replace: bool = False,
+        announce: Callable[[LoadedModel], None] | None = None,
+    ) -> LoadedModel:
+        """Put a model built elsewhere (a trained one, say) in the session under ``lm.name``
+        and make it active; the same rules as :meth:`load` for a name in use."""
+        try:
+            check_name(lm.name, derived=True)
+            self.check_free(lm.name, _identity(lm), replace)
+            if announce is not None:
+                announce(lm)
+        except BaseException:
+            _free(lm)  # never joined the session
+            raise
         old = self.models.get(lm.name)
-        if old is not None and getattr(old, "server", None) is not None and old is not lm:
-            old.server.stop()  # a server %llm serve started dies with the name it was under
-        if old is not None and old.spec != lm.spec:
+        if old is not None and old is not lm and _identity(old) != _identity(lm):
             # Another model under a name in use: the old model's conversation is not this one's.
             self.histories.pop(lm.name, None)
             self.last_exchange.pop(lm.name, None)
         self.models[lm.name] = lm
+        if old is not None and old is not lm:
+            self._release(old)  # a server %llm serve started dies with the name it was under
         self.histories.setdefault(lm.name, [])
         self.prefix_caches.pop(lm.name, None)  # a reloaded name must not reuse the old KV
         self.active = lm.name
         return lm
+
+    def check_free(self, name: str, identity: Any, replace: bool) -> None:
+        old = self.models.get(name)
+        if isinstance(identity, str):
+            identity = _canonical_spec(identity)
+        if old is None or replace or _identity(old) == identity:
+            return
+        raise LabError(
+            f"a model named {name!r} is already loaded ({old.spec}); pick another --name, "
+            f"unload it first, or add --replace to replace it"
+        )
 
     def model(self, name: str | None = None) -> LoadedModel:
         """The named model, else the active one; loads the default if nothing is loaded."""
@@ -82,23 +137,37 @@ class Lab:
         return lm
 
     def unload(self, name: str | None = None) -> str:
-        name = name or self.active
+        """Free a model (default: the active one). A background sweep on it is stopped first
+        (its finished rows are kept) and a running capture or chat turn is waited for; then
+        its weights are freed, also where a result object still refers to the model."""
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise LabError(f"unload takes a loaded model's name, got {name!r}; loaded: "
+                           f"{self._names()}")  # fmt: skip
+        name = self.active if name is None else name
         if name is None or name not in self.models:
             raise LabError(f"no model named {name!r} is loaded; loaded: {self._names()}")
-        lm = self.models.pop(name)
-        if lm.capabilities.remote:
-            lm.endpoint.close()
-            if getattr(lm, "server", None) is not None:  # started by %llm serve: stop it too
-                lm.server.stop()
+        lm = self.models[name]
+        from llmlab.models.guard import retire
+
+        retire(lm)  # Ctrl-C here leaves the model loaded
+        self.models.pop(name, None)
         self.histories.pop(name, None)
         self.last_exchange.pop(name, None)
         self.prefix_caches.pop(name, None)
         if self.active == name:
             self.active = next(iter(self.models), None)
-        import gc
-
-        gc.collect()
+        self._release(lm, retired=True)
         return name
+
+    def _release(self, lm: LoadedModel, *, retired: bool = False) -> None:
+        """Free a model that left the session, unless another name still uses its weights."""
+        if any(_same_weights(other, lm) for other in self.models.values()):
+            return
+        if not retired:
+            from llmlab.models.guard import retire
+
+            retire(lm)
+        _free(lm)
 
     def _names(self) -> str:
         return ", ".join(self.models) or "none"
@@ -169,13 +238,19 @@ class Lab:
         if not message.strip():
             raise LabError("the chat message is empty")
         settings = GenerationSettings.of(settings, **setting_fields)
-        history = self.histories.setdefault(lm.name, [])
-        if not history:
-            history.extend(self.last_exchange.pop(lm.name, []))
-        turn = [*history, {"role": "user", "content": message}]
-        result = self._generate(lm, turn, settings, on_token=on_token, accel=accel)
-        if result.stats.stopped != "interrupted":
-            history[:] = [*turn, {"role": "assistant", "content": result.text}]
+        from llmlab.models.guard import exclusive
+
+        # One turn at a time per model: a turn reads the history, generates and writes it
+        # back; two at once (two threads) would both start from the same history and the
+        # second write would drop the first turn.
+        with exclusive(lm, "chat turn"):
+            history = self.histories.setdefault(lm.name, [])
+            if not history:
+                history.extend(self.last_exchange.pop(lm.name, []))
+            turn = [*history, {"role": "user", "content": message}]
+            result = self._generate(lm, turn, settings, on_token=on_token, accel=accel)
+            if result.stats.stopped != "interrupted":
+                history[:] = [*turn, {"role": "assistant", "content": result.text}]
         return result
 
     def reset_chat(self, model: str | None = None) -> None:
@@ -214,6 +289,154 @@ class Lab:
         if compare:
             return lens.compare(lm, compare, text, lab=self, generate=generate, chat=chat)
         return lens.lens(lm, text, generate=generate, chat=chat)
+
+    # -- interventions (llmlab.interventions) ------------------------------------------------
+    def head_importance(
+        self,
+        text: str,
+        *,
+        answer: str | None = None,
+        model: str | None = None,
+        patterns: bool = True,
+        **options: Any,
+    ) -> Any:
+        """Ablate every head in turn (:func:`llmlab.interventions.head_importance`); with
+        ``patterns`` the same tokens' attention is captured too, so the view shows a clicked
+        head's pattern."""
+        from llmlab import interventions
+
+        lm = self.model(model)
+        result = interventions.head_importance(lm, text, answer=answer, **options)
+        if patterns:
+            from llmlab.attention import attention
+
+            result.attention = attention(lm, text, chat=False)
+        return result
+
+    def patching(
+        self,
+        clean: str,
+        corrupted: str,
+        answer: str,
+        wrong: str,
+        *,
+        model: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Activation patching of ``clean`` into ``corrupted`` (see
+        :func:`llmlab.interventions.patching`)."""
+        from llmlab import interventions
+
+        return interventions.patching(self.model(model), clean, corrupted, answer, wrong, **options)
+
+    def steering_vector(
+        self,
+        positive: str,
+        negative: str,
+        *,
+        layer: int,
+        name: str | None = None,
+        model: str | None = None,
+    ) -> Any:
+        """A steering vector from two prompts, usable as ``steer=NAME*SCALE``."""
+        from llmlab import interventions
+
+        lm = self.model(model)
+        return interventions.steering_vector(lm, positive, negative, layer=layer, name=name)
+
+    def intervene(self, spec: Any, *, model: str | None = None) -> Any:
+        """A context manager: every run of the model inside sees the interventions of
+        ``spec`` (``"ablate=13.8"``, ``"experts=-3"``, ``"steer=NAME*4"``)."""
+        from llmlab import interventions
+
+        return interventions.intervened(self.model(model), spec)
+
+    def generate_intervened(
+        self,
+        prompt: str,
+        spec: Any,
+        settings: GenerationSettings | None = None,
+        *,
+        model: str | None = None,
+        raw: bool = False,
+        **fields: Any,
+    ) -> Any:
+        """The answer to ``prompt`` plainly and with the interventions of ``spec``, side by
+        side (:class:`llmlab.interventions.InterventionGeneration`)."""
+        from llmlab import interventions
+
+        lm = self.model(model)
+        return interventions.generate_with(lm, prompt, spec, settings, raw=raw, **fields)
+
+
+def check_name(name: Any, *, derived: bool = False) -> None:
+    """A model name must be text a user can type and a terminal can print: not empty, no
+    control characters (newlines, escapes), no lone surrogates."""
+    bad = None
+    if not isinstance(name, str) or not name.strip():
+        bad = "must be non-empty text"
+    elif any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        bad = "must not hold control characters or lone surrogates"
+    elif len(name) > 200:
+        bad = "must be at most 200 characters"
+    if bad is not None:
+        shown = repr(name) if not isinstance(name, str) else ascii(name[:60])
+        hint = "; give one with --name" if derived else ""
+        raise LabError(f"a model name {bad}, got {shown}{hint}")
+
+
+def _canonical_spec(spec: str) -> str:
+    """One text per model a spec names: the default's aliases as one, a folder by its path."""
+    from llmlab.models.registry import DEFAULT_SPECS
+
+    if spec in DEFAULT_SPECS:
+        return "default"
+    path = Path(spec).expanduser()
+    if not spec.startswith(("tiny:", "openai:")) and path.exists():
+        return str(path.resolve())
+    return spec
+
+
+def _is_remote(lm: Any) -> bool:
+    capabilities = getattr(lm, "capabilities", None)
+    return bool(getattr(capabilities, "remote", False))
+
+
+def _identity(lm: Any) -> Any:
+    """What makes two loaded models "the same model" (a reload) rather than two models."""
+    if _is_remote(lm):
+        return (lm.spec, getattr(lm, "model_id", None))
+    return _canonical_spec(lm.spec)
+
+
+def _same_weights(a: Any, b: Any) -> bool:
+    if _is_remote(a) or _is_remote(b):
+        return a is b
+    return a.model is b.model
+
+
+def _free(lm: Any) -> None:
+    """Release a model's memory now, also where results still refer to it: its weights move
+    to the meta device (no storage); a served model's connections close, and a server that
+    ``%llm serve`` started for it stops."""
+    import gc
+
+    if _is_remote(lm):
+        lm.endpoint.close()
+        if getattr(lm, "server", None) is not None:
+            lm.server.stop()
+        return
+    module = getattr(lm, "model", None)
+    to = getattr(module, "to", None)
+    if to is not None:
+        # Some wrappers (disk offload, quantized weights) refuse to move: they are only dropped.
+        with contextlib.suppress(Exception):
+            to("meta")
+    gc.collect()
+    if str(getattr(lm, "device", "")).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 _default_lab: Lab | None = None

@@ -14,7 +14,7 @@ from IPython.core.magic import (
     no_var_expand,
 )
 from llmlab.magics.line import check_length, expand, split_line, split_options, takes_text
-from llmlab.magics.registry import COMMANDS, Context
+from llmlab.magics.registry import COMMANDS, Context, parse_options
 
 from llmlab.errors import LabError, one_line
 from llmlab.session import default_lab
@@ -23,7 +23,8 @@ OVERVIEW = """Work with large language models from a notebook.
 
   %llm SUBCOMMAND [options] [text]      line magic; {var} in the line is interpolated
                                         ({{ }} for literal braces); the text starts at its
-                                        first word, so a later -h is text (-- starts it too)
+                                        first word, so a later -h is text (-- starts it too);
+                                        a "quoted prompt" ends at its quote: options may follow
   %%llm SUBCOMMAND [options]            cell magic; the cell body is taken literally
                                         (add --format-body to interpolate {var} in it)
 
@@ -104,7 +105,7 @@ class LlmMagics(Magics):
         if "-h" in options or "--help" in options:
             print(cmd.help())
             return None
-        args = parser.parse_args(options)
+        args = parse_options(parser, options)
         if takes_text(parser):
             args.text = text
         ctx = Context(lab=default_lab(), shell=self.shell, body=cell)

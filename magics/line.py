@@ -40,10 +40,17 @@ def check_length(text: str, what: str) -> None:
         )
 
 
+class Quoted(str):
+    """A word written wholly inside one pair of quotes (``"What is x?"``): a prompt typed in
+    quotes ends at its closing quote, so what follows it is read as options."""
+
+
 def split_line(line: str) -> list[str]:
-    """Split like ``shlex.split`` (POSIX: quotes group, backslash escapes), in linear time."""
+    """Split like ``shlex.split`` (POSIX: quotes group, backslash escapes), in linear time.
+    Words written wholly inside one pair of quotes come back as :class:`Quoted`."""
     words: list[str] = []
     parts: list[str] | None = None  # the pieces of the word being read; None between words
+    quoted = False  # the word being read is one quoted piece so far
     pos, end = 0, len(line)
     while pos < end:
         match = _WORD_PART.match(line, pos)
@@ -58,17 +65,23 @@ def split_line(line: str) -> list[str]:
         kind = match.lastgroup
         if kind == "space":
             if parts is not None:
-                words.append("".join(parts))
+                words.append(_word(parts, quoted))
                 parts = None
             continue
         piece = match.group(kind)
         if kind == "dq":
             piece = _DQ_ESCAPE.sub(r"\1", piece)
+        quoted = parts is None and kind in ("dq", "sq")
         parts = [] if parts is None else parts
         parts.append(piece)
     if parts is not None:
-        words.append("".join(parts))
+        words.append(_word(parts, quoted))
     return words
+
+
+def _word(parts: list[str], quoted: bool) -> str:
+    text = "".join(parts)
+    return Quoted(text) if quoted and len(parts) == 1 else text
 
 
 def takes_text(parser: argparse.ArgumentParser) -> bool:
@@ -79,20 +92,52 @@ def takes_text(parser: argparse.ArgumentParser) -> bool:
 def split_options(parser: argparse.ArgumentParser, words: list[str]) -> tuple[list[str], list[str]]:
     """``(options, text)``: the text starts at the first word that is not an option or an
     option's value (or after ``--``), and everything from there on is text, so a prompt may
-    say ``-h`` or ``--temperature`` without quotes."""
+    say ``-h`` or ``--temperature`` without quotes.
+
+    A prompt written in quotes ends at its closing quote: the words after it are options
+    (``"What is x?" --max-new-tokens 4``), and a plain word there is refused in one line
+    rather than sent to the model as part of the prompt."""
     if not takes_text(parser):
         return words, []
+    options, text, after_dashes = _leading_options(parser, words)
+    if after_dashes or not text or not isinstance(text[0], Quoted) or len(text) == 1:
+        return options, text
+    prompt, after = text[0], text[1:]
+    if after[0] == "--" or not after[0].startswith("-") or _NEGATIVE_NUMBER.match(after[0]):
+        raise UsageError(
+            f"%llm {parser.prog}: {after[0]!r} follows the quoted prompt; put the whole prompt "
+            "inside the quotes (options go before or after it)"
+        )
+    more, stray, _ = _leading_options(parser, after)
+    actions = parser._option_string_actions
+    if any(
+        w.startswith("-") and not _NEGATIVE_NUMBER.match(w) and w.split("=", 1)[0] not in actions
+        for w in more
+    ):
+        return options + after, [prompt]  # a mistyped flag: argparse names it (did you mean)
+    if stray:
+        raise UsageError(
+            f"%llm {parser.prog}: {stray[0]!r} follows the options after the quoted prompt; "
+            "put the whole prompt inside the quotes"
+        )
+    return options + more, [prompt]
+
+
+def _leading_options(
+    parser: argparse.ArgumentParser, words: list[str]
+) -> tuple[list[str], list[str], bool]:
+    """The options before the first text word, the rest, and whether ``--`` started the rest."""
     actions = parser._option_string_actions
     i = 0
     while i < len(words):
         word = words[i]
         if word == "--":
-            return words[:i], words[i + 1 :]
-        if not word.startswith("-") or _NEGATIVE_NUMBER.match(word):
-            return words[:i], words[i:]
+            return words[:i], words[i + 1 :], True
+        if isinstance(word, Quoted) or not word.startswith("-") or _NEGATIVE_NUMBER.match(word):
+            return words[:i], words[i:], False
         flag, has_value = word.split("=", 1)[0], "=" in word
         i += 1 + (0 if has_value else _values_taken(actions.get(flag), words[i + 1 :]))
-    return words, []
+    return words, [], False
 
 
 def _values_taken(action: Any, following: list[str]) -> int:

@@ -7,6 +7,7 @@ Each feature lives in its own module under ``magics/commands/`` and registers it
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,19 @@ class Command:
 
     def help(self) -> str:
         return self.parser().format_help().replace("usage: ", "usage: %llm ", 1)
+
+
+def parse_options(parser: argparse.ArgumentParser, options: list[str]) -> argparse.Namespace:
+    """``parser.parse_args`` that names the closest known flag for a mistyped one (argparse
+    in Python < 3.14 only says "unrecognized arguments")."""
+    args, unknown = parser.parse_known_args(options)
+    if not unknown:
+        return args
+    flag = next((w.split("=", 1)[0] for w in unknown if w.startswith("-")), None)
+    known = [f for f in parser._option_string_actions if f.startswith("--")]
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 COMMANDS: dict[str, Command] = {}

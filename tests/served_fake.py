@@ -1,13 +1,26 @@
 """A tiny OpenAI-compatible server on 127.0.0.1 for the faults a real engine will not produce
-on demand: a 401, a stream cut midway, a stall past the client's timeout, no log-probabilities.
-Like vLLM it has ``/tokenize`` and ``/detokenize`` (one token per word, and a BOS token the
-server adds to every completion prompt) and honours ``ignore_eos``; mode "notokenize" drops them.
+on demand: a 401, a stream cut midway, a stall past the client's timeout, no log-probabilities,
+and a hostile server (one that streams forever, drips bytes, echoes the key it was sent, sends
+escape sequences, absurd counts or malformed JSON). Like vLLM it has ``/tokenize`` and
+``/detokenize`` (one token per word, and a BOS token the server adds to every completion prompt)
+and honours ``ignore_eos``; mode "notokenize" drops them.
 
 ``FakeServer(mode=...)`` starts it in a thread; ``.url`` is its ``/v1`` base; ``.stop()``.
+The hostile knobs, all optional:
+
+- ``models``: the ids ``/models`` lists (or ``models_body``: the whole answer, any JSON);
+- ``chunks``: raw ``data:`` payloads (strings) streamed instead of the answer, then ``[DONE]``;
+  ``{KEY}`` in any of them becomes the Authorization header the server received;
+- ``error``: ``(status, body text)`` every POST answers with;
+- ``usage``: the usage report to send (any JSON value);
+- modes ``forever`` (tokens past max_tokens, never [DONE]), ``loris`` (one byte per
+  ``drip_s``), ``keepalive`` (SSE comments only), ``overstay`` (the answer, then comments
+  instead of [DONE]), ``echo`` (the key it received as its model list, error and answer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -19,6 +32,7 @@ KEY = "sk-test-do-not-print-4242"
 ANSWER = ["The", " capital", " of", " France", " is", " Paris", "."]
 #: Top log-probabilities the fake returns at every step (the chosen token first).
 TOP = {"The": -0.2, "Paris": -2.5, "It": -3.0}  # sums to 0.95: a tail remains
+_UNSET = object()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -31,13 +45,22 @@ class _Handler(BaseHTTPRequestHandler):
     def fake(self) -> FakeServer:
         return self.server.fake  # type: ignore[attr-defined]
 
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
+    def _received_key(self) -> str:
+        return (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+
+    def _fill(self, text: str) -> str:
+        return text.replace("{KEY}", self._received_key())
+
+    def _raw(self, status: int, text: str, content_type: str = "application/json") -> None:
+        data = text.encode("utf-8", errors="surrogatepass")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _json(self, status: int, body) -> None:
+        self._raw(status, json.dumps(body))
 
     def _authorized(self) -> bool:
         if self.fake.mode != "auth":
@@ -50,10 +73,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorized():
             return
-        if self.path.rstrip("/").endswith("/models"):
-            self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
-        else:
+        if not self.path.rstrip("/").endswith("/models"):
             self._json(404, {"error": {"message": "not found"}})
+        elif self.fake.models_body is not _UNSET:
+            self._raw(200, self._fill(json.dumps(self.fake.models_body)))
+        elif self.fake.mode == "echo":
+            ids = [MODEL, f"bearer-{self._received_key()}"]
+            self._json(200, {"object": "list", "data": [{"id": i} for i in ids]})
+        else:
+            ids = self.fake.models or [MODEL]
+            self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
     def do_POST(self) -> None:
         if not self._authorized():
@@ -64,7 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._tokenizer(body)
             return
         self.fake.requests.append(body)
-        if body.get("model") != MODEL:
+        if self.fake.error is not None:
+            status, text = self.fake.error
+            self._raw(status, self._fill(text))
+            return
+        if self.fake.mode == "echo" and body.get("max_tokens") == 1:
+            self._json(400, {"error": {"message": f"bad header Bearer {self._received_key()}"}})
+            return
+        if body.get("model") not in (self.fake.models or [MODEL]):
             self._json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
             return
         chat = self.path.endswith("/chat/completions")
@@ -77,29 +113,58 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        if self.fake.mode == "slow":
-            time.sleep(self.fake.stall_s)
-        if self.fake.mode == "serial":  # one request at a time, like a server with no batching
-            with self.fake.serial:
+        with contextlib.suppress(OSError):  # the client hung up, as one at its limit does
+            if self.fake.mode == "serial":  # one request at a time, like a server with no batching
+                with self.fake.serial:
+                    self._stream(body, chat)
+            else:
                 self._stream(body, chat)
-            return
-        self._stream(body, chat)
 
     def _stream(self, body: dict, chat: bool) -> None:
+        fake = self.fake
+        if fake.mode == "slow":
+            time.sleep(fake.stall_s)
+        if fake.mode == "loris":  # one byte at a time, never a whole line
+            for byte in b'data: {"choices": [{"index": 0, "delta": {"content": "x"}}]}\n\n' * 99:
+                if fake.stopped:
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(fake.drip_s)
+            return
+        if fake.mode == "keepalive":
+            while not fake.stopped:
+                self.wfile.write(b": ping\n\n")
+                self.wfile.flush()
+                time.sleep(fake.drip_s)
+            return
+        if fake.chunks is not None:
+            for payload in fake.chunks:
+                self.wfile.write(f"data: {self._fill(payload)}\n\n".encode(errors="surrogatepass"))
+                self.wfile.flush()
+                time.sleep(fake.token_s)
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
         n = min(int(body.get("max_tokens", 16)), len(ANSWER))
         answer = ANSWER
         if body.get("ignore_eos"):  # vLLM's extension: every max_tokens token, no early stop
             n = int(body.get("max_tokens", 16))
             answer = [ANSWER[i % len(ANSWER)] for i in range(n)]
-        want_lp = bool(body.get("logprobs")) and self.fake.mode != "nologprobs"
+        want_lp = bool(body.get("logprobs")) and fake.mode != "nologprobs"
         if chat:
             self._send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for i, piece in enumerate(answer[:n]):
-            if self.fake.mode == "close" and i == 2:
+        i = 0
+        while i < n or fake.mode == "forever":
+            if fake.stopped:
+                return
+            piece = answer[i % len(answer)]
+            if fake.mode == "echo":
+                piece = f" {self._received_key()}" if i == 1 else piece
+            if fake.mode == "close" and i == 2:
                 self.wfile.flush()
                 self.close_connection = True
                 return  # no [DONE]: the stream ends midway
-            time.sleep(self.fake.token_s)
+            time.sleep(fake.token_s)
             top = dict(TOP) if i == 0 else {piece: -0.05, "x": -3.5}
             finish = "stop" if i == n - 1 and n == len(answer) else None
             if n < len(answer) and i == n - 1:
@@ -127,12 +192,19 @@ class _Handler(BaseHTTPRequestHandler):
                         "top_logprobs": [top],
                     }
             self._send({"choices": [choice]})
+            i += 1
         usage = (body.get("stream_options") or {}).get("include_usage")
-        if usage and self.fake.mode != "nousage":
+        if usage and fake.mode != "nousage":
             prompt_tokens = 9 if chat else 1 + len(str(body.get("prompt", "")).split())
-            self._send(
-                {"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}}
-            )
+            report = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
+            report = report if fake.usage is _UNSET else fake.usage
+            self._send({"choices": [], "usage": report})
+        if fake.mode == "overstay":
+            while not fake.stopped:
+                self.wfile.write(b": still here\n\n")
+                self.wfile.flush()
+                time.sleep(fake.drip_s)
+            return
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _tokenizer(self, body: dict) -> None:
@@ -156,9 +228,23 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeServer:
     def __init__(
-        self, mode: str = "ok", token_s: float = 0.002, stall_s: float = 2.0, port: int = 0
+        self,
+        mode: str = "ok",
+        token_s: float = 0.002,
+        stall_s: float = 2.0,
+        *,
+        drip_s: float = 0.05,
+        models: list[str] | None = None,
+        models_body=_UNSET,
+        chunks: list[str] | None = None,
+        error: tuple[int, str] | None = None,
+        usage=_UNSET,
+        port: int = 0,
     ) -> None:
-        self.mode, self.token_s, self.stall_s = mode, token_s, stall_s
+        self.mode, self.token_s, self.stall_s, self.drip_s = mode, token_s, stall_s, drip_s
+        self.models, self.models_body, self.chunks = models, models_body, chunks
+        self.error, self.usage = error, usage
+        self.stopped = False
         self.requests: list[dict] = []
         self.vocab: dict[str, int] = {}
         self.serial = threading.Lock()
@@ -173,6 +259,7 @@ class FakeServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def stop(self) -> None:
+        self.stopped = True  # ends the endless modes' loops
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -438,3 +438,78 @@ def test_panel_warms_up_each_configuration_once_untimed():
     assert built["extra"]["build_s"] > 0 and "warmup_s" in built["extra"]
     again = state.run("quant=int8", "Hello there", 12)
     assert "build_s" not in again["extra"] and "already warm" in again["warmup"]
+
+
+def test_the_panel_headline_is_the_end_to_end_speedup():
+    """Issue 21: spec=hybrid read "5.20× baseline" (decode) while end to end it was 1.4×."""
+    from llmlab.accel.panel import _run_footer, compare_to_baseline
+
+    def record(total_s, ttft_ms, decode):
+        return {
+            "prompt": "p",
+            "token_ids": list(range(15)),
+            "new_tokens": 15,
+            "total_s": total_s,
+            "ttft_ms": ttft_ms,
+            "decode_tok_s": decode,
+        }
+
+    baseline, hybrid = record(3.92, 1066, 4.9), record(2.79, 2236, 25.5)
+    compare_to_baseline(hybrid, baseline)
+    vs = hybrid["vs_baseline"]
+    assert vs["e2e_speedup"] == 1.41 and vs["decode_ratio"] == 5.20 and vs["ttft_speedup"] == 0.48
+    assert vs["headline"] == "1.41× baseline end to end · decode 5.20× · TTFT 0.48×"
+    assert _run_footer(hybrid).startswith("1.41× baseline end to end")
+    # Answers of different lengths: end to end per output token, and said so.
+    short = {**record(1.0, 500, 20.0), "new_tokens": 5, "token_ids": list(range(5))}
+    compare_to_baseline(short, baseline)
+    assert short["vs_baseline"]["e2e_speedup"] == round((3.92 / 15) / (1.0 / 5), 2)
+    assert "per output token" in short["vs_baseline"]["headline"]
+
+
+def test_no_negative_durations_when_a_copy_was_built_earlier(monkeypatch):
+    """A copy built before a panel run (by a lens comparison, a sweep) is not this run's: its
+    build seconds were subtracted from the warm-up, which read "warm-up s -0.06"."""
+    import time
+
+    import llmlab.accel.quant as quant
+    from llmlab.accel.panel import AccelPanelState
+    from llmlab.accel.registry import parse_config
+    from llmlab.accel.variant import changed_copy
+    from llmlab.models.registry import load_model
+
+    tiny_llama = load_model("tiny:llama")  # its own: nothing warmed up or built for it yet
+    real = quant.quantize
+
+    def slow_quantize(*args, **kwargs):
+        time.sleep(1.5)  # a build slower than the warm-up run that follows
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quant, "quantize", slow_quantize)
+    changed_copy(tiny_llama, parse_config("quant=int8"))  # built for something else
+    monkeypatch.setattr(quant, "quantize", real)
+    state = AccelPanelState(lm=tiny_llama, models={"tiny-llama": tiny_llama}, max_new_tokens=6)
+    state.run("baseline", "Hello there", 6)
+    run = state.run("quant=int8", "Hello there", 6)
+    assert "build_s" not in run["extra"]  # not built by this run
+    durations = {"total_s": run["total_s"], "ttft_ms": run["ttft_ms"]}
+    durations |= {k: v for k, v in run["extra"].items() if k.endswith(("_s", "_ms", "_ms_est"))}
+    assert durations and all(v >= 0 for v in durations.values()), durations
+    html = state.to_html()
+    assert "-0." not in html and "warm-up s (not timed)" in html
+
+
+def test_panel_figures_are_in_words_not_raw_keys(tiny_llama):
+    from llmlab.accel.panel import AccelPanelState
+
+    state = AccelPanelState(lm=tiny_llama, models={"tiny-llama": tiny_llama}, max_new_tokens=8)
+    prompt = "one two three one two three one two three"
+    state.run("baseline", prompt, 8)
+    state.run("quant=int8", prompt, 8)
+    state.run("spec=prompt-lookup", prompt, 8)
+    html = state.to_html()
+    for raw in ("kl_to_base_nats", "top1_to_base", "acceptance_rate", "weight_mb"):
+        assert raw not in html
+    assert "KL to loaded weights" in html and "acceptance rate" in html
+    shown = dict(state.runs[-1]["extra_shown"])
+    assert shown["acceptance rate"].endswith("%")  # "1.0" read as a share: 100%

@@ -157,3 +157,114 @@ def test_a_broken_view_of_a_sweep_is_one_line(tiny, capsys):
     assert "a view of the sweep failed to update: RuntimeError: the plot could not redraw" in (
         captured.out
     )
+
+
+# -- chat turns, unload and training respect the model's lock -----------------------------------
+
+
+@pytest.mark.parametrize("turns", [2, 3, 5])
+def test_chat_turns_sent_at_once_keep_every_user_turn(turns):
+    from llmlab.session import Lab
+
+    lab = Lab()
+    lab.load("tiny:llama")
+    start = threading.Barrier(turns)
+    errors: list[BaseException] = []
+
+    def turn(i: int) -> None:
+        try:
+            start.wait(10)
+            lab.chat(f"message {i}", max_new_tokens=6)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(turns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    history = lab.histories["tiny-llama"]
+    users = [m["content"] for m in history if m["role"] == "user"]
+    assert sorted(users) == [f"message {i}" for i in range(turns)]
+    assert [m["role"] for m in history] == ["user", "assistant"] * turns
+
+
+def _sweep_running(lab, name: str = "tiny-llama"):
+    sweep = run_sweep(
+        lab.models[name],
+        "baseline,kv=off,attn=eager",
+        PROMPTS,
+        max_new_tokens=12,
+        repeats=3,
+        warmup=1,
+        background=True,
+    )
+    deadline = __import__("time").monotonic() + 60
+    while not sweep.current and sweep.status == "running":
+        assert __import__("time").monotonic() < deadline
+        __import__("time").sleep(0.01)
+    return sweep
+
+
+@pytest.mark.parametrize("how", ["by name", "the active one"])
+def test_unload_during_a_background_sweep_stops_it_and_frees_the_model(capsys, how):
+    import gc
+    import weakref
+
+    from llmlab.errors import LabError
+    from llmlab.session import Lab
+
+    lab = Lab()
+    lm = lab.load("tiny:llama")
+    storage = weakref.ref(next(lm.model.parameters()).untyped_storage())
+    sweep = _sweep_running(lab)
+    lab.unload("tiny-llama" if how == "by name" else None)
+    assert sweep.done and sweep.status == "stopped"  # ended before unload returned
+    out = capsys.readouterr().out
+    assert out.count("unloading tiny-llama: stopping the running tradeoff sweep first") == 1
+    assert "tiny-llama" not in lab.models and lab.active is None
+    assert all(p.is_meta for p in lm.model.parameters())  # freed, though the sweep keeps lm
+    gc.collect()
+    assert storage() is None
+    assert busy_with(lm) is None
+    from llmlab.generation.engine import generate
+
+    with pytest.raises(LabError, match="tiny-llama was unloaded; load it again"):
+        generate(lm, "hi")  # a result still holding the model gets one line, not meta errors
+    lab.load("tiny:llama")  # the name is free again, the session goes on
+    assert lab.generate("hi", max_new_tokens=2).stats.new_tokens >= 1
+
+
+def test_unload_waits_for_a_chat_turn_in_another_thread():
+    from llmlab.session import Lab
+
+    lab = Lab()
+    lm = lab.load("tiny:llama")
+    inside, release = threading.Event(), threading.Event()
+    real = lab._generate
+
+    def slow_generate(*args, **kwargs):
+        inside.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    lab._generate = slow_generate
+    worker = threading.Thread(target=lambda: lab.chat("hello", max_new_tokens=2))
+    worker.start()
+    inside.wait(10)
+    threading.Timer(0.3, release.set).start()
+    lab.unload("tiny-llama")  # waits for the turn: it never runs on freed weights
+    worker.join(30)
+    assert not worker.is_alive() and all(p.is_meta for p in lm.model.parameters())
+
+
+def test_reloading_a_name_frees_the_old_copy():
+    from llmlab.session import Lab
+
+    lab = Lab()
+    first = lab.load("tiny:llama")
+    second = lab.load("tiny:llama")  # the same model again: allowed, the old copy is freed
+    assert lab.models["tiny-llama"] is second
+    assert all(p.is_meta for p in first.model.parameters())
+    assert not any(p.is_meta for p in second.model.parameters())

@@ -18,3 +18,20 @@ def test_quickstart_runs_and_exports(tmp_path):
     html = export_html(nb, tmp_path / "quickstart.html").read_text()
     assert "cdnjs" not in html and "unpkg" not in html and "require.min.js" not in html
     assert "The capital of France is Paris." in html and "llmlab-card" in html
+
+
+@pytest.mark.slow
+def test_interventions_notebook_runs_and_exports(tmp_path):
+    nb = execute_notebook(EXAMPLES / "interventions.ipynb", timeout=1800)
+    text = outputs_text(nb)
+    assert "13" in text and "0.59" in text  # the Link ranking: L13H8 first for it → tiger
+    assert "HeadImportance(smollm2" in text and "Head importance" in text
+    assert "p(' tiger') with head 13.8 ablated" in text
+    assert "PatchingResult(smollm2" in text and "best residual patch" in text
+    assert "LensComparison" in text or "Logit lens" in text
+    assert "steer=love*6" in text
+    assert "· experts=-3" in text and "first-choice share per expert" in text
+    assert "experts=-3-5" in text and "weight_mb" in text
+    html = export_html(nb, tmp_path / "interventions.html").read_text()
+    assert "cdnjs" not in html and "unpkg" not in html
+    assert "llmlab-int" in html and "Activation patching" in html

@@ -182,7 +182,7 @@ def test_a_malicious_pickle_is_refused_in_one_line(saved_tiny, tmp_path):
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(), protocol=2))
     with pytest.raises(LabError, match="refused to unpickle") as err:
-        load_model(str(folder))
+        load_model(str(folder), allow_pickle=True)  # even with the opt-in
     assert "\n" not in str(err.value)
 
 
@@ -245,7 +245,7 @@ def test_another_model_under_a_used_name_starts_a_new_conversation(lab):
     assert lab.histories["tiny-llama"]
     lab.generate("again", max_new_tokens=2)
     assert "tiny-llama" in lab.last_exchange
-    lab.load("tiny:qwen2", name="tiny-llama")
+    lab.load("tiny:qwen2", name="tiny-llama", replace=True)  # asked for in so many words
     assert lab.histories["tiny-llama"] == [] and "tiny-llama" not in lab.last_exchange
     lab.chat("hi", max_new_tokens=2)
     assert len(lab.histories["tiny-llama"]) == 2  # only the new model's turn
@@ -586,3 +586,152 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- names: one model per name, and names a user can type ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "\n", "a\nb", "tab\there", "\x1b[2Jclear", "bell\x07", "\ud800", "x" * 201],
+)
+def test_a_name_nobody_can_type_or_print_is_refused(lab, name):
+    with pytest.raises(LabError, match="a model name must") as err:
+        lab.load("tiny:qwen2", name=name)
+    assert "\n" not in str(err.value)
+    assert list(lab.models) == ["tiny-llama"] and lab.active == "tiny-llama"
+
+
+@pytest.mark.parametrize("spec", ["tiny:qwen2", "tiny:mixtral"])
+def test_another_model_never_silently_takes_a_loaded_name(lab, spec):
+    lab.chat("remember me", max_new_tokens=2)
+    old = lab.models["tiny-llama"]
+    with pytest.raises(
+        LabError, match=r"a model named 'tiny-llama' is already loaded \(tiny:llama\)"
+    ):
+        lab.load(spec, name="tiny-llama")
+    assert lab.models["tiny-llama"] is old and len(lab.histories["tiny-llama"]) == 2
+    lab.load(spec, name="tiny-llama", replace=True)
+    assert lab.models["tiny-llama"].spec == spec and lab.histories["tiny-llama"] == []
+    assert all(p.is_meta for p in old.model.parameters())  # the replaced one is freed
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t"])
+def test_unload_of_an_empty_name_is_refused_not_the_active_model(lab, name):
+    with pytest.raises(LabError, match="unload takes a loaded model's name"):
+        lab.unload(name)
+    assert lab.active == "tiny-llama"
+
+
+def test_one_folder_by_two_spellings_is_one_model(saved_tiny, tmp_path, monkeypatch):
+    from llmlab.session import Lab
+
+    lab = Lab()
+    lab.load(str(saved_tiny), name="mine")
+    monkeypatch.chdir(saved_tiny.parent)
+    lab.load(f"./{saved_tiny.name}/", name="mine")  # a reload, not another model
+    assert list(lab.models) == ["mine"]
+
+
+@pytest.mark.parametrize(
+    "failure", [UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate"), OSError("closed")]
+)
+def test_a_load_whose_report_fails_leaves_nothing_loaded(lab, failure):
+    def announce(lm):
+        raise failure
+
+    with pytest.raises(type(failure)):
+        lab.load("tiny:qwen2", announce=announce)
+    assert list(lab.models) == ["tiny-llama"] and lab.active == "tiny-llama"
+    with pytest.raises(type(failure)):  # the same over a name in use: the old model stays
+        lab.load("tiny:llama", announce=announce)
+    assert not any(p.is_meta for p in lab.model().model.parameters())
+
+
+# -- what a folder or a flag decides before anything is allocated ------------------------------
+
+
+@pytest.mark.parametrize(
+    "weights",
+    ["pytorch_model.bin", "model.pt", "pytorch_model-00001-of-00002.bin", "weights.ckpt"],
+)
+def test_weights_only_in_a_pickle_need_an_opt_in(saved_tiny, tmp_path, weights):
+    import torch
+
+    from llmlab.models.tiny import build_tiny
+
+    folder = _copy(saved_tiny, tmp_path)
+    (folder / "model.safetensors").unlink()
+    torch.save(build_tiny("llama")[0].state_dict(), folder / weights)
+    with pytest.raises(LabError, match=rf"only as a PyTorch pickle \({weights}\).*--allow-pickle"):
+        load_model(str(folder))
+    if weights == "pytorch_model.bin":  # the name transformers reads: the opt-in loads it
+        lm = load_model(str(folder), allow_pickle=True)
+        assert any(f"weights read from {weights} (a pickle)" in n for n in lm.notes)
+        assert _same_weights_as_tiny(lm)
+
+
+@pytest.mark.parametrize(
+    "sizes, said",
+    [
+        ({"num_hidden_layers": 10**6}, "asks for 1,000,000 layers"),
+        ({"num_hidden_layers": 5000, "hidden_size": 8192, "intermediate_size": 28672}, "at least"),
+        ({"vocab_size": 10**11}, "at least"),
+        ({"hidden_size": 2**26, "num_attention_heads": 4, "num_key_value_heads": 4}, "at least"),
+    ],
+)
+def test_a_config_claiming_absurd_sizes_is_refused_before_allocation(
+    saved_tiny, tmp_path, sizes, said
+):
+    import time
+
+    folder = _copy(saved_tiny, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(sizes)
+    (folder / "config.json").write_text(json.dumps(config))
+    start = time.perf_counter()
+    with pytest.raises(LabError, match=said) as err:
+        load_model(str(folder))
+    assert time.perf_counter() - start < 30 and "\n" not in str(err.value)
+
+
+def test_a_config_over_the_memory_budget_is_refused(saved_tiny, monkeypatch):
+    from llmlab import memory
+
+    monkeypatch.setenv(memory.BUDGET_ENV, "100KB")  # the tiny model needs ~700 KB
+    with pytest.raises(LabError, match=r"loading needs at least ~.* but 97.7 KB is free"):
+        load_model(str(saved_tiny))
+    monkeypatch.setenv(memory.BUDGET_ENV, "100MB")
+    assert load_model(str(saved_tiny)).n_params > 0
+
+
+@pytest.mark.parametrize(
+    "size",
+    ["1.2.3GB", ".", "99999999999999999999999TB", "", "GB", "-1GB", "1e3GB", "nan", "1..2MB"],
+)
+def test_a_size_that_is_not_one_is_one_line(size):
+    from llmlab.devices import parse_max_memory
+
+    with pytest.raises(LabError) as err:
+        parse_max_memory(f"cpu={size}")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "size, expected", [(".5GB", 5 * 10**8), ("1.GB", 10**9), ("2GiB", 2 << 30)]
+)
+def test_sizes_that_read_well_still_read(size, expected):
+    from llmlab.devices import parse_size
+
+    assert parse_size(size) == expected
+
+
+def test_a_device_map_that_fits_one_device_loads(saved_tiny):
+    lm = load_model(str(saved_tiny), device_map="auto", max_memory="cpu=10GB")
+    assert lm.device == "cpu" and lm.n_params > 0
+
+
+def test_flash_attention_on_cpu_says_what_it_uses_instead(lab):
+    lm = lab.load("tiny:llama", attn_implementation="flash_attention_2")
+    assert lm.attn_implementation == "sdpa"
+    assert any("flash_attention_2 needs a CUDA GPU" in n and "using sdpa" in n for n in lm.notes)

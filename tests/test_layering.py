@@ -5,9 +5,10 @@ too), parsed with ``ast``, checked against one table.
          ← session ← front doors (magics, widgets, the package's __init__)
 
 A unit is a top-level name under ``llmlab`` (``llmlab.accel``, ``llmlab.errors``), except the
-modules :data:`UNITS` names, which are units of their own: the family tables and hooks that
-several features and interventions share (where each family keeps its attention modules and
-experts), and a view that lives beside its engine. A unit may import units of its own layer or
+modules :data:`UNITS` names, which are units of their own: what a model is made of (config
+facts, where each family keeps its attention modules and experts, the routing hooks), which
+the model registry, several features and interventions share; and a view that lives beside its
+engine. A unit may import units of its own layer or
 below, never above; units never import each other in a cycle; features never import each
 other; only the front doors import the session; and nothing imports a private name (``_x``)
 from another unit. Adding a unit means adding it to :data:`LAYERS`.
@@ -29,14 +30,15 @@ TREES = {
 
 #: Modules that are units of their own (module -> unit).
 UNITS = {
-    "llmlab.attention.adapters": "family tables",
-    "llmlab.moe.adapters": "family tables",
-    "llmlab.moe.recording": "family tables",
+    "llmlab.models.facts": "structure",
+    "llmlab.attention.adapters": "structure",
+    "llmlab.moe.adapters": "structure",
+    "llmlab.moe.recording": "structure",
     "llmlab.accel.panel": "accel panel",
 }
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"errors", "html", "tokens", "results", "devices", "files", "data"}),
-    ("structure", {"family tables"}),
+    ("structure", {"structure"}),
     ("models", {"models", "memory"}),
     ("generation", {"generation", "measure"}),
     ("engines", {"accel", "served"}),

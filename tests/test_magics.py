@@ -183,3 +183,23 @@ def test_next_marks_only_a_cut_prompt_with_an_ellipsis(tiny):
     assert "…The capital" not in short.to_html() and "The capital of France is" in short.to_html()
     long = run_magic(tiny, "next " + "word " * 30 + "end")
     assert "…" in long.to_html()
+
+
+def test_options_after_a_quoted_prompt_are_options_not_text(tiny):
+    r = run_magic(tiny, 'generate "What is the capital of France?" --max-new-tokens 4')
+    assert r.prompt == "What is the capital of France?" and r.settings.max_new_tokens == 4
+    r = run_magic(tiny, "generate 'hi there' --raw --max-new-tokens 2")
+    assert r.prompt == "hi there" and r.stats.new_tokens <= 2
+    r = run_magic(tiny, 'next "The sky is" --show 5')
+    assert r.prompt == "The sky is"
+    # Refused in one line, never sent as text; the session keeps working.
+    with pytest.raises(UsageError, match="follows the quoted prompt"):
+        run_magic(tiny, 'generate "Hello," said the fox')
+    with pytest.raises(UsageError, match="follows the options after the quoted prompt"):
+        run_magic(tiny, 'generate "Hello" --max-new-tokens 2 world')
+    with pytest.raises(UsageError, match="did you mean --max-new-tokens"):
+        run_magic(tiny, 'generate "Hello" --max-tokens 2')
+    # A quoted word is text even when it looks like a flag; after -- all is text.
+    assert run_magic(tiny, 'generate --max-new-tokens 2 "-h"').prompt == "-h"
+    r = run_magic(tiny, 'generate --max-new-tokens 2 -- "a" --raw')
+    assert r.prompt == "a --raw"

@@ -8,6 +8,7 @@ Importable as ``llmlab.widgets``.
 from llmlab.widgets import accel as _accel  # noqa: F401  (registers the accel panel)
 from llmlab.widgets import attention as _attention  # noqa: F401  (registers its view)
 from llmlab.widgets import drafts as _drafts  # noqa: F401  (registers the drafts view)
+from llmlab.widgets import interventions as _interventions  # noqa: F401  (registers its views)
 from llmlab.widgets import lens as _lens  # noqa: F401  (registers the logit-lens view)
 from llmlab.widgets import loadtest as _loadtest  # noqa: F401  (registers the load-test view)
 from llmlab.widgets import moe as _moe  # noqa: F401  (registers the MoE routing view)

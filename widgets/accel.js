@@ -26,6 +26,7 @@ function parseConfig(text) {
   return out;
 }
 
+// Names of the figures in runs saved before the kernel sent them in words (extra_shown).
 const STAT_NAMES = {
   acceptance_rate: "acceptance rate",
   tokens_per_target_pass: "tokens / target pass",
@@ -38,7 +39,13 @@ const STAT_NAMES = {
   warmup_s: "warm-up s (not timed)",
   build_s: "copy built in s (not timed)",
   first_call_compile_s: "compile s (first call, not timed)",
+  kl_to_base_nats: "KL to loaded weights (nats, mean per token)",
+  top1_to_base: "top-1 same as loaded weights",
 };
+
+function times(x) {
+  return x === null || x === undefined ? "" : `  (${x.toFixed(2)}×)`;
+}
 
 // A run beside the baseline run: speed ratio and token identity come from the kernel
 // (run.vs_baseline), measured against the latest baseline run on the same prompt.
@@ -56,23 +63,29 @@ function runCard(run, title) {
   }
   if (vs.note) head.append(el("span", "llmlab-ac-muted", vs.note));
   const text = el("div", "llmlab-ac-text", run.text);
+  // The headline speed-up is end to end (what a user waits for), decode and TTFT beside it.
+  const speedup = vs.headline ? el("div", "llmlab-ac-speedup", vs.headline) : null;
   const stats = el("table", "llmlab-ac-stats");
+  const perToken = vs.e2e_per_token ? " per token" : "";
   const rows = [
-    ["decode tok/s", run.decode_tok_s],
-    ["TTFT ms", run.ttft_ms],
-    ["new tokens", run.new_tokens],
-    ["prompt tokens", run.prompt_tokens],
-    ["total s", run.total_s],
+    ["end to end s", run.total_s, vs.e2e_speedup === undefined ? "" : times(vs.e2e_speedup) + perToken],
+    ["TTFT ms", run.ttft_ms, times(vs.ttft_speedup)],
+    ["decode tok/s", run.decode_tok_s, times(vs.decode_ratio)],
+    ["new tokens", run.new_tokens, ""],
+    ["prompt tokens", run.prompt_tokens, ""],
   ];
-  for (const [k, v] of Object.entries(run.extra || {})) rows.push([STAT_NAMES[k] || k, v]);
-  for (const [k, v] of rows) {
+  if (run.threads) rows.push(["torch threads", run.threads, ""]);
+  const shown = run.extra_shown || Object.entries(run.extra || {}).map(([k, v]) => [STAT_NAMES[k] || k, v]);
+  for (const [k, v] of shown) rows.push([k, v, ""]);
+  for (const [k, v, ratio] of rows) {
     const tr = el("tr");
-    const td = el("td", "llmlab-ac-num", v === null || v === undefined ? "–" : String(v));
-    if (k === "decode tok/s" && vs.decode_ratio) td.textContent += `  (${vs.decode_ratio.toFixed(2)}× baseline)`;
+    const td = el("td", "llmlab-ac-num", (v === null || v === undefined ? "–" : String(v)) + (ratio || ""));
     tr.append(el("th", null, k), td);
     stats.append(tr);
   }
-  box.append(head, text, stats);
+  box.append(head, text);
+  if (speedup) box.append(speedup);
+  box.append(stats);
   // What was done so that this run's timing is not a cold start's (kernel-side note).
   if (run.warmup) box.append(el("div", "llmlab-ac-muted llmlab-ac-warm", run.warmup));
   if (run.drafts) box.append(draftsToggle(run.drafts));

@@ -224,7 +224,7 @@ function renderStack(p, stackName, root, send) {
   const status = el("div", "llmlab-att-status");
   box.append(header, tabs, panels, status);
   root.append(box);
-  const tabNames = ["Head view", "Grid", "Heads table"].concat(cmp ? ["Diff"] : []);
+  const tabNames = ["Head view", "Grid", "Heads table", "Link"].concat(cmp ? ["Diff"] : []);
   const panel = {}, tabButton = {};
   for (const name of tabNames) {
     const b = el("button", "llmlab-att-tab", name);
@@ -672,17 +672,104 @@ function renderStack(p, stackName, root, send) {
     pickDiff(order[0][1], order[0][2]);
   }
 
+  // -- link: which heads link a query token to a key token ----------------------------------------
+  // Every head's weights come at once for short inputs ("links", also in the offline copy) and
+  // are ranked here for any pair; longer inputs ask the kernel per pair ("link").
+  const linkPanel = panel.Link;
+  const linkCache = {};
+  const link = { q: p.link ? p.link[0] : n - 1, k: p.link ? p.link[1] : 0 };
+  async function linkWeights(which, q, k) {
+    if (linkCache[which] === undefined) {
+      try {
+        const [msg, [buf]] = await request({ kind: "links", layer: 0, which });
+        linkCache[which] = { shape: msg.shape, data: new Uint16Array(buf.buffer) };
+      } catch (err) {
+        linkCache[which] = null; // too long for the whole table, or offline without it
+      }
+    }
+    const table = linkCache[which];
+    if (table) {
+      const [C, HH, NQ, NK] = table.shape;
+      const out = new Float32Array(C * HH);
+      for (let l = 0; l < C; l++) for (let h = 0; h < HH; h++) {
+        out[l * HH + h] = table.data[((l * HH + h) * NQ + q) * NK + k] / 65535;
+      }
+      return out;
+    }
+    const [, [buf]] = await request({ kind: "link", layer: 0, query: q, key: k, which });
+    return new Float32Array(buf.buffer);
+  }
+  function tokenPick(toks, axis, value, onChange) {
+    const sel = el("select", "llmlab-att-linkpick");
+    toks.forEach((t, i) => {
+      const o = el("option", null, `${i}: ${shown(t)}${isGen(axis, i) ? " (generated)" : ""}`);
+      o.value = String(i);
+      sel.append(o);
+    });
+    sel.value = String(value);
+    sel.addEventListener("change", () => onChange(Number(sel.value)));
+    return sel;
+  }
+  function buildLink() {
+    linkPanel.replaceChildren();
+    const controls = el("div", "llmlab-att-controls");
+    const qWrap = el("label", "llmlab-att-pick", "query token ");
+    qWrap.append(tokenPick(qTok, st.queries, link.q, (v) => { link.q = v; drawLink(); }));
+    const kWrap = el("label", "llmlab-att-pick", " attends to key token ");
+    kWrap.append(tokenPick(kTok, st.keys, link.k, (v) => { link.k = v; drawLink(); }));
+    controls.append(qWrap, kWrap);
+    const out = el("div", "llmlab-att-linkout");
+    linkPanel.append(el("div", "llmlab-att-muted",
+      "Which heads link these two tokens: every head ranked by the weight the query token puts on " +
+      "the key token. Click a head to open its pattern in the head view."), controls, out);
+    async function drawLink() {
+      out.replaceChildren(el("div", "llmlab-att-muted", "ranking heads…"));
+      let w;
+      try {
+        w = await linkWeights(state.which, link.q, link.k);
+      } catch (err) {
+        out.replaceChildren(el("div", "llmlab-att-muted", `could not rank: ${err.message}`));
+        return;
+      }
+      const order = [];
+      for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) order.push([w[l * H + h], l, h]);
+      order.sort((x, y) => y[0] - x[0] || x[1] - y[1] || x[2] - y[2]);
+      const causal = st.queries === st.keys && st.name !== "encoder" && link.k > link.q;
+      const title = `${JSON.stringify(qTok[link.q])} (${link.q}) → ${JSON.stringify(kTok[link.k])} (${link.k})`;
+      const list = el("div", "llmlab-att-ranking");
+      list.append(el("div", "llmlab-att-bigtitle", causal
+        ? `${title}: a token cannot attend to a later one in masked self-attention (every weight is 0)`
+        : `${title}: heads ranked by weight`));
+      const top = order[0][0] || 1e-9;
+      for (const [v, l, h] of order.slice(0, 20)) {
+        const r = el("div", "llmlab-att-rank llmlab-att-linkrow");
+        const bar = el("span", "llmlab-att-rankbar");
+        bar.style.width = `${(100 * v) / top}%`;
+        r.append(el("span", "llmlab-att-ranklabel", `L${LI[l]} H${h}`), el("span", "llmlab-att-ranktrack"),
+          el("span", "llmlab-att-muted", fmt(v, 3)));
+        r.children[1].append(bar);
+        r.title = `open layer ${LI[l]} head ${h} in the head view`;
+        r.addEventListener("click", () => { state.focus = { side: "q", index: link.q }; openHead(l, h); fetchRow(link.q); });
+        list.append(r);
+      }
+      out.replaceChildren(list);
+    }
+    drawLink();
+  }
+
   variantPick.addEventListener("change", () => {
     state.which = variantPick.value;
     describe();
     buildGrid();
     buildTable();
+    buildLink();
     updateHeadView();
   });
   buildGrid();
   buildTable();
+  buildLink();
   if (cmp) buildDiff();
-  show(cmp ? "Diff" : "Head view");
+  show(cmp ? "Diff" : p.link ? "Link" : "Head view");
   updateHeadView();
   // The canvas needs the scroll box's real size, known only once the widget is attached.
   requestAnimationFrame(() => drawLines());

@@ -31,7 +31,8 @@ class AttentionView(LabWidget):
     def offline_requests(cls, result: Any) -> list[dict[str, Any]]:
         # Head-view lines of every layer, nearest the first shown layer first, then (for a
         # comparison) the full heads of the most changed head, which the Diff tab opens on,
-        # then full heads layer by layer (short inputs fit many; the budget decides).
+        # then the Link tab's table of every head's weights, then full heads layer by layer
+        # (short inputs fit many; the budget decides).
         import numpy as np
 
         compare = hasattr(result, "b")
@@ -43,6 +44,12 @@ class AttentionView(LabWidget):
             return sorted(first.stack(name).captured, key=lambda layer: (abs(layer - start), layer))
 
         in_payload = (first.captured.main.name, first.initial_layer(), "a")  # payload's lines
+        # The Link tab's table of every head's weights (short inputs), as the view asks for it.
+        links = [
+            {"kind": "links", "stack": name, "layer": first.stack(name).captured[0], "which": w}
+            for name in first.stack_names
+            for w in sides
+        ]
         requests = [
             {"kind": "lines", "stack": name, "layer": layer, "which": which}
             for name in first.stack_names
@@ -59,6 +66,7 @@ class AttentionView(LabWidget):
                 | {"which": which}
                 for which in ("a", "b", "diff")
             ]
+        requests += links
         requests += [
             {"kind": "head", "stack": name, "layer": layer, "head": head, "which": which}
             for name in first.stack_names

@@ -10,6 +10,7 @@ memory for quantization.
 from __future__ import annotations
 
 import copy
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -219,6 +220,7 @@ def generate_accelerated(
     the load-time parts (how :mod:`llmlab.targets` runs parts of other kinds, such as
     interventions' hooks, together with the accelerations).
     """
+    started = time.perf_counter()  # copies built before this call are not this call's
     cfg = parse_config(cfg, device=lm.device)
     settings = settings or GenerationSettings()
     check(cfg, lm, settings)
@@ -232,7 +234,7 @@ def generate_accelerated(
         _generation_config_kept(draft),
         _counting_drafts(vlm.model, own_drafter(cfg, draft)) as drafts,
     ):
-        built = [s for m in (vlm, draft) if m is not None and (s := take_build_seconds(m))]
+        built = [s for m in (vlm, draft) if m is not None and (s := take_build_seconds(m, started))]
         if draft is not None:
             kwargs["assistant_model"] = draft.model
         prefix, reused = None, 0
@@ -328,7 +330,8 @@ def _warm_up_first(
     if seconds is None:
         return {}
     built = first.get("build_s", 0.0)
-    return {"warmup_s": round(seconds - built, 2)} | ({"build_s": built} if built else {})
+    warm = round(max(seconds - built, 0.0), 2)  # both rounded to 0.01 s: never below 0
+    return {"warmup_s": warm} | ({"build_s": built} if built else {})
 
 
 def _compile_first(

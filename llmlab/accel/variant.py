@@ -25,7 +25,8 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 KEEP_COPIES = 2
 
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# Seconds each changed copy took to build, until a run reports it (see take_build_seconds).
+# Each changed copy's build: (seconds it took, perf_counter when it finished), until a run
+# reports it (see take_build_seconds).
 _build_s: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -58,7 +59,8 @@ def changed_copy(lm: LoadedModel, cfg: AccelConfig) -> LoadedModel:
     else:
         note = f"dtype {cfg.get('dtype')}"
     model.eval()
-    _build_s[model] = time.perf_counter() - start
+    done = time.perf_counter()
+    _build_s[model] = (done - start, done)
     copied = dataclasses.replace(lm, model=model, notes=[*lm.notes, note])
     kept[label] = copied
     while len(kept) > KEEP_COPIES:
@@ -66,11 +68,14 @@ def changed_copy(lm: LoadedModel, cfg: AccelConfig) -> LoadedModel:
     return copied
 
 
-def take_build_seconds(lm: LoadedModel) -> float | None:
+def take_build_seconds(lm: LoadedModel, since: float | None = None) -> float | None:
     """Seconds ``lm`` (a changed copy) took to build, the first time it is asked; else None.
     The build happens before generation, so it is never part of a run's latency: runs report
-    it apart."""
-    return _build_s.pop(lm.model, None)
+    it apart. ``since`` (a ``time.perf_counter()`` reading): only a build that finished after
+    it counts; a copy built earlier for something else (a lens comparison, a sweep) was not
+    built by this run, and its seconds must not be subtracted from this run's warm-up."""
+    seconds, finished = _build_s.pop(lm.model, (None, 0.0))
+    return None if since is not None and finished < since else seconds
 
 
 def forget_copies(lm: LoadedModel) -> None:

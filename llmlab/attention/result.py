@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 #: Lines per query token in the head view (the strongest keys; weaker lines are invisible).
 LINES_K = 12
+#: The Link tab receives every head's weights at once up to this many values (24 tokens of
+#: the default model: 155,520); longer inputs ask the kernel per token pair.
+LINK_TABLE_VALUES = 400_000
 STAT_NAMES = {
     "entropy": "entropy (bits)",
     "sink": "sink mass",
@@ -58,6 +61,7 @@ class AttentionResult(Result):
     head: int | None = None
     target_tokens: list[str] | None = None
     target_ids: list[int] | None = None
+    link: tuple[int, int] | None = None  # (query, key) the view's Link tab opens on
 
     # -- shape and checks ---------------------------------------------------------------------
     def stack(self, name: str | None = None) -> Stack:
@@ -129,6 +133,71 @@ class AttentionResult(Result):
         if not 0 <= query < n:
             raise LabError(f"token {query} is out of range: 0-{n - 1}")
         return s.row(layer, query).numpy()
+
+    def link_weights(self, query: int, key: int, stack: str | None = None) -> np.ndarray:
+        """How much token ``query`` attends to token ``key`` in every captured head:
+        (captured layers, heads) float32, exact (recomputed as the forward pass did)."""
+        s = self.stack(stack)
+        nq, nk = len(self.tokens_of(s.queries)), len(self.tokens_of(s.keys))
+        if not 0 <= query < nq:
+            raise LabError(f"query token {query} is out of range: 0-{nq - 1}")
+        if not 0 <= key < nk:
+            raise LabError(f"key token {key} is out of range: 0-{nk - 1}")
+        return np.stack([s.row(layer, query)[:, key].numpy() for layer in s.captured])
+
+    def token_index(self, token: int | str, *, before: int | None = None) -> int:
+        """A token by position, or by its text (stripped; the last match, or the last one
+        before position ``before``)."""
+        if isinstance(token, int) or (isinstance(token, str) and token.lstrip("-").isdigit()):
+            index = int(token)
+            if not 0 <= index < self.n_tokens:
+                raise LabError(f"token {index} is out of range: 0-{self.n_tokens - 1}")
+            return index
+        found = [
+            i
+            for i, t in enumerate(self.tokens)
+            if t.strip() == token.strip() and (before is None or i < before)
+        ]
+        if not found:
+            raise LabError(f"no token {token!r} in the text; its tokens: {self.tokens}")
+        return found[-1]
+
+    def set_link(self, query: int | str, key: int | str) -> AttentionResult:
+        """Open the view's Link tab on ``query`` → ``key`` (positions or token texts)."""
+        q = self.token_index(query)
+        k = self.token_index(key, before=q + 1 if isinstance(key, str) else None)
+        self.link_weights(q, k)  # checks both ranges
+        self.link = (q, k)
+        return self
+
+    def links(self, query: int, key: int, stack: str | None = None) -> pd.DataFrame:
+        """Which heads link two tokens: every captured head ranked by the weight query
+        token ``query`` puts on key token ``key``, strongest first."""
+        import pandas as pd
+
+        s = self.stack(stack)
+        w = self.link_weights(query, key, stack)
+        rows = [
+            {"layer": layer, "head": head, "weight": float(w[slot, head])}
+            for slot, layer in enumerate(s.captured)
+            for head in range(s.n_heads)
+        ]
+        frame = pd.DataFrame(rows).sort_values("weight", ascending=False, kind="stable")
+        return frame.reset_index(drop=True)
+
+    def link_table(self, stack: str | None = None) -> np.ndarray | None:
+        """Every captured head's full weights, (C, H, nq, nk) uint16 (weight × 65535), for
+        the Link tab to rank heads for any token pair without asking again; None when that
+        would pass :data:`LINK_TABLE_VALUES` (long inputs ask per pair)."""
+        s = self.stack(stack)
+        nq, nk = len(self.tokens_of(s.queries)), len(self.tokens_of(s.keys))
+        if len(s.captured) * s.n_heads * nq * nk > LINK_TABLE_VALUES:
+            return None
+        out = np.empty((len(s.captured), s.n_heads, nq, nk), dtype="<u2")
+        for slot, layer in enumerate(s.captured):
+            for r0, r1, p in s.layer_rows(layer):
+                out[slot, :, r0:r1] = encode.u16(p[..., :nk])
+        return out
 
     def stats(self, stack: str | None = None) -> dict[str, np.ndarray]:
         """Per-head statistics of the captured layers: name -> (captured layers, heads)."""
@@ -266,6 +335,7 @@ class AttentionResult(Result):
             "a": self.variant_payload(),
             "lines": self.lines(layer),
             "compare": None,
+            "link": list(self.link) if self.link is not None else None,
         }
 
     def answer(self, request: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
@@ -388,7 +458,9 @@ def answer_request(
     ``{"kind": "head", stack, layer, head, which: a|b|diff}`` -> the full head (u16 or s16);
     ``{"kind": "lines", stack, layer, which}`` -> top-k lines of a layer;
     ``{"kind": "row", stack, layer, query, which}`` -> exact float32 weights of one query,
-    all heads. ``stack`` defaults to the first stack.
+    all heads; ``{"kind": "links", stack, which}`` -> every head's weights (u16, short inputs);
+    ``{"kind": "link", stack, query, key, which}`` -> each head's weight of one token pair.
+    ``stack`` defaults to the first stack.
     """
     keys = ("id", "kind", "stack", "layer", "head", "which")
     reply: dict[str, Any] = {k: request.get(k) for k in keys}
@@ -413,6 +485,15 @@ def answer_request(
         if kind == "row":
             values = result.row(layer, int(request["query"]), stack).astype("<f4")
             return reply | {"query": int(request["query"])}, [values.tobytes()]
+        if kind == "links":
+            table = result.link_table(stack)
+            if table is None:
+                raise LabError("too many tokens for every head's weights at once: ask per pair")
+            return reply | {"enc": "u16", "shape": list(table.shape)}, [table.tobytes()]
+        if kind == "link":
+            query, key = int(request["query"]), int(request["key"])
+            values = result.link_weights(query, key, stack).astype("<f4")
+            return reply | {"query": query, "key": key}, [values.tobytes()]
         raise LabError(f"unknown request {kind!r}")
     except (LabError, KeyError, ValueError, TypeError) as err:
         return reply | {"error": str(err)}, []

@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmlab.devices import format_bytes, peak_memory, reset_peak_memory, synchronize
+from llmlab.devices import PeakMemory, format_bytes, synchronize
 from llmlab.errors import LabError
 from llmlab.generation.result import Candidate, GenerationResult, GenerationStats
 from llmlab.generation.settings import GenerationSettings
+from llmlab.models.threads import torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -133,20 +134,25 @@ def generate(
     with lm.exclusive("generation"):
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
-        reset_peak_memory(lm.device)
-        synchronize(lm.device)
-        start = time.perf_counter()
-        clock = _TokenClock(settings.n_candidates, start, on_token)
-        stopped = None
-        try:
-            with torch.inference_mode():
-                out = lm.model.generate(
-                    input_ids, attention_mask=torch.ones_like(input_ids), streamer=clock, **kwargs
-                )
-        except KeyboardInterrupt:
-            out, stopped = None, "interrupted"
-        synchronize(lm.device)
-        total = time.perf_counter() - start
+        # This call's own peak (CUDA's counter, or RSS sampled while it runs): the OS's
+        # lifetime peak RSS would report a sweep's peak in every later footer.
+        with PeakMemory(lm.device) as memory_use:
+            synchronize(lm.device)
+            start = time.perf_counter()
+            clock = _TokenClock(settings.n_candidates, start, on_token)
+            stopped = None
+            try:
+                with torch.inference_mode():
+                    out = lm.model.generate(
+                        input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        streamer=clock,
+                        **kwargs,
+                    )
+            except KeyboardInterrupt:
+                out, stopped = None, "interrupted"
+            synchronize(lm.device)
+            total = time.perf_counter() - start
 
     if out is None:
         sequences, logits = clock.sequences(), None
@@ -165,18 +171,19 @@ def generate(
     if stopped is None:
         eos = set(_eos_ids(lm))
         stopped = "eos" if best.token_ids and best.token_ids[-1] in eos else "length"
-    memory = peak_memory(lm.device)
+    memory = memory_use.reading
     stats = GenerationStats(
         prompt_tokens=n_prompt,
         new_tokens=len(best.token_ids),
         ttft_s=clock.times[0] if clock.times else None,
         total_s=total,
         token_times_s=clock.times,
-        peak_memory_bytes=memory.bytes,
+        peak_memory_bytes=memory.peak_bytes,
         peak_memory_kind=memory.kind,
         device=lm.device,
         dtype=lm.dtype,
         stopped=stopped,
+        threads=torch_threads() if lm.device.startswith("cpu") else None,
     )
     if memory.reserved_bytes is not None:
         stats.extra["peak reserved"] = format_bytes(memory.reserved_bytes)
@@ -216,17 +223,34 @@ def _candidate(lm: LoadedModel, ids: list[int], logits: Any, row: int) -> Candid
 
 
 def prompt_with_answer(
-    lm: LoadedModel, text: str, *, chat: bool = False, generate_tokens: int = 0
+    lm: LoadedModel,
+    text: str,
+    *,
+    chat: bool = False,
+    generate_tokens: int = 0,
+    check: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The ids of ``text`` (chat template unless ``chat`` is False), shape (1, n), and how many
     are the prompt; with ``generate_tokens=N`` the model's greedy answer (N new tokens at
-    most) is appended, so a view over internals (attention, lens) covers prompt + answer."""
+    most) is appended, so a view over internals (attention, lens) covers prompt + answer.
+
+    Refused before generating: more tokens than the model's context leaves after the prompt,
+    and whatever ``check(prompt + answer tokens)`` refuses (a view's memory estimate)."""
     import torch
 
     from llmlab.generation.settings import GenerationSettings
 
     ids = encode_prompt(lm, text, raw=not chat)
     n_prompt = int(ids.shape[1])
+    room = lm.context_length - n_prompt
+    if generate_tokens > room:
+        raise LabError(
+            f"--generate {generate_tokens:,} is more than the context leaves: {lm.name} reads "
+            f"{lm.context_length:,} tokens and the text takes {n_prompt:,}; give at most "
+            f"{max(room, 0):,}"
+        )
+    if check is not None:
+        check(n_prompt + generate_tokens)
     if generate_tokens:
         settings = GenerationSettings(max_new_tokens=generate_tokens)
         result = generate(lm, text, settings, raw=not chat)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmlab.devices import format_bytes
+from llmlab.generation.labels import stat_items
 from llmlab.generation.settings import GenerationSettings
 from llmlab.html import card, esc
 from llmlab.results import Result
@@ -31,6 +32,7 @@ class GenerationStats:
     dtype: str
     stopped: str  # "eos", "length" or "interrupted"
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. acceptance rate when drafting
+    threads: int | None = None  # torch CPU threads it ran on (None off the CPU, or served)
 
     @property
     def tpot_s(self) -> float | None:
@@ -60,7 +62,9 @@ class GenerationStats:
             parts.append(f"{self.peak_memory_kind} {format_bytes(self.peak_memory_bytes)}")
         if self.dtype:
             parts.append(f"{self.device}/{self.dtype}")
-        parts.extend(f"{k} {v}" for k, v in self.extra.items())
+        if self.threads:
+            parts.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
+        parts.extend(f"{label} {value}" for label, value in stat_items(self.extra))
         if self.stopped == "interrupted":
             parts.append("interrupted")
         return " · ".join(parts)
@@ -115,6 +119,7 @@ class GenerationResult(Result):
                 "device": self.stats.device,
                 "dtype": self.stats.dtype,
                 "stopped": self.stats.stopped,
+                "threads": self.stats.threads,
                 **self.stats.extra,
             },
             "candidates": [c.__dict__ for c in self.candidates],

@@ -89,7 +89,14 @@ def token_ids_for(
             f"the logit lens reads a decoder's residual stream token by token; {lm.family} is "
             "an encoder-decoder model (use %llm attention for its encoder and decoder)"
         )
-    return prompt_with_answer(lm, text, chat=chat, generate_tokens=generate)
+
+    def fits(tokens: int) -> None:  # the lens of prompt + answer, before generating it
+        from llmlab import memory
+
+        itemsize = lm.model.dtype.itemsize
+        memory.guard(memory.lens_capture(lm.config, tokens, hidden_bytes=itemsize), lm.device)
+
+    return prompt_with_answer(lm, text, chat=chat, generate_tokens=generate, check=fits)
 
 
 def _chunks(n: int) -> list[slice]:

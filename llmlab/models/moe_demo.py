@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
@@ -256,6 +257,7 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
     from tqdm.auto import tqdm
     from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
 
+    from llmlab.models.guard import exclusive
     from llmlab.moe.recording import recording
 
     start = time.perf_counter()
@@ -302,6 +304,7 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
         model.train()
         return {"experts": experts, "weights": weights, **held}
 
+    weights = SimpleNamespace(model=model, name="the demo MoE")  # as the guard sees a model
     result = Trained(model, tokenizer, recipe, n_train_tokens=len(train_ids))
     result.n_files = len(stdlib_files(recipe.max_files))
     result.untrained_held_out_loss = held_out_loss()
@@ -332,12 +335,15 @@ def _train(recipe, tokenizer, on_step, should_stop, progress, on_model) -> Train
                 0, len(train_ids) - recipe.seq_len - 1, (recipe.batch,), generator=generator
             )
             batch = torch.stack([train_ids[s : s + recipe.seq_len] for s in starts.tolist()])
-            ce, aux = loss_of(batch)
-            (ce + recipe.aux_loss * aux).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+            # Each step has the weights to itself: a capture on the model being trained
+            # (run.loaded()) reads them between steps, never halfway through an update.
+            with exclusive(weights, "MoE training step"):
+                ce, aux = loss_of(batch)
+                (ce + recipe.aux_loss * aux).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
             ce, aux = float(ce.detach()), float(aux.detach())
             result.losses.append(ce)
             result.steps_done = step

@@ -41,14 +41,26 @@ def load_model(
     dtype: str = "auto",
     attn_implementation: str = "auto",
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     device_map: str | None = None,
     max_memory: str | None = None,
+    threads: int | None = None,
 ) -> LoadedModel:
     """Load a model by spec. Every failure a user can fix raises :class:`LabError`.
 
     ``device_map="auto"`` spreads the layers over the devices (accelerate), within
     ``max_memory`` (``"0=20GB,cpu=64GB,disk"``, see :func:`llmlab.devices.parse_max_memory`).
+    Weights are read from safetensors; a folder or Hub repo that has only a PyTorch pickle
+    (``pytorch_model.bin``) is refused unless ``allow_pickle`` (then torch's restricted
+    unpickler reads it, and a note says so). A config whose weights cannot fit the free
+    memory is refused before anything is allocated (:func:`llmlab.memory.guard_load`).
+    ``threads``: run torch on this many CPU threads (process-wide, see
+    :mod:`llmlab.models.threads`); a busy machine gets a note saying so either way.
     """
+    from llmlab.models.threads import busy_note, set_threads
+
+    if threads is not None:
+        set_threads(threads)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
@@ -57,6 +69,19 @@ def load_model(
             f"choose one of {', '.join(ATTN_IMPLEMENTATIONS)}"
         )
     attn_implementation = resolve_attention(attn_implementation, device, torch_dtype)
+    notes: list[str] = []
+    if attn_implementation == "flash_attention_2":
+        from llmlab.devices import device_type, has_flash_attention
+
+        half = str(torch_dtype).removeprefix("torch.") in ("float16", "bfloat16")
+        if not (device_type(device) == "cuda" and half and has_flash_attention()):
+            # transformers would look for a hub kernel, then fall back to eager unannounced.
+            notes.append(
+                "flash_attention_2 needs a CUDA GPU, float16/bfloat16 and the flash-attn "
+                f"package ({device}, {str(torch_dtype).removeprefix('torch.')} here); "
+                "using sdpa instead"
+            )
+            attn_implementation = "sdpa"
     placement = None
     if device_map is not None or max_memory is not None:
         from llmlab.devices import placement_kwargs
@@ -69,7 +94,6 @@ def load_model(
             )
         placement = placement_kwargs(device_map or "auto", max_memory, spec, cache_root())
     start = time.perf_counter()
-    notes: list[str] = []
     if spec.startswith("tiny:"):
         from llmlab.models.tiny import build_tiny
 
@@ -94,6 +118,19 @@ def load_model(
                     f"{spec!r} is not a model folder: it has no config.json "
                     "(a folder written by save_pretrained has one)"
                 )
+            pickle = _pickle_only(Path(folder))
+            if pickle is not None:
+                if not allow_pickle:
+                    raise LabError(
+                        f"{spec!r} has its weights only as a PyTorch pickle ({pickle}), which "
+                        "can run code when read; add --allow-pickle (allow_pickle=True) to "
+                        "read it with torch's restricted unpickler if you trust it, or convert "
+                        "it to safetensors"
+                    )
+                notes.append(
+                    f"weights read from {pickle} (a pickle) by torch.load(weights_only=True), "
+                    "not from safetensors"
+                )
         elif _HUB_ID.match(spec):
             folder, source = spec, f"Hugging Face Hub {spec}"
         else:
@@ -108,6 +145,7 @@ def load_model(
             "eager" if attn_implementation == "eager" else None,
             trust_remote_code,
             placement,
+            allow_pickle=allow_pickle,
         )
         notes += _set_attention(model, attn_implementation)
     model.eval()
@@ -118,6 +156,8 @@ def load_model(
 
         check_placement(model, placement)
         device = input_device(model)
+    if (busy := busy_note(device)) is not None:
+        notes.append(busy)
     return LoadedModel(
         name=name or default_name(spec),
         spec=spec,
@@ -161,8 +201,27 @@ def _load_failure(err: Exception) -> str:
     return one_line(err)
 
 
+#: Weight files that are pickles (torch.save); safetensors files hold only tensors.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def _pickle_only(folder: Path) -> str | None:
+    """The pickle weight file a folder would be read from when it has no safetensors."""
+    if any(folder.glob("*.safetensors")):
+        return None
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    return pickles[0] if pickles else None
+
+
 def _from_pretrained(
-    folder, device, torch_dtype, attn_implementation, trust_remote_code, placement=None
+    folder,
+    device,
+    torch_dtype,
+    attn_implementation,
+    trust_remote_code,
+    placement=None,
+    *,
+    allow_pickle: bool = False,
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -171,15 +230,26 @@ def _from_pretrained(
     # their own bars (huggingface_hub's, not this one).
     hf_logging.disable_progress_bar()
     try:
+        config = _read_config(folder, trust_remote_code)
+        # A device map places what fits where it fits (and says when nothing does).
+        if config is not None and placement is None:
+            from llmlab import memory
+
+            bytes_per_param = max(torch_dtype.itemsize, 1)
+            memory.guard_load(config, bytes_per_param, device)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        auto = _auto_class(folder, trust_remote_code) or AutoModelForCausalLM
+        auto = (_auto_class(config) if config is not None else None) or AutoModelForCausalLM
         model = auto.from_pretrained(
             folder,
             dtype=torch_dtype,
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
+            # Without the opt-in only safetensors are read (a Hub repo of pickles is refused).
+            use_safetensors=None if allow_pickle else True,
             **(placement or {"device_map": device}),
         )
+    except LabError:
+        raise
     except (OSError, ValueError, ImportError) as err:
         raise LabError(f"could not load {folder!r}: {one_line(err, with_type=False)}") from err
     except Exception as err:  # noqa: BLE001 - a damaged or hostile folder fails in one line
@@ -189,21 +259,28 @@ def _from_pretrained(
     return model, tokenizer
 
 
-def _auto_class(folder, trust_remote_code):
+def _read_config(folder, trust_remote_code):
+    """The checkpoint's config, or None where it cannot be read here (from_pretrained then
+    says why in its own words)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+
+
+def _auto_class(config):
     """The transformers auto class for a checkpoint that is not a causal LM: encoder-decoder
     models (T5, BART) load for generation, encoder-only ones (BERT) with their masked-LM head;
     None for everything else (causal LMs, and whatever the config cannot tell)."""
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
+    from transformers import AutoModelForMaskedLM, AutoModelForSeq2SeqLM
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
     )
 
-    try:
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError):
-        return None
     kind = config.model_type
     if getattr(config, "is_encoder_decoder", False) and kind in (
         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES

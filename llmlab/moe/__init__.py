@@ -11,7 +11,7 @@ run = train_moe_demo(background=True); run.stop(); run.loaded()
 
 from llmlab.models.moe_demo import DemoRecipe
 from llmlab.moe.adapters import ADAPTERS, FamilyAdapter, adapter_for, moe_layers
-from llmlab.moe.capture import capture_routing
+from llmlab.moe.capture import capture_routing, compare_routing
 from llmlab.moe.recording import recording
 from llmlab.moe.result import MoeRouting, RoutedInput
 from llmlab.moe.training import MoeTrainingRun, train_moe_demo
@@ -25,6 +25,7 @@ __all__ = [
     "RoutedInput",
     "adapter_for",
     "capture_routing",
+    "compare_routing",
     "moe_layers",
     "recording",
     "train_moe_demo",

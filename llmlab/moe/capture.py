@@ -4,7 +4,7 @@ themselves are in :mod:`llmlab.moe.recording`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
 from llmlab.moe.adapters import adapter_for, decoder_layers, moe_layers, routing_shape
@@ -160,3 +160,33 @@ def _named(texts: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
         if not text.strip():
             raise LabError(f"{name} is empty")
     return named
+
+
+def compare_routing(
+    lm: LoadedModel,
+    spec: Any,
+    texts: str | Sequence[str] | Mapping[str, str],
+    *,
+    models: Mapping[str, Any] | None = None,
+    generate: int = 0,
+    layer: int | None = None,
+) -> MoeRouting:
+    """Route ``texts`` through ``lm`` and through the target ``spec`` (``experts=-3``: the
+    router can no longer pick expert 3; ``quant=int8``; another loaded MoE model), side by
+    side: each text appears once per variant, named ``text · baseline`` and ``text · SPEC``,
+    so the views' comparison across inputs shows how the routing re-distributes."""
+    from dataclasses import replace
+
+    from llmlab.targets import opened
+
+    base = capture_routing(lm, texts, generate=generate, layer=layer, untrained=False)
+    with opened(spec, lm, models=models) as (other, target):
+        changed = capture_routing(other, texts, generate=generate, layer=layer, untrained=False)
+    if changed.n_experts != base.n_experts or changed.moe_layers != base.moe_layers:
+        raise LabError(
+            f"cannot compare routing with {target.label}: its MoE layers or expert count differ"
+        )
+    inputs = [replace(i, name=f"{i.name} · baseline") for i in base.inputs]
+    inputs += [replace(i, name=f"{i.name} · {target.label}") for i in changed.inputs]
+    notes = [*base.notes, f"each text routed twice: baseline and {target.label}"]
+    return replace(base, inputs=inputs, notes=notes)

@@ -10,6 +10,8 @@ keeps the steps it finished (``run.model``, ``run.loaded()``).
 from __future__ import annotations
 
 import base64
+import contextlib
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from llmlab.errors import LabError
+from llmlab.models.guard import running
 from llmlab.models.moe_demo import PROBE_TEXT, DemoRecipe, Trained, TrainStep
 from llmlab.moe import stats
 from llmlab.results import Result
@@ -100,7 +103,7 @@ class MoeTrainingRun(Result):
         steps = self.trained.steps_done
         return LoadedModel(
             name=name,
-            spec=name,
+            spec=TRAINED_SPEC,
             model=self.trained.model,
             tokenizer=self.trained.tokenizer,
             device="cpu",
@@ -185,6 +188,52 @@ class MoeTrainingRun(Result):
         return training_html(self)
 
 
+#: The spec of a model trained in the session: a new run under the same name replaces it.
+TRAINED_SPEC = "moe-train"
+
+#: Steps a run may ask for: about 8 hours at the demo's pace on 2 cores (the recipe's 300 take
+#: under a minute), far past where the demo's loss stops moving.
+MAX_STEPS = 100_000
+
+
+def check_steps(steps: object) -> None:
+    """One line for a step count that is not a whole number in 1..MAX_STEPS."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise LabError(
+            f"--steps takes a whole number from 1 to {MAX_STEPS:,} (the demo recipe trains "
+            f"300), got {steps!r}"[:300]
+        )
+
+
+@dataclass
+class _Weights:
+    """The model under training as :mod:`llmlab.models.guard` sees a model (weights, name)."""
+
+    model: Any
+    name: str = "the MoE being trained"
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(run: MoeTrainingRun):
+    """In the main thread, the first Ctrl-C asks the run to stop after the current step (the
+    finished steps are kept; no traceback); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+
+    def first(signum, frame) -> None:
+        print("\nllmlab: stopping the training after this step (Ctrl-C again stops it now)")
+        run.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def train_moe_demo(
     recipe: DemoRecipe | None = None,
     *,
@@ -202,6 +251,7 @@ def train_moe_demo(
     from llmlab.tokens import token_texts
 
     recipe = recipe or DemoRecipe()
+    check_steps(recipe.steps)
     tokenizer = default_tokenizer()
     ids = tokenizer(PROBE_TEXT, add_special_tokens=False).input_ids
     tokens = token_texts(tokenizer, ids)
@@ -212,18 +262,28 @@ def train_moe_demo(
         from llmlab.models.moe_demo import train
 
         start = time.perf_counter()
-        try:
-            run.trained = train(
-                recipe,
-                tokenizer,
-                on_step=run._on_step,
-                should_stop=run._stop.is_set,
-                progress=progress and not background,
-                on_model=lambda trained: setattr(run, "trained", trained),
-            )
-            run.status = "stopped" if run.trained.stopped else "done"
-        except Exception as err:  # noqa: BLE001 - reported in the view and by wait()
-            run.status, run.error = "failed", f"{type(err).__name__}: {err}"
+        with contextlib.ExitStack() as held, _ctrl_c_stops(run):
+
+            def on_model(trained: Trained) -> None:
+                run.trained = trained
+                # The model under training, as the guard knows models: `%llm unload` of a
+                # session model on these weights stops the run first (llmlab.models.guard).
+                held.enter_context(running(_Weights(trained.model), "MoE training", run.stop))
+
+            try:
+                run.trained = train(
+                    recipe,
+                    tokenizer,
+                    on_step=run._on_step,
+                    should_stop=run._stop.is_set,
+                    progress=progress and not background,
+                    on_model=on_model,
+                )
+                run.status = "stopped" if run.trained.stopped else "done"
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep the finished steps
+                run.status = "stopped"
+            except Exception as err:  # noqa: BLE001 - reported in the view and by wait()
+                run.status, run.error = "failed", f"{type(err).__name__}: {err}"
         run.seconds = time.perf_counter() - start
         run._done.set()
         run._notify()

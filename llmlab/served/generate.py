@@ -7,6 +7,8 @@ E2E to the last chunk; token counts come from the server's ``usage`` report when
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import statistics
 import threading
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from llmlab.errors import LabError
 from llmlab.generation.result import Candidate, GenerationResult, GenerationStats
 from llmlab.generation.settings import GenerationSettings
+from llmlab.served.client import StreamTimeout
+from llmlab.served.validate import Redactor, Usage, check_usage, parse_chunk
 
 if TYPE_CHECKING:
     from llmlab.generation.engine import Messages, TokenCallback
@@ -26,18 +30,30 @@ if TYPE_CHECKING:
 
 #: Top log-probabilities asked for: 20 is the OpenAI API's cap and vLLM's default limit.
 TOP_LOGPROBS = 20
+#: Characters per token on average at most: the longest vocabulary entries are a few hundred
+#: characters; more is a server streaming text past what was asked.
+MAX_CHARS_PER_TOKEN = 1024
+#: Chunks without text (role, finish, usage) a stream may hold beyond one per token.
+TEXTLESS_SLACK = 16
+#: After the last token asked for, the seconds left for the usage report and [DONE].
+AFTER_LIMIT_S = 2.0
 
 
 @dataclass
 class Streamed:
-    """One streamed request: per output token its text, arrival time and log-probabilities."""
+    """One streamed request: per output token its text, arrival time and log-probabilities.
+
+    Everything here passed :mod:`llmlab.served.validate`: text is printable, secrets are
+    redacted, log-probabilities are finite, ``usage`` is a possible report or None."""
 
     pieces: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # seconds since the request was sent
     logprobs: list[float | None] = field(default_factory=list)  # of the chosen token
     top: list[dict[str, float]] = field(default_factory=list)  # per token: piece -> logprob
     chunk_times: list[float] = field(default_factory=list)  # every chunk that carried text
-    usage: dict[str, Any] | None = None
+    usage: Usage | None = None
+    usage_note: str | None = None  # why the server's usage report was refused
+    overrun: str | None = None  # how the server went past the request and where it was stopped
     finish_reason: str | None = None
     e2e_s: float = 0.0
     interrupted: bool = False
@@ -53,19 +69,25 @@ class Streamed:
     @property
     def output_tokens(self) -> int:
         """The server's count when it reports usage (a chunk may carry several tokens)."""
-        if self.usage and self.usage.get("completion_tokens") is not None:
-            return int(self.usage["completion_tokens"])
+        if self.usage and self.usage.completion_tokens is not None:
+            return self.usage.completion_tokens
         return len(self.pieces)
 
     @property
     def prompt_tokens(self) -> int | None:
-        if self.usage and self.usage.get("prompt_tokens") is not None:
-            return int(self.usage["prompt_tokens"])
-        return None
+        return self.usage.prompt_tokens if self.usage else None
 
     @property
     def has_logprobs(self) -> bool:
         return any(lp is not None for lp in self.logprobs)
+
+    @property
+    def notes(self) -> list[str]:
+        """What went wrong on the server's side but left the answer usable."""
+        notes = [self.overrun] if self.overrun else []
+        if self.usage_note:
+            notes.append(f"usage report refused: {self.usage_note}")
+        return notes
 
 
 def request_body(
@@ -112,57 +134,94 @@ def stream_request(
     on_piece: Any = None,
     stop: threading.Event | None = None,
 ) -> Streamed:
-    """Send one streamed request and collect what arrives. Ctrl-C keeps the partial answer."""
+    """Send one streamed request and collect what arrives, checked. Ctrl-C keeps the partial
+    answer. Every request made through here ends: at the server's end of stream, at the
+    client's own limit of ``body["max_tokens"]`` tokens (a server that streams on is cut off
+    there, and the answer says so), or at the endpoint's idle timeout or total deadline."""
+    max_tokens = int(body["max_tokens"])
     out = Streamed()
+    limits = endpoint.limits(stop)
     start = time.perf_counter()
+    usage: Any = None
+    least_tokens = 0  # what the chunks prove the server produced, for checking its usage count
+    textless = 0
+    chars = 0
     try:
-        for event in endpoint.stream(path, body, stop=stop):
-            if event.data.get("usage"):
-                out.usage = event.data["usage"]
-            for choice in event.data.get("choices") or []:
-                if choice.get("index", 0) != 0:
+        with contextlib.closing(endpoint.stream(path, body, stop=stop, limits=limits)) as events:
+            for event in events:
+                chunk = parse_chunk(event.data, endpoint.host, limits.redact)
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                out.finish_reason = chunk.finish_reason or out.finish_reason
+                if not chunk.tokens:
+                    textless += 1
+                    if textless > max_tokens + TEXTLESS_SLACK:
+                        out.overrun = (
+                            f"the server sent {textless} chunks without text; the client "
+                            "stopped the stream"
+                        )
+                        break
                     continue
-                out.finish_reason = choice.get("finish_reason") or out.finish_reason
-                tokens = _tokens_of(choice)
-                if not tokens:
-                    continue
-                out.chunk_times.append(event.t)
-                for piece, lp, top in tokens:
-                    out.pieces.append(piece)
-                    out.times.append(event.t)
-                    out.logprobs.append(lp)
-                    out.top.append(top)
-                if on_piece is not None:
+                room = max_tokens - len(out.pieces)
+                tokens = chunk.tokens[: max(room, 0)]
+                if tokens:
+                    least_tokens += len(tokens) if chunk.exact else 1
+                    out.chunk_times.append(event.t)
+                    for token in tokens:
+                        out.pieces.append(token.text)
+                        out.times.append(event.t)
+                        out.logprobs.append(token.logprob)
+                        out.top.append(token.top)
+                        chars += len(token.text)
+                if len(chunk.tokens) > room:
+                    out.overrun = (
+                        f"the server streamed past the {max_tokens} tokens asked for; the "
+                        f"client stopped at {max_tokens}"
+                    )
+                elif chars > max_tokens * MAX_CHARS_PER_TOKEN:
+                    out.overrun = (
+                        f"the server sent {chars:,} characters for {max_tokens} tokens; the "
+                        "client stopped there"
+                    )
+                if len(out.pieces) >= max_tokens:
+                    limits.shorten_idle(AFTER_LIMIT_S)  # only the usage report and [DONE] remain
+                if tokens and on_piece is not None:
                     on_piece(out, event.t)
+                if out.overrun:
+                    break
+    except StreamTimeout:
+        if len(out.pieces) < max_tokens:
+            raise
+        out.overrun = (
+            f"the server did not end the stream after the {max_tokens} tokens asked for; the "
+            "client stopped it"
+        )
     except KeyboardInterrupt:
         out.interrupted = True
     out.e2e_s = time.perf_counter() - start
+    if out.overrun:
+        out.finish_reason = "length"
+        usage = None  # it counted tokens the client never kept
+    out.pieces = limits.redact.pieces(out.pieces)  # a secret spread over several pieces
+    out.usage, out.usage_note = check_usage(
+        usage,
+        max_tokens=max_tokens,
+        text_chunks=least_tokens,
+        prompt_chars=len(json.dumps(body.get("messages", body.get("prompt", "")))),
+    )
     return out
 
 
-def _tokens_of(choice: dict[str, Any]) -> list[tuple[str, float | None, dict[str, float]]]:
-    """The tokens one chunk carries: (text, log-prob, top log-probs), in both API shapes."""
-    delta = choice.get("delta")
-    text = (delta or {}).get("content") if delta is not None else choice.get("text")
-    lp = choice.get("logprobs")
-    if isinstance(lp, dict) and isinstance(lp.get("content"), list):  # chat shape
-        items = [
-            (
-                item.get("token", ""),
-                item.get("logprob"),
-                {t["token"]: t["logprob"] for t in item.get("top_logprobs") or []},
-            )
-            for item in lp["content"]
-        ]
-        if items:
-            return items
-    elif isinstance(lp, dict) and isinstance(lp.get("tokens"), list):  # completions shape
-        tops = lp.get("top_logprobs") or [None] * len(lp["tokens"])
-        chosen = lp.get("token_logprobs") or [None] * len(lp["tokens"])
-        items = [(t, c, dict(top or {})) for t, c, top in zip(lp["tokens"], chosen, tops)]
-        if items:
-            return items
-    return [(text, None, {})] if text else []
+def shown_pieces(pieces: list[str], redact: Redactor) -> list[str]:
+    """The pieces a live view may show now: secrets redacted, and none that ends with what
+    could be the start of a secret (the next piece decides)."""
+    if not redact.secrets:
+        return pieces
+    pieces = redact.pieces(pieces)
+    k = len(pieces)
+    while k and redact.unsettled("".join(pieces[:k])):
+        k -= 1
+    return pieces[:k]
 
 
 def served_generate(
@@ -191,6 +250,7 @@ def served_generate(
     path, body = request_body(sm.model_id, prompt, settings, chat=not raw, logprobs=want)
 
     runs: list[Streamed] = []
+    redact = sm.endpoint.redactor()
     for i in range(settings.n_candidates):
         if settings.seed is not None and settings.n_candidates > 1:
             body["seed"] = settings.seed + i  # the same seed would repeat the same sample
@@ -198,7 +258,8 @@ def served_generate(
         if on_token is not None and settings.n_candidates == 1:
 
             def on_piece(out: Streamed, t: float) -> None:
-                on_token([sm.tokenizer.id_of(p) for p in out.pieces], t)
+                pieces = shown_pieces(out.pieces, redact)
+                on_token([sm.tokenizer.id_of(p) for p in pieces], t)
 
         run = stream_request(sm.endpoint, path, body, on_piece=on_piece, stop=stop)
         runs.append(run)
@@ -246,8 +307,12 @@ def stats_of(sm: ServedModel, run: Streamed) -> GenerationStats:
     if gaps:
         extra["ITL p50"] = f"{statistics.median(gaps) * 1000:.0f} ms"
     extra["E2E"] = f"{run.e2e_s:.2f} s"
-    if run.usage is None:
+    if run.usage_note:
+        extra["tokens"] = f"counted from chunks (usage report refused: {run.usage_note})"
+    elif run.usage is None:
         extra["tokens"] = "counted from chunks (the server sent no usage report)"
+    if run.overrun:
+        extra["note"] = run.overrun
     extra["server"] = sm.endpoint.host
     return GenerationStats(
         prompt_tokens=run.prompt_tokens or 0,

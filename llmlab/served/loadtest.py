@@ -67,6 +67,8 @@ SLO_METRICS = {
     "e2e": "e2e_s",
 }
 MAX_CONCURRENCY = 256
+#: Distinct server faults kept as warnings (each request may word its own).
+MAX_NOTES = 8
 #: Percentiles reported, and the metrics they are reported for: (row prefix, record field).
 PERCENTILES = (50, 90, 99)
 METRICS = (
@@ -581,6 +583,10 @@ class _LoadJob:
         finally:
             with self._count_lock:
                 self.test.done_requests += 1
+        for note in run.notes:  # a server past its limits: said once per kind, not per request
+            with self._count_lock:
+                if note not in self.test.warnings and len(self.test.warnings) < MAX_NOTES:
+                    self.test.warnings.append(note)
         times = run.chunk_times
         record = RequestRecord(
             ok=not self.stop.is_set() and run.ttft_s is not None,
@@ -707,7 +713,7 @@ class _LoadJob:
             duration = time.perf_counter() - start
             records = [r for f in futures for r in f.result()]
         except KeyboardInterrupt:
-            self.stop.set()  # open streams end at their next chunk...
+            self.stop.set()  # open streams end within 0.2 s (their socket reads watch it)...
             self.sm.endpoint.close()  # ...and queued ones now: their connections are closed
             pool.shutdown(wait=True, cancel_futures=True)
             raise

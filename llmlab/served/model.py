@@ -15,6 +15,7 @@ from typing import Any
 from llmlab.errors import LabError
 from llmlab.models.capabilities import Capabilities
 from llmlab.served.client import DEFAULT_TIMEOUT_S, Endpoint
+from llmlab.served.validate import check_model_id, listing, one_line
 
 PREFIX = "openai:"
 #: Top log-probabilities per token an OpenAI-compatible server gives at most (llama.cpp and
@@ -124,31 +125,46 @@ def load_served(
     model: str | None = None,
     api_key_env: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    deadline_s: float | None = None,
 ) -> ServedModel:
     """Connect to ``openai:http://host:port/v1`` and check that it serves ``model``.
 
     Without ``model`` the server's only model is taken; with several it must be named.
+    ``timeout_s``: longest wait for the server's next event; ``deadline_s``: one request in all
+    (default 600 s, or ``timeout_s`` where that is longer).
     """
     start = time.perf_counter()
-    endpoint = Endpoint(spec.removeprefix(PREFIX), api_key_env=api_key_env, timeout_s=timeout_s)
+    endpoint = Endpoint(
+        spec.removeprefix(PREFIX),
+        api_key_env=api_key_env,
+        timeout_s=timeout_s,
+        deadline_s=deadline_s,
+    )
     available = endpoint.models()
     if model is None:
         if len(available) != 1:
             raise LabError(
-                f"the server at {endpoint.host} serves {', '.join(available) or 'no model'}; "
+                f"the server at {endpoint.host} serves {listing(available) or 'no model'}; "
                 "name one with --model"
             )
         model = available[0]
     elif available and model not in available:
         raise LabError(
-            f"the server at {endpoint.host} has no model {model!r}; it serves: "
-            f"{', '.join(available)}"
+            f"the server at {endpoint.host} has no model {one_line(repr(model), 80)}; it "
+            f"serves: {listing(available)}"
         )
+    check_model_id(model, endpoint.host)
     return ServedModel(
-        name=name or model.rsplit("/", 1)[-1],
-        spec=spec,
+        name=name or _default_name(model),
+        spec=PREFIX + endpoint.base_url,  # without a password the URL may have held
         endpoint=endpoint,
         model_id=model,
         server_models=available,
         load_seconds=time.perf_counter() - start,
     )
+
+
+def _default_name(model_id: str) -> str:
+    """A name to type after ``%llm use``: the id's last part, no spaces."""
+    name = "-".join(model_id.rsplit("/", 1)[-1].split())[:64]
+    return name or "served"

@@ -32,8 +32,6 @@ WHAT_WOULD = (
 
 def routed_experts_probe(sm: ServedModel, text: str = "Hello") -> str:
     """One non-streamed request (1 token): what the server says about routed experts."""
-    import httpx
-
     body = {
         "model": sm.model_id,
         "messages": [{"role": "user", "content": text}],
@@ -41,9 +39,12 @@ def routed_experts_probe(sm: ServedModel, text: str = "Hello") -> str:
         "temperature": 0.0,
     }
     try:
-        response = sm.endpoint.client().post(f"{sm.endpoint.base_url}/chat/completions", json=body)
-        choice = response.json()["choices"][0]
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+        choice = sm.endpoint.post_json("chat/completions", body)["choices"][0]
+    except LabError as err:
+        return f"a probe request failed ({err})"
+    except (KeyError, IndexError, TypeError):
+        return "its answer to a probe request carried no choices"
+    if not isinstance(choice, dict):
         return "its answer to a probe request carried no choices"
     if "routed_experts" not in choice:
         return "its responses have no routed_experts field (not a vLLM with routing capture)"

@@ -114,18 +114,13 @@ class ServerTokenizer:
         self.source = f"the server's /tokenize ({sm.endpoint.host})"
 
     def _post(self, what: str, **body: Any) -> Any:
-        import httpx
+        from llmlab.served.validate import parse_detokenized, parse_token_ids
 
-        try:
-            response = self.sm.endpoint.client().post(
-                f"{self.root}/{what}", json={"model": self.sm.model_id, **body}
-            )
-        except httpx.HTTPError as err:
-            raise LabError(f"{self.root}/{what} failed: {type(err).__name__}") from None
-        if response.status_code != 200:
-            raise LabError(f"{self.root}/{what} answered {response.status_code}")
-        data = response.json()
-        return data["tokens"] if what == "tokenize" else data["prompt"]
+        endpoint = self.sm.endpoint
+        data = endpoint.post_json(what, {"model": self.sm.model_id, **body}, beside_v1=True)
+        if what == "tokenize":
+            return parse_token_ids(data, endpoint.host)
+        return parse_detokenized(data, endpoint.host, endpoint.redactor())
 
     def encode(self, text: str) -> list[int]:
         return list(self._post("tokenize", prompt=text, add_special_tokens=False))

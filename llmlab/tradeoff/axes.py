@@ -15,7 +15,7 @@ class Axis:
     title: str
     better: str  # "low" or "high"
     log: bool = False
-    spread: bool = True  # the row has _q1/_q3/_p90 columns
+    spread: bool = True  # the row has the _lo/_hi bar columns (and _q1/_q3/_p90)
 
 
 X_AXES = {
@@ -34,13 +34,19 @@ X_AXES = {
 Y_AXES = {
     a.key: a
     for a in [
-        Axis("kl", "kl", "mean KL vs reference (nats; 0 drawn at the floor)", "low", log=True),
-        Axis("top1", "top1", "top-1 agreement with reference", "high"),
+        Axis(
+            "kl",
+            "kl",
+            "mean KL vs reference (nats, 95% CI bars; 0 drawn at the floor)",
+            "low",
+            log=True,
+        ),
+        Axis("top1", "top1", "top-1 agreement with reference (mean, 95% CI bars)", "high"),
         Axis(
             "greedy", "greedy_match", "greedy outputs identical to reference", "high", spread=False
         ),
         Axis("ppl", "perplexity", "perplexity on the text", "low", spread=False),
-        Axis("acceptance", "acceptance", "draft acceptance rate", "high"),
+        Axis("acceptance", "acceptance", "draft acceptance rate (mean, 95% CI bars)", "high"),
     ]
 }
 

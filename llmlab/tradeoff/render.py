@@ -58,6 +58,8 @@ def hover_text(p: SweepPoint, sweep: Sweep) -> str:
     label = p.measured_label or "quality not measured"
     claim = f" (registry claims {p.claimed_label})" if p.claimed_label else ""
     lines.append(("⚠ " if p.label_disagrees else "") + f"measured: {label}{claim}")
+    if speedup := speedup_text(p, sweep.baseline):
+        lines.append(f"speed-up over the baseline, end to end: {speedup}")
     if lat:
         lines += [
             f"TTFT {lat.ttft_s.format('ms', 1e3)}",
@@ -77,9 +79,9 @@ def hover_text(p: SweepPoint, sweep: Sweep) -> str:
     if mem:
         lines.append(" · ".join(mem))
     if p.kl and p.kl.n:
-        lines.append(f"KL mean {format_number(p.kl.mean)} nats (p90 {format_number(p.kl.p90)})")
+        lines.append(f"KL {p.kl.format('nats')} positions, p90 {format_number(p.kl.p90)}")
     if p.top1 and p.top1.n:
-        lines.append(f"top-1 agreement {100 * p.top1.mean:.1f}%")
+        lines.append(f"top-1 agreement {p.top1.format('%', 100)} prompts")
     if p.greedy_matches is not None:
         lines.append(f"greedy identical {sum(p.greedy_matches)}/{len(p.greedy_matches)} prompts")
     if p.perplexity is not None:
@@ -232,12 +234,14 @@ def _empty_note(sweep: Sweep, xa: Axis, ya: Axis) -> str:
 
 
 def _error_bars(group, axis: Axis, transform=lambda v: v) -> dict[str, Any]:
+    """Each point's bar from the statistic the point is (``_lo``/``_hi``: IQR around a median,
+    95% CI around a mean), so a point never sits outside its own bar."""
     plus, minus = [], []
     for _, _, r in group:
-        v, q1, q3 = r[axis.column], r.get(axis.column + "_q1"), r.get(axis.column + "_q3")
+        v, lo, hi = r[axis.column], r.get(axis.column + "_lo"), r.get(axis.column + "_hi")
         tv = transform(v)
-        plus.append(max(0.0, transform(q3) - tv) if q3 is not None else 0.0)
-        minus.append(max(0.0, tv - transform(q1)) if q1 is not None else 0.0)
+        plus.append(max(0.0, transform(hi) - tv) if hi is not None else 0.0)
+        minus.append(max(0.0, tv - transform(lo)) if lo is not None else 0.0)
     return dict(type="data", array=plus, arrayminus=minus, thickness=1.2, width=4, color="#57606a")
 
 
@@ -246,12 +250,12 @@ def _error_bars(group, axis: Axis, transform=lambda v: v) -> dict[str, Any]:
 COLUMNS = [
     ("TTFT ms", "ttft_ms", True),
     ("TPOT ms", "tpot_ms", True),
-    ("decode tok/s", "decode_tps", True),
     ("KL mean", "kl", True),
     ("top-1", "top1", True),
 ]
 #: In a second table under "more figures" (and every column in ``sweep.to_pandas()``).
 MORE_COLUMNS = [
+    ("decode tok/s", "decode_tps", True),  # 1 / TPOT: the main table's TPOT says it
     ("$ / 1M tok", "usd_per_mtok", True),
     ("roofline %", "roofline_pct", True),
     ("accept.", "acceptance", True),
@@ -264,7 +268,8 @@ _SHORT_LABEL = {PRESERVING: "preserving", APPROXIMATING: "approx.", None: "–"}
 
 
 def _cell(row: dict, column: str, spread: bool = True) -> str:
-    """The headline; under it the IQR, with p90 and n in the tooltip (keeps columns narrow)."""
+    """The headline; under it its bar (IQR of a median, 95% CI of a mean), with the other
+    figures and n in the tooltip (keeps columns narrow)."""
     v = row.get(column)
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "<td>–</td>"
@@ -272,8 +277,39 @@ def _cell(row: dict, column: str, spread: bool = True) -> str:
     if not spread or row.get(column + "_q1") is None:
         return f"<td>{main}</td>"
     q1, q3, p90 = (format_number(row[column + s]) for s in ("_q1", "_q3", "_p90"))
-    tip = f"IQR {q1}–{q3} · p90 {p90} · n={row[column + '_n']}"
-    return f'<td title="{esc(tip)}">{main}<br><small>{q1}–{q3}</small></td>'
+    n, bar = row[column + "_n"], row.get(column + "_bar")
+    if row.get(column + "_lo") is None:  # one sample: no bar
+        return f'<td title="n={n}">{main}<br><small>n={n}</small></td>'
+    lo, hi = format_number(row[column + "_lo"]), format_number(row[column + "_hi"])
+    if bar == "IQR":
+        tip = f"median · IQR {q1}–{q3} · p90 {p90} · n={n}"
+    else:
+        tip = f"mean · {bar} {lo}–{hi} · IQR {q1}–{q3} · p90 {p90} · n={n}"
+    return f'<td title="{esc(tip)}">{main}<br><small>{lo}–{hi}</small></td>'
+
+
+def speedup_text(p: SweepPoint, baseline: SweepPoint | None) -> str:
+    """``"1.41× (decode 5.20×, TTFT 0.48×)"``: end to end first, medians over the runs."""
+    up = p.speedup_over(baseline)
+    if up is None:
+        return ""
+    beside = [f"{k} {up[k]:.2f}×" for k in ("decode", "ttft") if up[k] is not None]
+    per = " per token" if up["per_token"] else ""
+    return f"{up['e2e']:.2f}×{per} ({', '.join(beside).replace('ttft', 'TTFT')})"
+
+
+def _speedup_cell(p: SweepPoint, baseline: SweepPoint | None) -> str:
+    up = p.speedup_over(baseline)
+    if up is None:
+        return "<td>–</td>"
+    beside = " · ".join(
+        f"{name} {up[k]:.2f}×" for k, name in (("decode", "decode"), ("ttft", "TTFT")) if up[k]
+    )
+    per = " per token" if up["per_token"] else ""
+    tip = "the baseline's median time over this configuration's (> 1: faster); end to end" + (
+        " per output token (the answers differ in length)" if per else ""
+    )
+    return f'<td title="{esc(tip)}"><b>{up["e2e"]:.2f}×</b>{per}<br><small>{beside}</small></td>'
 
 
 def _label_cell(p: SweepPoint) -> str:
@@ -296,7 +332,14 @@ def _name_cell(p: SweepPoint) -> str:
 def table_html(sweep: Sweep) -> str:
     """The main figures in a table that fits a notebook's output (~900 px); the rest under
     "more figures". Spreads: IQR under each headline, p90 and n in the cell's tooltip."""
-    heads = ["configuration", "label", *(h for h, _, _ in COLUMNS), "greedy same", "note"]
+    heads = [
+        "configuration",
+        "label",
+        "speed-up, end to end",
+        *(h for h, _, _ in COLUMNS),
+        "greedy same",
+        "note",
+    ]
     more_heads = ["configuration", *(h for h, _, _ in MORE_COLUMNS)]
     rows, more_rows = [], []
     for i, p in enumerate(sweep.points):
@@ -314,6 +357,7 @@ def table_html(sweep: Sweep) -> str:
         cls = "llmlab-sw-failed" if p.status != "ok" else ""
         rows.append(
             f'<tr class="{cls}" data-index="{i}">{_name_cell(p)}{_label_cell(p)}'
+            + _speedup_cell(p, sweep.baseline)
             + "".join(_cell(r, c, sp) for _, c, sp in COLUMNS)
             + f"<td>{greedy}</td><td class='llmlab-sw-note'>{esc(note)}</td></tr>"
         )
@@ -328,8 +372,13 @@ def table_html(sweep: Sweep) -> str:
         return f'<table class="llmlab-sw-table"><tr>{ths}</tr>{"".join(body)}</table>'
 
     more = ", ".join(h for h, _, _ in MORE_COLUMNS)
+    legend = (
+        '<div class="llmlab-stats">Under each figure its range: the IQR of a median (times, '
+        "cost), the 95% confidence interval of a mean (KL, top-1, acceptance); "
+        "n and the rest in the tooltip.</div>"
+    )
     return (
-        f'<div class="llmlab-sw-scroll">{table(heads, rows)}</div>'
+        f'<div class="llmlab-sw-scroll">{table(heads, rows)}</div>{legend}'
         f'<details class="llmlab-sw-more"><summary>more figures: {esc(more)}</summary>'
         f'<div class="llmlab-sw-scroll">{table(more_heads, more_rows)}</div></details>'
     )
@@ -449,8 +498,10 @@ def text_table(sweep: Sweep) -> str:
             lines.append(f"  {p.name:<28} {p.status}: {p.error}")
             continue
         bits = [f"TPOT {_plain(r, 'tpot_ms')} ms", f"TTFT {_plain(r, 'ttft_ms')} ms"]
+        if speedup := speedup_text(p, sweep.baseline):
+            bits.insert(0, f"end to end {speedup}")
         if r["kl"] is not None:
-            bits.append(f"KL {format_number(r['kl'])}")
+            bits.append(f"KL {_plain(r, 'kl')}")
         if r["greedy_match"] is not None:
             bits.append(f"greedy same {100 * r['greedy_match']:.0f}%")
         bits.append(f"{r['measured'] or '?'}" + (" (!= registry)" if p.label_disagrees else ""))
@@ -461,5 +512,7 @@ def text_table(sweep: Sweep) -> str:
 def _plain(row: dict, column: str) -> str:
     if row.get(column) is None:
         return "–"
-    q1, q3 = format_number(row[column + "_q1"]), format_number(row[column + "_q3"])
-    return f"{format_number(row[column])} [IQR {q1}–{q3}]"
+    if row.get(column + "_lo") is None:
+        return f"{format_number(row[column])} [n={row.get(column + '_n', 1)}]"
+    lo, hi = format_number(row[column + "_lo"]), format_number(row[column + "_hi"])
+    return f"{format_number(row[column])} [{row[column + '_bar']} {lo}–{hi}]"

@@ -82,8 +82,29 @@ class SweepPoint:
         measured, claimed = self.measured_label, self.claimed_label
         return measured is not None and claimed is not None and measured != claimed
 
+    def speedup_over(self, baseline: SweepPoint | None) -> dict[str, float] | None:
+        """How many times faster than ``baseline`` (medians; > 1 is faster): ``e2e`` (the
+        headline: what a user waits for; per output token where the answers' lengths differ),
+        ``decode`` and ``ttft`` beside it. None without both latencies."""
+        a, b = self.latency, baseline.latency if baseline is not None else None
+        if a is None or b is None or self is baseline:
+            return None
+
+        def ratio(base: Spread, this: Spread) -> float | None:
+            return base.median / this.median if base.median and this.median else None
+
+        same_length = a.new_tokens.median == b.new_tokens.median
+        out = {
+            "e2e": ratio(b.e2e_s, a.e2e_s) if same_length else ratio(b.s_per_token, a.s_per_token),
+            "decode": ratio(b.tpot_s, a.tpot_s),
+            "ttft": ratio(b.ttft_s, a.ttft_s),
+        }
+        return None if out["e2e"] is None else {**out, "per_token": not same_length}
+
     def row(self) -> dict[str, Any]:
-        """Flat figures: ``x`` is the headline, ``x_q1``/``x_q3``/``x_p90``/``x_n`` its spread."""
+        """Flat figures: ``x`` is the headline, ``x_q1``/``x_q3``/``x_p90``/``x_n`` its spread,
+        ``x_lo``/``x_hi`` the bar drawn with it (the headline's own interval: IQR around a
+        median, 95% confidence interval around a mean) and ``x_bar`` which of the two."""
         out: dict[str, Any] = {
             "config": self.name,
             "status": self.status,
@@ -98,6 +119,11 @@ class SweepPoint:
             for suffix, attr in (("", "value"), ("_q1", "q1"), ("_q3", "q3"), ("_p90", "p90")):
                 out[name + suffix] = getattr(spread, attr) * scale if ok else None
             out[name + "_n"] = spread.n if spread is not None else 0
+            bar = spread.interval if ok else None
+            out[name + "_lo"], out[name + "_hi"] = (
+                (bar[0] * scale, bar[1] * scale) if bar else (None, None)
+            )
+            out[name + "_bar"] = spread.interval_name if ok else None
 
         put("ttft_ms", lat and lat.ttft_s, 1e3)
         put("tpot_ms", lat and lat.tpot_s, 1e3)

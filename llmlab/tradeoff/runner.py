@@ -19,7 +19,6 @@ from llmlab.measure.cost import (
     PeakMemory,
     bytes_per_value,
     kv_cache_bytes,
-    model_weight_bytes,
     price_per_hour,
 )
 from llmlab.measure.latency import check_repeats, summarize_generations, warmup_settings
@@ -145,6 +144,8 @@ class _SweepJob:
 
     # -- the whole sweep ------------------------------------------------------------------
     def run(self) -> None:
+        from llmlab.models.guard import running
+
         sweep = self.sweep
         start = time.perf_counter()
         per_config = sweep.warmup + sweep.repeats * len(sweep.prompts)
@@ -155,16 +156,18 @@ class _SweepJob:
             except Exception as err:  # noqa: BLE001 - the roofline is optional, say why it is gone
                 sweep.warnings.append(f"memory bandwidth not measured ({one_line(err)})")
             sweep.perplexity_text = (self.text or "")[:200]
-            for index, config in enumerate(self.plan):
-                if sweep.stopping:
-                    raise _Stopped
-                again = index == len(self.plan) - 1
-                sweep.current = f"{config.label}{' (again)' if again else ''}"
-                sweep._notify("progress")
-                point = self.measure(config, again)
-                sweep.points.append(point)
-                sweep.done_units = per_config * (index + 1)
-                sweep._notify("point")
+            # Registered on the model: `%llm unload` stops the sweep and waits for it.
+            with running(self.lm, "tradeoff sweep", stop=sweep.stop):
+                for index, config in enumerate(self.plan):
+                    if sweep.stopping:
+                        raise _Stopped
+                    again = index == len(self.plan) - 1
+                    sweep.current = f"{config.label}{' (again)' if again else ''}"
+                    sweep._notify("progress")
+                    point = self.measure(config, again)
+                    sweep.points.append(point)
+                    sweep.done_units = per_config * (index + 1)
+                    sweep._notify("point")
             sweep.status = "done"
         except (_Stopped, KeyboardInterrupt):
             sweep.status = "stopped"
@@ -293,7 +296,7 @@ class _SweepJob:
 
     def cost(self, config: Configuration, vlm: LoadedModel, point: SweepPoint, runs) -> None:
         sweep = self.sweep
-        point.weight_bytes = model_weight_bytes(vlm.model)
+        point.weight_bytes = vlm.weight_bytes  # a pruned target counts what it keeps
         lengths = [r.stats.prompt_tokens + r.stats.new_tokens for r in runs]
         kv_value_bytes = bytes_per_value(vlm.dtype)
         if config.kv_cache:

@@ -5,6 +5,7 @@ from llmlab.magics.commands import (  # noqa: F401
     attention,
     generation,
     help,
+    interventions,
     lens,
     loadtest,
     models,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+from IPython.core.error import UsageError
 from IPython.display import display
 from llmlab.magics.progress import Steps
 from llmlab.magics.registry import Context, arg, command
@@ -31,6 +32,12 @@ from llmlab.attention import compare
         "recomputed exactly in float32), float16 (half the memory), float32 (also for "
         "Falcon/Bloom/MPT, whose full weights are otherwise kept in float16)",
     ),
+    arg(
+        "--link",
+        metavar="Q,K",
+        help="open the Link tab on query token Q and key token K (positions or token texts, "
+        "e.g. it,tiger): which heads link these two tokens",
+    ),
     *CAPTURE_ARGS,
     *TEXT_ARGS,
     body="the text",
@@ -56,6 +63,11 @@ def attention(ctx: Context, args):
             result = compare(lm, args.compare, text, lab=ctx.lab, progress=steps, **options)
         else:
             result = capture_attention(lm, text, progress=steps, **options)
+    if args.link:
+        query, sep, key = args.link.partition(",")
+        if not sep or not query.strip() or not key.strip():
+            raise UsageError("%llm attention --link takes Q,K: two token positions or texts")
+        (result.a if args.compare else result).set_link(query.strip(), key.strip())
     display(result)
     result._shown_live = True
     return result

@@ -75,6 +75,12 @@ def settings_of(args) -> GenerationSettings:
     arg("--raw", action="store_true", help="send the text as is (no chat template)"),
     arg("--system", help="a system prompt before the prompt (pair with --accel prefix)"),
     arg(
+        "--intervene",
+        metavar="SPEC",
+        help="also answer with interventions (ablate=13.8, experts=-3, steer=NAME*4) and show "
+        "both answers side by side",
+    ),
+    arg(
         "--show-drafts",
         action="store_true",
         help="with speculative decoding (--accel spec=...): show which drafted tokens were "
@@ -84,6 +90,15 @@ def settings_of(args) -> GenerationSettings:
     body="the prompt",
 )
 def generate(ctx: Context, args):
+    if args.intervene:
+        if args.accel or args.system or args.show_drafts:
+            raise LabError("--intervene runs plain generation twice: drop --accel/--system")
+        result = ctx.lab.generate_intervened(
+            text_of(ctx, args), args.intervene, settings_of(args), model=args.model, raw=args.raw
+        )
+        display(result)
+        result._shown_live = True
+        return result
     result = _generate(ctx, args)
     if args.show_drafts:
         if result.drafts is None:

@@ -16,6 +16,11 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
     arg("spec", nargs="?", default="default", help="what to load (default: the embedded model)"),
     arg("--name", help="how to refer to it (default: derived from the spec)"),
     arg(
+        "--replace",
+        action="store_true",
+        help="replace another model loaded under the same name (else that is refused)",
+    ),
+    arg(
         "--device",
         default="auto",
         metavar="|".join(DEVICES),
@@ -46,28 +51,60 @@ from llmlab.models.registry import ATTN_IMPLEMENTATIONS
         "('disk' allows offloading the rest to llmlab's cache)",
     ),
     arg("--trust-remote-code", action="store_true", help="allow a Hub repo's own model code"),
+    arg(
+        "--allow-pickle",
+        action="store_true",
+        help="allow weights saved only as a PyTorch pickle (pytorch_model.bin), read with "
+        "torch's restricted unpickler; load only files you trust",
+    ),
+    arg(
+        "--threads",
+        type=int,
+        help="torch CPU threads for the session (process-wide); on a busy machine 1 is often "
+        "several times faster (default: torch's, one per core)",
+    ),
     arg("--model", help="with openai:URL: the model name the server knows (docs/served.md)"),
     arg("--api-key-env", metavar="VAR", help="with openai:URL: the env variable holding the key"),
-    arg("--timeout", type=float, default=60.0, help="with openai:URL: seconds to wait for data"),
+    arg(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="with openai:URL: seconds to wait for the server's next event (the first included)",
+    ),
+    arg(
+        "--deadline",
+        type=float,
+        help="with openai:URL: seconds one request may take in all (default 600, or --timeout "
+        "where that is longer)",
+    ),
 )
 def load(ctx: Context, args) -> None:
     if args.spec.startswith("openai:"):
         return _load_served(ctx, args)
     if args.model or args.api_key_env:
         raise LabError("--model and --api-key-env are for served models: openai:http://HOST/v1")
-    lm = ctx.lab.load(
+    ctx.lab.load(
         args.spec,
         name=args.name,
+        replace=args.replace,
+        announce=_announce_local,
         device=args.device,
         dtype=args.dtype,
         attn_implementation=args.attn,
         trust_remote_code=args.trust_remote_code,
+        allow_pickle=args.allow_pickle,
         device_map=args.device_map,
         max_memory=args.max_memory,
+        threads=args.threads,
     )
+
+
+def _announce_local(lm) -> None:
+    # Printed before the model joins the session: a line that fails leaves nothing loaded.
     s = lm.summary()
     print(
-        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}, "
+        f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}"
+        f"{_on_threads(lm.device)}, "
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
@@ -75,15 +112,30 @@ def load(ctx: Context, args) -> None:
         print(f"note: {note}")
 
 
+def _on_threads(device: str) -> str:
+    from llmlab.models.threads import threads_text
+
+    text = threads_text(device)
+    return f" on {text}" if text else ""
+
+
 def _load_served(ctx: Context, args) -> None:
-    lm = ctx.lab.load(
+    if args.allow_pickle:
+        raise LabError("--allow-pickle is for local weights; a served model's stay on its server")
+    if args.threads is not None:
+        raise LabError("--threads is for local models; a server sets its own threads")
+    ctx.lab.load(
         args.spec,
         name=args.name,
+        replace=args.replace,
+        announce=lambda lm: print(
+            f"loaded {lm.name}: {lm.source}, answered in {lm.load_seconds:.2f} s"
+        ),
         model=args.model,
         api_key_env=args.api_key_env,
         timeout_s=args.timeout,
+        deadline_s=args.deadline,
     )
-    print(f"loaded {lm.name}: {lm.source}, answered in {lm.load_seconds:.2f} s")
 
 
 @command("models", "list the loaded models (the active one is marked)")

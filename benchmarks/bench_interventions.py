@@ -1,0 +1,113 @@
+"""Intervention scans batched against a plain loop of one forward pass per variant, one run.
+
+Run:  .venv/bin/python benchmarks/bench_interventions.py [--tokens 24] [--model default]
+      (--model tiny:llama for a smoke run in seconds)
+
+Prints, on the default model (30 layers × 9 heads) and a prompt of ``--tokens`` tokens:
+
+- the all-heads scan: 270 heads, each zero-ablated, Δ log-probability of the answer;
+- a residual-stream patching scan: 30 layers × ``--tokens`` positions;
+
+each as the batched scan (variants carried by the batch; one row until the batch's first
+edited layer, copied into every row there; last-position logits only) and as a loop of plain
+forward passes, one per variant (``method="loop"``), with the speed-up, the largest
+difference between the two answers, and what bounds a batch (memory per row, the budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+TEXT = (
+    "The tiger chased the deer because it was hungry. The deer ran into the forest, and "
+    "the hungry animal that chased it was the"
+)
+
+
+def prompt_of(lm, n: int) -> str:
+    ids = lm.tokenizer(TEXT * 4, add_special_tokens=False).input_ids[:n]
+    return lm.tokenizer.decode(ids)
+
+
+def corrupt(lm, text: str) -> str:
+    """The same prompt with its first occurrence of ' tiger' (or its 2nd token) replaced by
+    another single token, so both have the same length."""
+    tok = lm.tokenizer
+    ids = tok(text, add_special_tokens=False).input_ids
+    tiger = tok(" tiger", add_special_tokens=False).input_ids
+    other = tok(" lion", add_special_tokens=False).input_ids
+    at = ids.index(tiger[0]) if len(tiger) == 1 and tiger[0] in ids else 1
+    ids[at] = other[0] if len(other) == 1 else (ids[at] + 1)
+    return tok.decode(ids)
+
+
+def main() -> None:
+    import torch
+
+    from llmlab import Lab
+    from llmlab.interventions import head_importance, patching, sites_of
+    from llmlab.interventions.scans import row_bytes, rows_per_pass
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=24)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = Lab().load(args.model)
+    sites = sites_of(lm)
+    text = prompt_of(lm, args.tokens)
+    n = len(lm.tokenizer(text).input_ids)
+    answer = " tiger" if len(lm.tokenizer(" tiger").input_ids) == 1 else text[-1]
+    wrong = " lion" if len(lm.tokenizer(" lion").input_ids) == 1 else "x"
+    print(
+        f"{lm.name}: {sites.n_layers} layers × {sites.n_heads} heads, {n}-token prompt; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads, device {lm.device}"
+    )
+    head_importance(lm, text, answer=answer, layers=[sites.head_layers[-1]])  # warm-up
+    print(f"{'scan':<34} {'variants':>8} {'passes':>7} {'batched s':>10} {'loop s':>8} "
+          f"{'speed-up':>9} {'max |Δ|':>9}")  # fmt: skip
+
+    start = time.perf_counter()
+    batched = head_importance(lm, text, answer=answer)
+    t_batched = time.perf_counter() - start
+    start = time.perf_counter()
+    loop = head_importance(lm, text, answer=answer, method="loop")
+    t_loop = time.perf_counter() - start
+    diff = float(np.nanmax(np.abs(batched.effects - loop.effects)))
+    print(f"{'all heads, zero ablation':<34} {batched.timing.variants:>8} "
+          f"{batched.timing.passes:>7} {t_batched:>10.2f} {t_loop:>8.2f} "
+          f"{t_loop / t_batched:>8.1f}× {diff:>9.1e}")  # fmt: skip
+
+    corrupted = corrupt(lm, text)
+    start = time.perf_counter()
+    pb = patching(lm, text, corrupted, answer, wrong, kinds=["resid"])
+    t_batched = time.perf_counter() - start
+    start = time.perf_counter()
+    pl = patching(lm, text, corrupted, answer, wrong, kinds=["resid"], method="loop")
+    t_loop = time.perf_counter() - start
+    diff = float(np.nanmax(np.abs(pb.resid - pl.resid)))
+    label = f"patching, {sites.n_layers} layers × {n} positions"
+    timing = pb.timings["resid"]
+    print(f"{label:<34} {timing.variants:>8} {timing.passes:>7} {t_batched:>10.2f} "
+          f"{t_loop:>8.2f} {t_loop / t_batched:>8.1f}× {diff:>9.1e}")  # fmt: skip
+
+    per_row = row_bytes(lm, n)
+    rows = rows_per_pass(lm, n, 10**9)
+    print(
+        f"limits: one variant holds ~{per_row / 2**20:.1f} MiB in a pass, so memory allows "
+        f"{rows} rows per pass (scans use ≤ 64); a pass costs prefill compute: the batched "
+        "scan does the same per-row work minus the rows' shared prefix layers and all but "
+        "the last position's logits, so on a CPU, whose prefill is compute-bound, the gain "
+        "is that saved work (about 2–3×), and on a GPU also the launches a small pass wastes"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""Scans: many interventions on one input, batched so the batch dimension carries the variants.
+
+- :func:`head_importance` ablates every head in turn and measures the change in the answer
+  token's log-probability (or the KL divergence of the next-token distribution);
+- :func:`patching` runs a corrupted prompt with one piece of the clean run's activations put
+  back — the residual stream at each (layer, position), each head's output, each MoE layer's
+  output at each position — and measures how much of the clean logit difference returns.
+
+Why it is fast: every variant of a batch is the same input up to its first edited layer, so a
+pass runs one row until the batch's first edited layer and copies it into all rows there
+(:class:`llmlab.interventions.edits.Edits` ``expand_after``); variants are ordered by layer so
+each batch starts late; only the last position's logits are computed. ``method="loop"`` runs
+the plain alternative (one full forward pass per variant) for comparison and checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from llmlab import memory
+from llmlab.devices import format_bytes
+from llmlab.errors import LabError
+from llmlab.interventions.edits import Edits, Recording, RowSet, applied, forward
+from llmlab.interventions.result import HeadImportance, PatchingResult, ScanTiming
+from llmlab.interventions.sites import ModelSites, sites_of
+from llmlab.interventions.spec import require_weights
+from llmlab.tokens import token_texts
+
+if TYPE_CHECKING:
+    from llmlab.models.loaded import LoadedModel
+
+#: Rows (variants) per forward pass at most; the memory budget may allow fewer.
+MAX_ROWS = 64
+METRICS = ("logprob", "kl")
+METHODS = ("batched", "loop")
+KINDS = ("resid", "heads", "moe")
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def encode(lm: LoadedModel, text: str) -> torch.Tensor:
+    from llmlab.generation.engine import encode_prompt
+
+    return encode_prompt(lm, text, raw=True)
+
+
+def single_token(lm: LoadedModel, text: str, what: str = "answer") -> int:
+    """The id of ``text`` when it is one token; else one line saying how it tokenises."""
+    if not isinstance(text, str) or not text:
+        raise LabError(f"the {what} is empty: give one token such as ' Paris'")
+    ids = lm.tokenizer(text, add_special_tokens=False).input_ids
+    if len(ids) == 1:
+        return int(ids[0])
+    pieces = " + ".join(repr(t) for t in token_texts(lm.tokenizer, ids))
+    hint = ""
+    if not text.startswith(" "):
+        spaced = lm.tokenizer(" " + text, add_special_tokens=False).input_ids
+        if len(spaced) == 1:
+            hint = f"; with a leading space {' ' + text!r} is one token"
+    first = token_texts(lm.tokenizer, ids[:1])[0] if ids else ""
+    return _raise(
+        f"the {what} {text!r} is {len(ids)} tokens ({pieces}); give one token"
+        f"{hint or f', e.g. {first!r}'}"
+    )
+
+
+def _raise(message: str) -> Any:
+    raise LabError(message)
+
+
+# -- batching -----------------------------------------------------------------------------------
+def row_bytes(lm: LoadedModel, n_tokens: int) -> int:
+    """Bytes one variant (one batch row) of ``n_tokens`` holds during a pass, estimated:
+    live activations of one layer (hidden states, MLP, attention weights) plus its
+    last-position logits, twice for the copies a pass keeps alive at once."""
+    text = lm.config.get_text_config()
+    width = int(getattr(text, "hidden_size", 0) or 1024)
+    inner = int(getattr(text, "intermediate_size", 0) or 4 * width)
+    heads = int(getattr(text, "num_attention_heads", 0) or 8)
+    vocab = int(getattr(text, "vocab_size", 0) or 32000)
+    item = lm.model.dtype.itemsize
+    return (n_tokens * (8 * width + 3 * inner + heads * n_tokens) + vocab) * item * 2
+
+
+def rows_per_pass(lm: LoadedModel, n_tokens: int, wanted: int) -> int:
+    """How many variants one forward pass may carry: ``wanted``, fewer when the memory budget
+    says so (the scan is split into more passes); refused in one line when even one row
+    would not fit."""
+    per_row = row_bytes(lm, n_tokens)
+    limit, _ = memory.budget(lm.device)
+    if per_row > limit:
+        memory.guard(
+            memory.Estimate(
+                "intervention scan",
+                per_row,
+                f"1 variant × {n_tokens} tokens",
+                "use a shorter text or raise the budget (llmlab.memory.set_budget)",
+            ),
+            lm.device,
+        )
+    return max(1, min(wanted, limit // per_row))
+
+
+@dataclass
+class _Pass:
+    keys: list[Any]  # one variant per row
+    edits: Edits
+
+
+def _chunks(keys: list[Any], rows: int) -> list[list[Any]]:
+    return [keys[i : i + rows] for i in range(0, len(keys), rows)]
+
+
+def _run(
+    lm: LoadedModel,
+    sites: ModelSites,
+    ids: torch.Tensor,
+    keys: list[Any],
+    build: Callable[[list[Any], bool], Edits],
+    *,
+    method: str,
+    max_rows: int | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[Any, torch.Tensor], ScanTiming]:
+    """Logits at the last position (float32, (vocab,)) of every variant in ``keys``."""
+    if method not in METHODS:
+        raise LabError(f"method {method!r}: choose {' or '.join(METHODS)}")
+    start = time.perf_counter()
+    out: dict[Any, torch.Tensor] = {}
+    if method == "loop":
+        passes = [[k] for k in keys]
+    else:
+        rows = rows_per_pass(lm, int(ids.shape[1]), max_rows or MAX_ROWS)
+        passes = _chunks(keys, rows)
+    for i, chunk in enumerate(passes):
+        logits = _pass(lm, sites, ids, chunk, build, batched=method == "batched")
+        if logits.shape[0] == 1 and len(chunk) > 1:
+            raise LabError("the batch did not expand: this family's layers ignore the hook")
+        for key, row in zip(chunk, logits, strict=True):
+            out[key] = row
+        if progress is not None:
+            progress(i + 1, len(passes))
+    timing = ScanTiming(
+        method=method,
+        variants=len(keys),
+        passes=len(passes),
+        rows_per_pass=max((len(c) for c in passes), default=0),
+        seconds=time.perf_counter() - start,
+    )
+    return out, timing
+
+
+def _pass(lm, sites, ids, chunk, build, *, batched: bool) -> torch.Tensor:
+    """Last-position logits of one pass over the variants ``chunk`` (one per row)."""
+    if not batched:
+        with applied(sites, build(chunk, False)):
+            return forward(lm, ids, last_only=False)[:, -1]
+    if sites.can_expand:
+        try:
+            with applied(sites, build(chunk, True)):
+                return forward(lm, ids)[:, -1]
+        except RuntimeError:
+            if len(chunk) == 1:
+                raise
+            # Per-row tensors built before the first layer (Bloom's ALiBi) cannot meet a
+            # batch that grows inside the model: give every row its own copy of the input.
+            sites.can_expand = False
+    edits = build(chunk, True)
+    edits.expand_after = None
+    with applied(sites, edits):
+        return forward(lm, ids.expand(len(chunk), -1))[:, -1]
+
+
+def _record(
+    lm: LoadedModel, sites: ModelSites, ids: torch.Tensor
+) -> tuple[Recording, torch.Tensor]:
+    record = Recording()
+    with applied(sites, Edits(), record=record):
+        logits = forward(lm, ids)[:, -1]
+    return record, logits[0]
+
+
+def _heads_wanted(sites: ModelSites, layers: Sequence[int] | None) -> list[tuple[int, int]]:
+    if sites.attention_note:
+        raise LabError(sites.attention_note)
+    chosen = sites.head_layers if layers is None else list(layers)
+    for layer in chosen:
+        sites.check_head(layer, 0)
+    return [(layer, h) for layer in chosen for h in range(sites.n_heads)]
+
+
+# -- head importance -----------------------------------------------------------------------------
+def head_importance(
+    lm: LoadedModel,
+    text: str,
+    *,
+    answer: str | None = None,
+    metric: str | None = None,
+    mode: str = "zero",
+    layers: Sequence[int] | None = None,
+    method: str = "batched",
+    max_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> HeadImportance:
+    """Ablate every head (of ``layers``) in turn; per head, the change in ``answer``'s
+    log-probability after ``text`` (``metric="logprob"``, the default with an answer) or the
+    KL divergence of the next-token distribution from the unablated one (``"kl"``).
+
+    ``mode``: "zero" sets the head's output to 0, "mean" to its mean over the text's tokens.
+    """
+    require_weights(lm)
+    metric = metric or ("logprob" if answer is not None else "kl")
+    if metric not in METRICS:
+        raise LabError(f"metric {metric!r}: choose {' or '.join(METRICS)}")
+    if metric == "logprob" and answer is None:
+        raise LabError("metric logprob needs an answer token (answer=' Paris')")
+    if mode not in ("zero", "mean"):
+        raise LabError(f"ablation mode {mode!r}: choose zero or mean")
+    sites = sites_of(lm)
+    keys = _heads_wanted(sites, layers)
+    ids = encode(lm, text)
+    answer_id = single_token(lm, answer) if answer is not None else None
+    with lm.exclusive("head importance scan"):
+        record, base = _record(lm, sites, ids)
+        means = {
+            layer: heads[:1].mean(dim=1, keepdim=True) for layer, heads in record.heads.items()
+        }
+        del record
+
+        def build(chunk: list[tuple[int, int]], batched: bool) -> Edits:
+            n = len(chunk)
+            edits = Edits(batch=n, expand_after=(chunk[0][0] - 1) if batched else None)
+            for row, (layer, head) in enumerate(chunk):
+                keep = edits.head_keep.setdefault(layer, torch.ones(n, sites.n_heads))
+                keep[row, head] = 0.0
+                if mode == "mean":
+                    edits.head_fill[layer] = means[layer]
+            return edits
+
+        logits, timing = _run(
+            lm, sites, ids, keys, build, method=method, max_rows=max_rows, progress=progress
+        )
+    base_lp = torch.log_softmax(base, -1)
+    effects = np.full((sites.n_layers, sites.n_heads), np.nan, dtype=np.float64)
+    for (layer, head), row in logits.items():
+        lp = torch.log_softmax(row, -1)
+        if metric == "logprob":
+            value = float(lp[answer_id] - base_lp[answer_id])
+        else:
+            value = float((base_lp.exp() * (base_lp - lp)).sum())
+        effects[layer, head] = value
+    top = int(base.argmax())
+    return HeadImportance(
+        model=lm.name,
+        text=text,
+        tokens=token_texts(lm.tokenizer, ids[0].tolist()),
+        answer_text=answer,
+        answer_logprob=float(base_lp[answer_id]) if answer_id is not None else None,
+        predicted=token_texts(lm.tokenizer, [top])[0],
+        metric=metric,
+        mode=mode,
+        effects=effects,
+        kinds=list(sites.kinds),
+        n_kv_heads=_kv_heads(lm, sites.n_heads),
+        timing=timing,
+    )
+
+
+def _kv_heads(lm: LoadedModel, n_heads: int) -> int:
+    text = lm.config.get_text_config()
+    kv = getattr(text, "num_key_value_heads", None) or n_heads
+    return int(kv) if n_heads % int(kv) == 0 else n_heads
+
+
+# -- activation patching -------------------------------------------------------------------------
+def patching(
+    lm: LoadedModel,
+    clean: str,
+    corrupted: str,
+    answer: str,
+    wrong: str,
+    *,
+    kinds: Sequence[str] = KINDS,
+    method: str = "batched",
+    max_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PatchingResult:
+    """Run ``corrupted`` with pieces of the ``clean`` run put back; per piece, the restored
+    logit difference ``logit(answer) − logit(wrong)`` normalised to 0 (corrupted) … 1 (clean).
+
+    ``kinds``: "resid" (each layer's output at each position), "heads" (each head's output
+    at every position), "moe" (each MoE layer's output at each position; MoE models only).
+    """
+    require_weights(lm)
+    kinds = list(dict.fromkeys(kinds))
+    for kind in kinds:
+        if kind not in KINDS:
+            raise LabError(f"patch kind {kind!r}: choose from {', '.join(KINDS)}")
+    sites = sites_of(lm)
+    clean_ids, corrupt_ids = encode(lm, clean), encode(lm, corrupted)
+    nc, nx = int(clean_ids.shape[1]), int(corrupt_ids.shape[1])
+    if nc != nx:
+        raise LabError(
+            f"the clean and corrupted prompts must have the same number of tokens: clean has "
+            f"{nc}, corrupted has {nx}"
+        )
+    a, b = single_token(lm, answer, "answer"), single_token(lm, wrong, "wrong answer")
+    if a == b:
+        raise LabError(f"the answer and the wrong answer are the same token {answer!r}")
+    if "moe" in kinds and not sites.moe:
+        if list(kinds) == ["moe"]:
+            raise LabError(f"this model has no experts ({sites.family} is a dense model)")
+        kinds.remove("moe")
+    if "heads" in kinds and sites.attention_note:
+        if list(kinds) == ["heads"]:
+            raise LabError(sites.attention_note)
+        kinds.remove("heads")
+    timings: dict[str, ScanTiming] = {}
+    grids: dict[str, np.ndarray] = {}
+    with lm.exclusive("activation patching scan"):
+        record, clean_logits = _record(lm, sites, clean_ids)
+        corrupt_logits = forward(lm, corrupt_ids)[0, -1]
+
+        def diff(logits: torch.Tensor) -> float:
+            return float(logits[a] - logits[b])
+
+        ld_clean, ld_corrupt = diff(clean_logits), diff(corrupt_logits)
+        span = ld_clean - ld_corrupt
+        if abs(span) < 1e-6:
+            raise LabError(
+                f"the clean and corrupted prompts give the same logit difference "
+                f"({ld_clean:.3f}): there is nothing to restore"
+            )
+        n = nc
+        for kind in kinds:
+            if kind == "resid":
+                keys = [(layer, p) for layer in range(sites.n_layers) for p in range(n)]
+                source = record.resid
+            elif kind == "moe":
+                keys = [(layer, p) for layer in sites.moe_layers for p in range(n)]
+                source = record.moe
+            else:
+                keys = [(layer, h) for layer in sites.head_layers for h in range(sites.n_heads)]
+                source = record.heads
+
+            def build(chunk, batched, kind=kind, source=source) -> Edits:
+                rows = len(chunk)
+                first = chunk[0][0]
+                expand = first if kind == "resid" else first - 1
+                edits = Edits(batch=rows, expand_after=expand if batched else None)
+                if kind == "heads":
+                    for row, (layer, head) in enumerate(chunk):
+                        keep = edits.head_keep.setdefault(layer, torch.ones(rows, sites.n_heads))
+                        keep[row, head] = 0.0
+                        edits.head_fill[layer] = source[layer][:1]
+                    return edits
+                target = edits.resid_set if kind == "resid" else edits.moe_set
+                by_layer: dict[int, list[tuple[int, int]]] = {}
+                for row, (layer, p) in enumerate(chunk):
+                    by_layer.setdefault(layer, []).append((row, p))
+                for layer, pairs in by_layer.items():
+                    rows_t = torch.tensor([r for r, _ in pairs])
+                    pos_t = torch.tensor([p for _, p in pairs])
+                    target[layer] = RowSet(rows_t, pos_t, source[layer][0, pos_t])
+                return edits
+
+            logits, timing = _run(
+                lm,
+                sites,
+                corrupt_ids,
+                keys,
+                build,
+                method=method,
+                max_rows=max_rows,
+                progress=progress,
+            )
+            timings[kind] = timing
+            if kind == "heads":
+                grid = np.full((sites.n_layers, sites.n_heads), np.nan)
+                for (layer, head), row in logits.items():
+                    grid[layer, head] = (diff(row) - ld_corrupt) / span
+            else:
+                layers = list(range(sites.n_layers)) if kind == "resid" else sites.moe_layers
+                grid = np.full((len(layers), n), np.nan)
+                for (layer, p), row in logits.items():
+                    grid[layers.index(layer), p] = (diff(row) - ld_corrupt) / span
+            grids[kind] = grid
+        del record
+    return PatchingResult(
+        model=lm.name,
+        clean=clean,
+        corrupted=corrupted,
+        clean_tokens=token_texts(lm.tokenizer, clean_ids[0].tolist()),
+        corrupted_tokens=token_texts(lm.tokenizer, corrupt_ids[0].tolist()),
+        answer_text=answer,
+        wrong_text=wrong,
+        ld_clean=ld_clean,
+        ld_corrupted=ld_corrupt,
+        resid=grids.get("resid"),
+        heads=grids.get("heads"),
+        moe=grids.get("moe"),
+        moe_layers=list(sites.moe_layers),
+        kinds=list(sites.kinds),
+        timings=timings,
+    )
+
+
+def describe_limit(lm: LoadedModel, n_tokens: int) -> str:
+    """What bounds a batch here, in words (for the benchmark)."""
+    rows = rows_per_pass(lm, n_tokens, 10**9)
+    limit, source = memory.budget(lm.device)
+    return (
+        f"memory allows {rows} rows of {n_tokens} tokens per pass ({format_bytes(limit)}, {source})"
+    )
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
