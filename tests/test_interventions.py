@@ -341,7 +341,9 @@ def test_scan_inputs_are_checked_in_one_line(llama):
 def test_served_models_need_the_weights():
     from types import SimpleNamespace
 
-    served = SimpleNamespace(name="remote", served=True)
+    from llmlab.served.model import SERVED
+
+    served = SimpleNamespace(name="remote", served=True, capabilities=SERVED)
     for call in (
         lambda: parse("ablate=1.1", served),
         lambda: head_importance(served, TEXT),

@@ -221,3 +221,21 @@ def test_the_three_weight_counts_agree(tiny_llama):
 @pytest.mark.slow
 def test_the_three_weight_counts_agree_on_the_default_model(default_lm):
     _three_weight_counts(default_lm)
+
+
+def test_load_test_takes_a_served_target(ip):
+    from IPython.core.error import UsageError
+
+    from tests.helpers import run_magic
+    from tests.served_fake import MODEL, FakeServer
+
+    server = FakeServer()
+    try:
+        run_magic(ip, f"load openai:{server.url} --model {MODEL} --name srv")
+        run_magic(ip, "load tiny:llama")  # the active model is local: the spec names the target
+        test = run_magic(ip, "load-test served:srv --concurrency 1 --requests 2 --max-tokens 2")
+        assert test.target == "srv" and [lv.concurrency for lv in test.levels] == [1]
+        with pytest.raises(UsageError, match=r"no served model named 'nope' .*served: srv"):
+            run_magic(ip, "load-test served:nope --requests 2")
+    finally:
+        server.stop()
