@@ -17,6 +17,12 @@ Prints every figure side by side with llmlab / vLLM, and each client's CPU secon
 
 --saturate: a saturation search on the server (the highest Poisson rate meeting --slo).
 
+--engine-configs: engine configurations as tradeoff points beside the local fp32 baseline: each
+starts its own vLLM server, is measured on the same prompts and stopped (prefix caching on/off,
+n-gram speculation, fp8 KV cache; what the CPU build rejects is greyed with its reason).
+
+  .venv/bin/python benchmarks/bench_served.py --engine-configs [--max-new-tokens 32]
+
 Without --url the script starts the engine itself (llama.cpp: `bash scripts/llama_server.sh`;
 vLLM: `bash scripts/vllm_server.sh`). On a shared machine the absolute figures are noise: the
 load average is printed before and after; run it on an idle machine for numbers to quote.
@@ -60,10 +66,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternations per scenario")
     parser.add_argument("--saturate", action="store_true")
     parser.add_argument("--slo", default="ttft=1s,itl=200ms")
+    parser.add_argument("--engine-configs", action="store_true")
+    parser.add_argument(
+        "--configs",
+        default="baseline,engine:vllm,engine:vllm+prefix-caching=on,"
+        "engine:vllm+prefix-caching=off,engine:vllm+spec=ngram,engine:vllm+kv=fp8",
+        help="with --engine-configs: the sweep's configurations",
+    )
     args = parser.parse_args()
 
     from llmlab.served.launch import start_server
 
+    if args.engine_configs:  # every point starts and stops its own server
+        print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+        engine_configs(args)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     engine = "vllm" if args.vs_vllm_bench else args.engine
     server = None
     url, model = args.url, args.model
@@ -120,6 +138,42 @@ def local_vs_served(url: str, model: str | None, args) -> None:
     print(test.to_text())
 
 
+def engine_configs(args) -> None:
+    import pandas as pd
+
+    from llmlab.session import Lab
+    from llmlab.tradeoff import run_sweep
+
+    pd.set_option("display.width", 220)
+    lab = Lab()
+    local = lab.load("default", name="local")
+
+    def progress(sweep, event):
+        if event == "point":
+            p = sweep.points[-1]
+            print(f"  {p.config}: {p.status}{' — ' + p.error if p.error else ''}", flush=True)
+
+    sweep = run_sweep(
+        local,
+        args.configs,
+        max_new_tokens=args.max_new_tokens,
+        repeats=args.repeats,
+        prices={"cpu": args.price, "served": args.price},
+        models=lab.models,
+        listeners=[progress],
+    )
+    cols = ["ttft_ms", "tpot_ms", "decode_tps", "usd_per_mtok", "top1", "greedy_match", "kl"]
+    frame = sweep.to_pandas()
+    print(frame[[c for c in cols if c in frame]].round(4).to_string())
+    for p in sweep.points:
+        if p.error:
+            print(f"greyed: {p.config}: {p.error}")
+        elif p.quality_note:
+            print(f"note: {p.config}: {p.quality_note}")
+    for w in sweep.warnings:
+        print("warning:", w)
+
+
 def saturate(url: str, model: str | None, args) -> None:
     from llmlab.served.loadtest import run_saturation_search
     from llmlab.session import Lab
@@ -158,6 +212,12 @@ def vs_vllm_bench(url: str, model: str | None, args) -> None:
     dataset = work / "prompts.jsonl"
     dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     tokenizer = sm.endpoint.client().get(f"{url}/models").json()["data"][0].get("root") or model
+    # What vLLM's client spends before its first request (importing vLLM, loading the tokenizer):
+    # one 1-prompt, 1-token run, subtracted from its CPU seconds below ("net").
+    one = argparse.Namespace(**{**vars(args), "num_prompts": 1, "output_len": 1})
+    startup = run_vllm_bench(python, url, model, tokenizer, dataset, one, 1, None, work)
+    args.vllm_startup_cpu = startup["client CPU s"]
+    print(f"vllm bench serve's start-up (1 prompt, 1 token): {args.vllm_startup_cpu:.2f} CPU s")
     scenarios = [("concurrency 1", 1, None), ("concurrency 4", 4, None)]
     scenarios.append((f"Poisson {args.rate:g} req/s", None, args.rate))
     for title, concurrency, rate in scenarios:
@@ -209,6 +269,7 @@ def run_vllm_bench(python, url, model, tokenizer, dataset, args, concurrency, ra
         for q in PERCENTILES:
             row[f"{ours} p{q}"] = result.get(f"p{q}_{theirs}_ms")
     row["client CPU s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    row["client CPU s, net"] = row["client CPU s"] - getattr(args, "vllm_startup_cpu", 0.0)
     return row
 
 
@@ -243,7 +304,7 @@ def run_llmlab(sm, prompts, args, concurrency, rate) -> dict:
         for q in PERCENTILES:
             value = spread.quantile(q / 100)
             row[f"{ours} p{q}"] = None if value is None else value * 1000
-    row["client CPU s"] = cpu
+    row["client CPU s"] = row["client CPU s, net"] = cpu
     for w in test.warnings:
         print("llmlab warning:", w)
     return row

@@ -101,9 +101,29 @@ def export_html(nb, out: str | Path, title: str | None = None) -> Path:
     # Saved widget state only feeds the CDN widget manager, which an offline page never loads.
     nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
+    _one_plotly_js(nb)
     exporter = HTMLExporter(template_file=str(TEMPLATE), embed_images=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title or "report"}})
     return write_text(out, body)
+
+
+def _one_plotly_js(nb) -> None:
+    """Keep the first plotly.js of the page and drop the others (a notebook run in several
+    kernel sessions carries one per session): every chart draws with the one kept."""
+    from llmlab.html import PLOTLY_JS_MARK
+
+    kept = False
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html")
+            if not isinstance(html, str) or PLOTLY_JS_MARK not in html:
+                continue
+            parts, rest = [], html
+            while (start := rest.find(f"<script {PLOTLY_JS_MARK}")) >= 0:
+                end = rest.index("</script>", start) + len("</script>")
+                parts.append(rest[:start] + ("" if kept else rest[start:end]))
+                kept, rest = True, rest[end:]
+            output["data"]["text/html"] = "".join(parts) + rest
 
 
 class ReportError(LabError):

@@ -10,6 +10,7 @@ inline their own view script and data); ``static_html()`` uses it and falls back
 
 from __future__ import annotations
 
+import importlib
 import sys
 import weakref
 from collections.abc import Callable
@@ -25,6 +26,13 @@ def register_view(result_type: type, factory: Callable[[Any], Any]) -> None:
 
 
 _STATIC: dict[type, Callable[[Any], str]] = {}
+_MARIMO: dict[type, Callable[[Any], Any]] = {}
+
+
+def register_marimo_view(result_type: type, factory: Callable[[Any], Any]) -> None:
+    """Show ``result_type`` in marimo as ``factory(result)``, where its Jupyter view cannot
+    run there (marimo runs anywidgets, not composite ipywidgets)."""
+    _MARIMO[result_type] = factory
 
 
 def register_static(result_type: type, render: Callable[[Any], str]) -> None:
@@ -100,6 +108,19 @@ class Result:
             f"<body>{self.static_html()}</body></html>"
         )
         return write_text(path, page)
+
+    def _display_(self) -> Any:
+        """marimo's display protocol (marimo calls it; Jupyter does not): the live view, which
+        marimo runs with its own kernel, else the offline HTML."""
+        # marimo users import Lab, not the magics: the visual front door registers its views
+        # on first use here (the engine itself never needs it).
+        importlib.import_module("llmlab.widgets")
+        factory = _lookup(_MARIMO, self) or _lookup(_VIEWS, self)
+        if factory is not None:
+            return factory(self)
+        import marimo as mo
+
+        return mo.Html(self.static_html())
 
     def _ipython_display_(self) -> None:
         # IPython calls this for the cell's value and for display(). The value of the cell that

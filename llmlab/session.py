@@ -290,6 +290,112 @@ class Lab:
             return lens.compare(lm, compare, text, lab=self, generate=generate, chat=chat)
         return lens.lens(lm, text, generate=generate, chat=chat)
 
+    # -- the other views the magics show (each result displays as its live view: Jupyter,
+    # marimo; and exports as its offline copy) ------------------------------------------
+    def attention(
+        self, text: str, *, model: str | None = None, compare: str | None = None, **options: Any
+    ) -> Any:
+        """Every layer's and head's attention over ``text`` (``%llm attention``):
+        :class:`llmlab.attention.AttentionResult`, or with ``compare`` (another loaded model or
+        a configuration such as "int8") an :class:`~llmlab.attention.AttentionComparison`.
+        ``options``: layer, head, layers, precision, generate, chat."""
+        from llmlab import attention
+
+        lm = self.model(model)
+        if compare:
+            return attention.compare(lm, compare, text, lab=self, **options)
+        return attention.attention(lm, text, **options)
+
+    def moe(
+        self,
+        texts: str | dict[str, str],
+        *,
+        model: str | None = None,
+        generate: int = 0,
+        layer: int | None = None,
+    ) -> Any:
+        """Which experts each token goes to (``%llm moe``): one text, or ``{name: text}`` to
+        compare inputs; :class:`llmlab.moe.MoeRouting`."""
+        from llmlab.moe import capture_routing
+
+        texts = {"text": texts} if isinstance(texts, str) else dict(texts)
+        return capture_routing(self.model(model), texts, generate=generate, layer=layer)
+
+    def moe_train(
+        self, *, steps: int | None = None, name: str = "moe-train", replace: bool = False
+    ) -> Any:
+        """Train the demo MoE (``%llm moe-train``), waiting until done; the trained model joins
+        this session as ``name``. Returns the run (its view: loss, routing per step)."""
+        from dataclasses import replace
+
+        from llmlab.moe.demo import DemoRecipe
+        from llmlab.moe.training import train_moe_demo
+
+        recipe = DemoRecipe()
+        if steps is not None:
+            if steps < 1:
+                raise LabError("moe_train: steps takes a number of steps >= 1")
+            recipe = replace(recipe, steps=steps, warmup=min(recipe.warmup, steps))
+        run = train_moe_demo(recipe, progress=False)
+        if run.trained is not None and run.trained.steps_done:
+            self.add(run.loaded(name), replace=replace)
+        return run
+
+    def tradeoff(
+        self,
+        configs: str | list[str],
+        prompts: list[str] | None = None,
+        *,
+        model: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Sweep acceleration configurations (``%llm tradeoff``), waiting until done:
+        :class:`llmlab.tradeoff.Sweep`. ``options``: max_new_tokens, repeats, warmup, text,
+        prices, axes."""
+        from llmlab.tradeoff import run_sweep
+
+        return run_sweep(self.model(model), configs, prompts, models=self.models, **options)
+
+    def accel(
+        self,
+        config: str = "baseline",
+        *,
+        prompt: str | None = None,
+        max_new_tokens: int = 64,
+        model: str | None = None,
+    ) -> Any:
+        """The acceleration panel (``%llm accel``): toggles and a Run button in its view;
+        ``panel.run(config, prompt, max_new_tokens)`` runs one from Python."""
+        from llmlab.accel import PrefixCache, parse_config
+        from llmlab.accel.panel import DEFAULT_PROMPT, AccelPanelState
+
+        lm = self.model(model)
+        if not lm.capabilities.internals:
+            _ = lm.model  # the one-line "served model: its weights stay on the server"
+        return AccelPanelState(
+            lm=lm,
+            models=self.models,
+            prompt=prompt or DEFAULT_PROMPT,
+            max_new_tokens=max_new_tokens,
+            config=parse_config(config, device=lm.device).label,
+            prefix_cache=self.prefix_caches.setdefault(lm.name, PrefixCache()),
+        )
+
+    def load_test(
+        self, concurrency: Any = (1, 2, 4, 8), *, target: str | None = None, **options: Any
+    ) -> Any:
+        """Load-test a served model (``%llm load-test``): :class:`llmlab.served.LoadTest`.
+        ``options``: requests, prompts, max_tokens, slo, warmup."""
+        from llmlab.served.loadtest import run_load_test
+
+        if target and target.startswith("served:"):  # a target spec (llmlab.targets)
+            from llmlab.targets import SERVED, resolve
+
+            return run_load_test(
+                resolve(target, models=self.models, kinds=(SERVED,)).other, concurrency, **options
+            )
+        return run_load_test(self.model(target), concurrency, **options)
+
     # -- interventions (llmlab.interventions) ------------------------------------------------
     def head_importance(
         self,

@@ -78,6 +78,7 @@ def _start_server() -> dict:
             "--allow-root",
             f"--ServerApp.root_dir={root}",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",  # Notebook 7, where installed
             "--ServerApp.disable_check_xsrf=True",
         ],
         stdout=subprocess.DEVNULL,
@@ -189,6 +190,108 @@ def run_cells_in_jupyterlab(
             browser.close()
             _shutdown_kernels(server)
     return out_png
+
+
+def save_with_ctrl_s(page, timeout_s: float = 60) -> None:
+    """Save the open notebook as a user does (Ctrl+S) and wait until it is written."""
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "() => !window.jupyterapp.shell.currentWidget.context.model.dirty",
+        timeout=timeout_s * 1000,
+    )
+
+
+def write_signed(nb, path: Path) -> None:
+    """Write a notebook and trust it, as JupyterLab does with what its user saves (an edited
+    file is untrusted otherwise: no scripts, no widgets)."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    NotebookNotary().sign(nb)
+    nbformat.write(nb, path)
+
+
+def saved_notebook(name: str) -> Path:
+    """The path of notebook ``name`` in the test server's root."""
+    return _start_server()["root"] / name
+
+
+def latest_notebook() -> Path:
+    """The notebook the last run_cells_in_jupyterlab call wrote (the newest in the root)."""
+    return max(_start_server()["root"].glob("nb_*.ipynb"), key=lambda p: p.stat().st_mtime)
+
+
+def reopen_notebook(
+    path: Path,
+    out_png: Path,
+    *,
+    app: str = "lab",
+    kernel: bool = True,
+    wait_for: str | None = None,
+    actions: Callable | None = None,
+    timeout_s: float = 180,
+) -> Path:
+    """Open the saved notebook ``path`` (in the server's root) as a user reopening it would:
+    in JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``), with a fresh kernel, or
+    with none (``kernel=False``: no session can start). Runs nothing. Waits for
+    ``wait_for`` (a CSS selector), calls ``actions(page)``, screenshots the page."""
+    from playwright.sync_api import sync_playwright
+
+    require_browser()
+    server = _start_server()
+    name = Path(path).name
+    if app == "lab":
+        url = (
+            f"{server['url']}/lab/workspaces/re{secrets.token_hex(3)}/tree/{name}"
+            f"?reset&token={server['token']}"
+        )
+    else:
+        url = f"{server['url']}/notebooks/{name}?token={server['token']}"
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            if not kernel:
+                # No kernel can start: the page's requests for a session fail.
+                page.route(
+                    "**/api/sessions*",
+                    lambda r: r.abort() if r.request.method == "POST" else r.continue_(),
+                )
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
+            if kernel:
+                page.wait_for_function(
+                    "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                    " const k = w && w.sessionContext && w.sessionContext.session"
+                    " && w.sessionContext.session.kernel;"
+                    " return k && k.connectionStatus === 'connected'; }",
+                    timeout=timeout_s * 1000,
+                )
+            else:  # "Error Starting Kernel", then "Select Kernel": OK, then "No Kernel"
+                for wait_s in (20, 5, 5):
+                    try:
+                        page.wait_for_selector(".jp-Dialog", timeout=wait_s * 1000)
+                    except Exception:  # noqa: BLE001 - no more dialogs
+                        break
+                    no_kernel = page.locator(".jp-Dialog button", has_text="No Kernel")
+                    button = (
+                        no_kernel
+                        if no_kernel.count()
+                        else page.locator(".jp-Dialog .jp-mod-accept")
+                    )
+                    button.first.click()
+                    page.wait_for_timeout(500)
+            if wait_for:
+                page.wait_for_selector(wait_for, timeout=timeout_s * 1000)
+            if actions is not None:
+                actions(page)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(out_png), full_page=True)
+        finally:
+            browser.close()
+            _shutdown_kernels(server)
+    return Path(out_png)
 
 
 def _shutdown_kernels(server: dict) -> None:

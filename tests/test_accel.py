@@ -393,11 +393,11 @@ def test_panel_refreshes_its_saved_copy_after_a_run(tiny_llama, monkeypatch):
 
     monkeypatch.setenv("LLMLAB_OFFLINE_COPY", "now")  # build the copy at once, as reports do
     panel = AccelPanel(AccelPanelState(lm=tiny_llama, models={}, max_new_tokens=4))
-    panel._handle = Handle()
+    panel._copy_handle = Handle()  # the offline copy's own output (beside the live view)
     panel.run("baseline", "Hi", 4)
     panel.run("kv=static", "Hi", 4)
     assert panel.payload["config"] == "kv=static"  # a re-render shows the selection
-    saved = panel._handle.updates[-1]["text/html"]
+    saved = panel._copy_handle.updates[-1]["text/html"]
     assert "kv=static" in saved and "vs_baseline" in saved  # runs travel in the saved copy
 
 

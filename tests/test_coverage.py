@@ -95,6 +95,7 @@ def test_a_partial_run_never_replaces_the_full_page(full_page, fake_run, capsys,
         (["--workers", "-1"], "--workers"),
         (["--out", "/nonexistent/families.md"], "the folder /nonexistent does not exist"),
         (["--out", "docs"], "is a folder"),
+        (["--out", "docs/x.md", "--json", "docs/./x.md"], "name the same file"),
     ],
 )
 def test_bad_arguments_are_one_line_and_write_nothing(full_page, fake_run, capsys, argv, said):

@@ -735,3 +735,14 @@ def test_flash_attention_on_cpu_says_what_it_uses_instead(lab):
     lm = lab.load("tiny:llama", attn_implementation="flash_attention_2")
     assert lm.attn_implementation == "sdpa"
     assert any("flash_attention_2 needs a CUDA GPU" in n and "using sdpa" in n for n in lm.notes)
+
+
+@pytest.mark.parametrize("sizes", [{"intermediate_size": 256}, {"vocab_size": 300}])
+def test_a_config_that_does_not_match_its_weights_is_one_line(saved_tiny, tmp_path, sizes):
+    folder = _copy(saved_tiny, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(sizes)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LabError, match="its config.json does not match its weights") as err:
+        load_model(str(folder))
+    assert "\n" not in str(err.value)

@@ -185,6 +185,91 @@ def test_next_marks_only_a_cut_prompt_with_an_ellipsis(tiny):
     assert "…" in long.to_html()
 
 
+# -- names, unload and bounds through the magic -------------------------------------------------
+
+
+def test_a_loaded_name_is_not_silently_replaced(tiny, capsys):
+    from llmlab.session import default_lab
+
+    run_magic(tiny, "chat --max-new-tokens 2", "remember me")
+    with pytest.raises(UsageError, match="a model named 'tiny-llama' is already loaded"):
+        run_magic(tiny, "load tiny:qwen2 --name tiny-llama")
+    lab = default_lab()
+    assert lab.models["tiny-llama"].spec == "tiny:llama" and lab.histories["tiny-llama"]
+    run_magic(tiny, "load tiny:qwen2 --name tiny-llama --replace")
+    assert lab.models["tiny-llama"].spec == "tiny:qwen2" and not lab.histories["tiny-llama"]
+    run_magic(tiny, "load tiny:qwen2 --name tiny-llama")  # the same model again: a reload
+    assert "loaded tiny-llama: qwen2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("line", ["unload ''", 'unload " "', "load tiny:qwen2 --name ''"])
+def test_empty_names_are_refused_and_nothing_changes(tiny, line):
+    from llmlab.session import default_lab
+
+    with pytest.raises(UsageError):
+        run_magic(tiny, line)
+    assert list(default_lab().models) == ["tiny-llama"] and default_lab().active == "tiny-llama"
+
+
+@pytest.mark.parametrize(
+    "line, said",
+    [
+        ("moe-train --name tiny-llama", "a model named 'tiny-llama' is already loaded"),
+        ("moe-train --name ''", "a model name must be non-empty"),
+        ("moe-train --steps 0", "--steps takes a whole number from 1 to 100,000"),
+        ("moe-train --steps -1", "--steps takes a whole number from 1"),
+        ("moe-train --steps 100001", "--steps takes a whole number from 1"),
+        ("moe-train --steps 1000000000000000000000000", "--steps takes a whole number from 1"),
+        ("moe-train --steps 10**24", "invalid int value"),
+    ],
+)
+def test_moe_train_refuses_before_training(tiny, line, said):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=said) as err:
+        run_magic(tiny, line)
+    assert "\n" not in str(err.value) and time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'lens --generate 1000000000 "Hi"',
+        'lens --generate 2047 "Hi there"',
+        'attention --generate 1000000000 "Hi"',
+        'lens --compare int8 --generate 100000 "Hi"',
+    ],
+)
+def test_generate_past_the_context_is_refused_before_generating(tiny, line):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match="is more than the context leaves: tiny-llama reads"):
+        run_magic(tiny, line)
+    assert time.perf_counter() - start < 5
+
+
+def test_a_lens_over_the_memory_budget_is_refused_before_generating(tiny, monkeypatch):
+    import time
+
+    from llmlab import memory
+    from llmlab.generation import engine
+
+    generated: list = []
+    real = engine.generate
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: generated.append(1) or real(*a, **k))
+    memory.set_budget("200KB")
+    try:
+        start = time.perf_counter()
+        with pytest.raises(UsageError, match="lens capture would hold"):
+            run_magic(tiny, 'lens --generate 1000 "Hi"')
+        assert not generated and time.perf_counter() - start < 5
+    finally:
+        memory.set_budget(None)
+    assert run_magic(tiny, 'lens --generate 2 "Hi"') is not None
+
+
 def test_options_after_a_quoted_prompt_are_options_not_text(tiny):
     r = run_magic(tiny, 'generate "What is the capital of France?" --max-new-tokens 4')
     assert r.prompt == "What is the capital of France?" and r.settings.max_new_tokens == 4
@@ -203,3 +288,23 @@ def test_options_after_a_quoted_prompt_are_options_not_text(tiny):
     assert run_magic(tiny, 'generate --max-new-tokens 2 "-h"').prompt == "-h"
     r = run_magic(tiny, 'generate --max-new-tokens 2 -- "a" --raw')
     assert r.prompt == "a --raw"
+
+
+def test_a_folder_whose_name_is_not_utf8_is_one_line(tiny, tmp_path):
+    import os
+
+    from llmlab.models.tiny import build_tiny
+    from llmlab.session import default_lab
+
+    model, tokenizer = build_tiny("llama")
+    model.save_pretrained(tmp_path / "saved")
+    tokenizer.save_pretrained(tmp_path / "saved")
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9")  # latin-1 bytes in a folder name
+    os.rename(tmp_path / "saved", raw)
+    tiny.user_ns["folder"] = os.fsdecode(raw)  # "caf\udce9": a lone surrogate in the text
+    for line in ("load {folder}", "load {folder} --name cafe"):
+        # transformers' tokenizer library cannot open such a path: one line, nothing loaded
+        with pytest.raises(UsageError, match="could not load") as err:
+            run_magic(tiny, line)
+        assert "\n" not in str(err.value)
+    assert list(default_lab().models) == ["tiny-llama"]

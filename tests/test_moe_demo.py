@@ -5,6 +5,7 @@ real build is in the slow test)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -116,7 +117,77 @@ def test_the_real_demo_builds_or_loads_and_its_routing_is_learned():
     routing = capture_routing(lm, held)
     table = routing.specialisation()
     assert routing.n_tokens > 3000 and "untrained" not in " ".join(routing.notes)
-    # Every layer's choice says more about a token's class than the untrained router's does.
-    assert (table["mi_class"] > 1.5 * table["mi_class_untrained"]).all()
+    # What the recipe guarantees on any CPU. The seed fixes the build on one CPU only: float
+    # reductions differ between CPUs, and over 300 steps one build's layer-3 MI was 0.121 bits
+    # and another's 0.080 (untrained 0.060). So: the model learned (held-out loss well below
+    # the untrained one's), every layer's choice says more about a token's class than the
+    # untrained router's and far more than chance, and across the layers clearly more.
+    card = read_card(Path(lm.model.config._name_or_path)) or {}
+    assert card["held_out_loss"] < card["untrained_held_out_loss"] - 2.0, card
+    assert (table["mi_class"] > table["mi_class_untrained"]).all()
     assert (table["mi_class"] > 10 * table["mi_class_chance"]).all()
+    assert table["mi_class"].mean() > 1.5 * table["mi_class_untrained"].mean()
     assert capture_routing(lm, PROBE_TEXTS).untrained is not None
+
+
+def _interrupt_at(monkeypatch, step: int, times: int = 1) -> None:
+    """Send Ctrl-C (SIGINT) ``times`` to this process when the run records ``step``."""
+    import os
+    import signal
+
+    from llmlab.moe.training import MoeTrainingRun
+
+    real = MoeTrainingRun._on_step
+
+    def on_step(self, record):
+        real(self, record)
+        if record.step == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(MoeTrainingRun, "_on_step", on_step)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_in_training_stops_in_one_line_and_keeps_the_steps(monkeypatch, capsys, presses):
+    from llmlab.moe.training import train_moe_demo
+
+    _interrupt_at(monkeypatch, 4, presses)
+    run = train_moe_demo(DemoRecipe().quick(200), progress=False)  # no KeyboardInterrupt
+    assert run.status == "stopped" and 4 <= run.trained.steps_done < 200
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    assert printed.out.count("stopping the training after this step") == 1
+    lm = run.loaded("kept")  # the finished steps, as a model
+    assert lm.model is run.trained.model
+
+
+def test_ctrl_c_in_the_moe_train_magic_keeps_the_model(ip, monkeypatch, capsys):
+    from llmlab import default_lab
+    from tests.helpers import run_magic
+
+    _interrupt_at(monkeypatch, 10)  # the recipe records every 10 steps
+    run = run_magic(ip, "moe-train --steps 300")
+    out = capsys.readouterr().out
+    assert run.status == "stopped"
+    line = f"stopped after step {run.trained.steps_done} of 300; the finished steps are kept as"
+    assert f"{line} moe-train" in out
+    assert default_lab().models["moe-train"].model is run.trained.model
+
+
+def test_unloading_a_model_that_is_training_stops_the_training_first(capsys):
+    import threading
+
+    from llmlab.moe.training import train_moe_demo
+    from llmlab.session import Lab
+
+    first = threading.Event()
+    run = train_moe_demo(DemoRecipe().quick(400), background=True, progress=False)
+    run.subscribe(lambda r: r.snapshots and r.snapshots[-1].step >= 2 and first.set())
+    assert first.wait(120)
+    lab = Lab()
+    lm = lab.add(run.loaded("mid-run"))  # the weights being trained, shared
+    lab.unload("mid-run")
+    assert run.done and run.status == "stopped" and run.trained.steps_done < 400
+    assert "unloading mid-run: stopping the running MoE training first" in capsys.readouterr().out
+    assert all(p.is_meta for p in lm.model.parameters())

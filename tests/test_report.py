@@ -39,12 +39,13 @@ def test_widgets_export_as_their_static_fallback(tmp_path):
         ],
     )
     nb = execute(path, timeout=300)
-    # Each view: one output holding the widget and its offline copy (built before the cell
-    # ended: the report asks the kernel for copies at once, not after display).
+    # Each view: the widget, then its offline copy in an output of its own (built before the
+    # cell ended: the report asks the kernel for copies at once, not after display).
     for cell in nb.cells[2:]:
-        (output,) = cell.outputs
-        assert "application/vnd.jupyter.widget-view+json" in output["data"]
-        assert "llmlab-static-data" in output["data"]["text/html"]
+        live, copy = cell.outputs
+        assert "application/vnd.jupyter.widget-view+json" in live["data"]
+        assert "text/html" not in live["data"] and live["metadata"]["llmlab"]
+        assert "llmlab-static-data" in copy["data"]["text/html"]
     html = export_html(nb, tmp_path / "nb.html").read_text()
     assert "Next token after" in html  # the reduced copy, kept for viewers without script
     assert "<script>alert(1)" not in html
@@ -158,11 +159,13 @@ def test_first_hour_notebook_exports_finished_views_without_echoes(tmp_path, cap
     assert kinds[4] == ["display_data"]  # asked for by name: shown in full
     assert "4 new" in nb.cells[4].outputs[0]["data"]["text/plain"]
     assert "(shown above)" not in str(nb)
-    (live,) = [o for o in nb.cells[5].outputs if o["output_type"] == "display_data"]
-    static = live["data"]["text/html"]
+    # The live view, then its offline copy in an output of its own.
+    live, copy = [o for o in nb.cells[5].outputs if o["output_type"] == "display_data"]
+    assert "text/html" not in live["data"]
+    static = copy["data"]["text/html"]
     assert "needs a running kernel" not in static and "Plotly.newPlot" in static
     assert "US$ per 1M output tokens" in static and "top-1 agreement" in static
-    again = nb.cells[6].outputs[0]["data"]["text/html"]
+    (again,) = [o["data"]["text/html"] for o in nb.cells[6].outputs if "text/html" in o["data"]]
     assert "US$ per 1M output tokens" in again and "running" not in again.split("</b>")[1][:20]
     listing = nb.cells[7].outputs[0]["data"]["text/html"]
     assert "..." not in listing and "optimum-quanto or hqq (fp8 is built in)" in listing

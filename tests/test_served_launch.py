@@ -220,3 +220,70 @@ def test_no_server_outlives_the_kernel(ending, tmp_path):
     )
     pid = int(run.stdout.split()[0])
     assert _wait_gone(pid), f"the engine process {pid} outlived its parent ({ending})"
+
+
+def test_engine_configurations_parse_to_the_engines_flags():
+    from llmlab.served.engines import parse_engine_config
+
+    cfg = parse_engine_config("engine:vllm+prefix-caching=on+spec=ngram")
+    assert cfg.label == "engine:vllm+prefix-caching=on+spec=ngram" and cfg.output_preserving
+    assert cfg.flags[0] == "--enable-prefix-caching" and cfg.flags[1] == "--speculative-config"
+    assert '"method": "ngram"' in cfg.flags[2]
+    fp8 = parse_engine_config("engine:vllm+kv=fp8")
+    assert fp8.flags == ["--kv-cache-dtype", "fp8"] and not fp8.output_preserving
+    assert parse_engine_config("engine:vllm").flags == []
+    for text, message in [
+        ("engine:vllm+kv=int3", "vllm has no option 'kv=int3' here; it has: prefix-caching="),
+        ("engine:llama.cpp+kv=fp8", "llama.cpp has no option 'kv=fp8' here; it has: none"),
+        ("engine:sglang", "unknown engine 'sglang'"),
+        ("engine:", "name the engine"),
+    ]:
+        with pytest.raises(LabError, match=message):
+            parse_engine_config(text)
+
+
+def test_an_engine_point_starts_and_stops_its_server(fake_engine):
+    from llmlab.served.engines import engine_point, parse_engine_config
+
+    with engine_point(parse_engine_config("engine:llama.cpp")) as sm:
+        pid = sm.server.process.pid
+        assert sm.name == "engine:llama.cpp" and sm.model_id == MODEL and _alive(pid)
+    assert _wait_gone(pid) and launch.running_servers() == []
+
+
+def test_engine_configurations_are_tradeoff_points(fake_engine, tiny_llama, monkeypatch):
+    """Each engine point starts its own server, is measured as a served point (latency, quality
+    against the local reference) and stopped; one the engine rejects is greyed with its line."""
+    from llmlab.tradeoff import run_sweep
+
+    started: list[int] = []
+    real = launch.EngineServer.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        started.append(self.process.pid)
+
+    monkeypatch.setattr(launch.EngineServer, "__init__", spy)
+    sweep = run_sweep(
+        tiny_llama, "baseline,engine:llama.cpp", ["Hello"], max_new_tokens=3, repeats=3,
+        warmup=0, prices={"llama.cpp": 0.5},
+    )  # fmt: skip
+    point = sweep.point("engine:llama.cpp")
+    assert point.status == "ok" and point.latency is not None and point.usd_per_mtok
+    assert "on the server" in point.peak_memory_kind
+    assert len(started) == 1 and _wait_gone(started[0]) and launch.running_servers() == []
+
+    rejected = (
+        "import sys; print('api_server.py: error: unrecognized arguments: --kv-cache-dtype "
+        "fp8', file=sys.stderr); sys.exit(2)"
+    )
+    monkeypatch.setattr(
+        launch,
+        "_llama_command",
+        lambda path, model_id, port, options, threads: ([sys.executable, "-c", rejected], {}),
+    )
+    sweep = run_sweep(tiny_llama, "baseline,engine:llama.cpp", ["Hello"], max_new_tokens=3,
+                      repeats=3, warmup=0)  # fmt: skip
+    point = sweep.point("engine:llama.cpp")
+    assert point.status == "failed" and "unrecognized arguments: --kv-cache-dtype" in point.error
+    assert sweep.point("baseline").status == "ok"

@@ -25,7 +25,8 @@ def lab(vllm_server):
 def test_generate_next_and_usage_against_vllm(lab):
     r = lab.generate("What is the capital of France?", max_new_tokens=16)
     assert "Paris" in r.text or "capital" in r.text  # bf16: a first-token near tie (design.md)
-    assert r.stats.new_tokens == len(r.stats.token_times_s) <= 16
+    # vLLM's usage counts the end-of-sequence token, which streams no text: one more than chunks.
+    assert len(r.stats.token_times_s) <= r.stats.new_tokens <= len(r.stats.token_times_s) + 1
     assert r.stats.prompt_tokens > 5  # vLLM sends usage in the last chunk
     dist = lab.next_token("The capital of France is")
     assert len(dist.tokens) == 20
@@ -79,17 +80,19 @@ def test_serve_magic_starts_vllm_and_unload_stops_it(ip, capsys):
     server = default_lab().model("vllm").server
     assert run_magic(ip, "generate --max-new-tokens 4 Hi").stats.new_tokens >= 1
     run_magic(ip, "unload vllm")
-    assert not server.running and launch.running_servers() == []
+    assert not server.running and server not in launch.running_servers()
 
 
 def test_an_option_vllm_rejects_is_its_own_message_in_one_line():
     if launch.engine_available("vllm"):
         pytest.skip(launch.engine_available("vllm"))
+    before = launch.running_servers()  # the session's server may be running
     with pytest.raises(LabError) as err:
         launch.start_server("vllm", options=["--no-such-option", "3"])
     message = str(err.value)
-    assert message.startswith("vLLM exited at start:") and "--no-such-option" in message
-    assert "\n" not in message and launch.running_servers() == []
+    assert message.startswith("vLLM exited at start: api_server.py: error: unrecognized")
+    assert "--no-such-option" in message and "\n" not in message
+    assert launch.running_servers() == before
 
 
 def test_served_notebook_runs_against_vllm(vllm_server, monkeypatch):

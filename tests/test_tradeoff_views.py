@@ -199,3 +199,47 @@ def test_live_figure_drops_the_empty_note_when_points_arrive():
     assert not any("appears here" in a.text for a in view.figure.layout.annotations)
     assert view.figure.layout.xaxis.visible is True
     assert view.stop_button.description == "Done" and view.stop_button.button_style == ""
+
+
+def test_plotly_js_rides_once_per_notebook_and_per_report(small_sweep, monkeypatch, tmp_path):
+    # Issue 21: every display of a sweep inlined plotly.js (4.8 MB): one sweep shown twice
+    # made a 12.4 MB notebook. Now the first cell that draws a chart carries it (again when
+    # that cell runs again); the report keeps one whatever the notebook holds.
+    import nbformat
+    from llmlab.widgets.tradeoff import TradeoffView
+
+    from llmlab import html as llhtml
+    from llmlab.report import export_html
+
+    cell = ["a"]
+    monkeypatch.setattr(llhtml, "_current_cell_id", lambda: cell[0])
+    monkeypatch.setattr(llhtml, "_plotly_cell", [None])
+    mark = llhtml.PLOTLY_JS_MARK
+
+    def copy_html():
+        bundle = TradeoffView(small_sweep)._repr_mimebundle_()
+        return (bundle[0] if isinstance(bundle, tuple) else bundle)["text/html"]
+
+    first = copy_html()
+    cell[0] = "b"
+    second = copy_html()
+    cell[0] = "a"  # the first cell run again: its new output carries it again
+    again = copy_html()
+    assert first.count(mark) == 1 and again.count(mark) == 1 and mark not in second
+    assert len(second) < 200_000 < 4_000_000 < len(first)
+    assert "llmlabPlot(" in second and "US$ per 1M" in second  # the chart and its table
+    # A page on its own (save_html, to_html) always carries it.
+    assert small_sweep.to_html().count(mark) == 1
+    # The report: one plotly.js, whichever outputs carry it.
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "x",
+                outputs=[nbformat.v4.new_output("display_data", data={"text/html": html})],
+            )
+            for html in (first, second, again)
+        ]
+    )
+    page = export_html(nb, tmp_path / "r.html").read_text()
+    assert page.count(f"<script {mark}") == 1 and page.count("llmlabPlot(") == 3 * 2
+    assert len(page) < len(first) + 1_000_000

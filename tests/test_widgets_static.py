@@ -36,7 +36,9 @@ def test_static_view_escapes_state_and_keeps_a_fallback():
     )
     _assert_inert(html)
     assert _data(html)["state"] == {"x": EVIL}
-    assert "<p>reduced</p>" in html and "<style>.a{color:red}</style>" in html
+    assert "<p>reduced</p>" in html
+    # The view's CSS goes into its shadow root only: none of it styles the host page.
+    assert _data(html)["css"] == ".a{color:red}" and "<style>.a{color:red}" not in html
     assert _data(html)["missing"] == MISSING
     assert "http://" not in html and "https://" not in html
 
@@ -188,35 +190,73 @@ def _drain():
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
+def _copy(data) -> str:
+    """The offline copy inside a copy output's bundle (what copy_host.js shows or hides)."""
+    assert WIDGET not in data
+    match = re.fullmatch(
+        r'<div class="llmlab-copy" id="llmlab-copy-[0-9a-f]+" data-llmlab-for="([0-9a-f]+)">'
+        r"(.*)<script type=\"module\">.*settleCopy\(.*</script></div>",
+        data["text/html"],
+        re.S,
+    )
+    assert match, data["text/html"][:300]
+    return match.group(2)
+
+
+def test_a_view_is_two_outputs_its_widget_then_its_offline_copy(monkeypatch):
+    # JupyterLab draws an output holding a widget with the widget renderer only (never its
+    # text/html): a reopened notebook showed "model not found". The copy is an output of its
+    # own, linked to the live view by the view's id.
+    monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
+    view, handles = _slow_view(monkeypatch)
+    view.release.set()
+    live = view.show()
+    _drain()
+    live_out, copy_out = handles
+    assert live is live_out
+    ((data, metadata),) = live_out.sent
+    assert WIDGET in data and "text/html" not in data
+    assert data[WIDGET]["model_id"] == view._llmlab_id == view.model_id
+    assert metadata["llmlab"] == {"offline_copy_follows": True}  # the report skips it
+    ((copy, _),) = copy_out.sent
+    assert f'data-llmlab-for="{view.model_id}"' in copy["text/html"]
+    # In a kernel anywidget runs live_host.js, which runs the view's own module.
+    assert "kernelBehind" in view._esm and view._view_esm == "export default { render() {} }"
+
+
 def test_show_returns_before_the_offline_copy_is_built(monkeypatch):
     monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
     view, handles = _slow_view(monkeypatch)
     handle = view.show()
     # The live view is on the page while its copy is still being built.
     assert view.started.wait(30) and not view.release.is_set()
+    live, copy = handles
     ((data, _),) = handle.sent
-    assert WIDGET in data and "text/html" not in data
+    assert handle is live and WIDGET in data and "text/html" not in data
+    assert "not built before its kernel ended" in _copy(copy.sent[0][0])  # placeholder
     view.release.set()
     _drain()
-    data, _ = handle.sent[-1]
-    assert data["text/html"] == "<p>copy of 1</p>"
-    assert data[WIDGET] == handle.sent[0][0][WIDGET]  # the same display keeps its widget
+    assert _copy(copy.sent[-1][0]) == "<p>copy of 1</p>"
+    assert len(live.sent) == 1  # the live view is not drawn again
     # A later refresh (e.g. after the accel panel's run) sends the new state the same way.
     view.payload = {"n": 2}
     view.refresh_offline_copy()
     _drain()
-    assert handle.sent[-1][0]["text/html"] == "<p>copy of 2</p>" and len(handles) == 1
+    assert _copy(copy.sent[-1][0]) == "<p>copy of 2</p>" and len(handles) == 2
 
 
 def test_a_quick_copy_rides_in_the_first_message(monkeypatch):
-    # No update follows, so JupyterLab draws the view once.
+    # No update follows.
     monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
-    view, _ = _slow_view(monkeypatch)
+    view, handles = _slow_view(monkeypatch)
     view.release.set()
-    handle = view.show()
+    view.show()
     _drain()
-    ((data, _),) = handle.sent
-    assert WIDGET in data and data["text/html"] == "<p>copy of 1</p>"
+    live, copy = handles
+    ((data, _),) = live.sent
+    assert WIDGET in data
+    ((data, _),) = copy.sent
+    assert _copy(data) == "<p>copy of 1</p>"
 
 
 def test_headless_runs_build_the_copy_before_the_cell_ends(monkeypatch):
@@ -224,25 +264,27 @@ def test_headless_runs_build_the_copy_before_the_cell_ends(monkeypatch):
 
     monkeypatch.setenv(base.OFFLINE_COPY_ENV, "now")
     monkeypatch.setattr(base, "OFFLINE_COPY_WAIT_S", 0)
-    view, _ = _slow_view(monkeypatch)
+    view, handles = _slow_view(monkeypatch)
     view.release.set()
-    handle = view.show()
-    ((data, _),) = handle.sent
-    assert data["text/html"] == "<p>copy of 1</p>"
+    view.show()
+    _, copy = handles
+    ((data, _),) = copy.sent
+    assert _copy(data) == "<p>copy of 1</p>"
     view.payload = {"n": 2}
     assert view.refresh_offline_copy() is None
-    assert handle.sent[-1][0]["text/html"] == "<p>copy of 2</p>"
+    assert _copy(copy.sent[-1][0]) == "<p>copy of 2</p>"
 
 
 def test_a_failed_copy_leaves_a_note_and_the_live_view(monkeypatch):
     monkeypatch.delenv("LLMLAB_OFFLINE_COPY", raising=False)
-    view, _ = _slow_view(monkeypatch)
+    view, handles = _slow_view(monkeypatch)
 
     def fail(result, state=None):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(type(view), "render_static", staticmethod(fail))
-    handle = view.show()
+    view.show()
     _drain()
-    data, _ = handle.sent[-1]
-    assert WIDGET in data and "No offline copy: RuntimeError: out of memory" in data["text/html"]
+    live, copy = handles
+    assert WIDGET in live.sent[-1][0]
+    assert "No offline copy: RuntimeError: out of memory" in _copy(copy.sent[-1][0])

@@ -702,7 +702,7 @@ function renderStack(p, stackName, root, send) {
   function tokenPick(toks, axis, value, onChange) {
     const sel = el("select", "llmlab-att-linkpick");
     toks.forEach((t, i) => {
-      const o = el("option", null, `${i}: ${shown(t)}${isGen(axis, i) ? " (generated)" : ""}`);
+      const o = el("option", null, `${i}: ${JSON.stringify(t)}${isGen(axis, i) ? " (generated)" : ""}`);
       o.value = String(i);
       sel.append(o);
     });
@@ -712,10 +712,10 @@ function renderStack(p, stackName, root, send) {
   }
   function buildLink() {
     linkPanel.replaceChildren();
-    const controls = el("div", "llmlab-att-controls");
-    const qWrap = el("label", "llmlab-att-pick", "query token ");
+    const controls = el("div", "llmlab-att-linkbar");
+    const qWrap = el("label", null, "query token ");
     qWrap.append(tokenPick(qTok, st.queries, link.q, (v) => { link.q = v; drawLink(); }));
-    const kWrap = el("label", "llmlab-att-pick", " attends to key token ");
+    const kWrap = el("label", null, "attends to key token ");
     kWrap.append(tokenPick(kTok, st.keys, link.k, (v) => { link.k = v; drawLink(); }));
     controls.append(qWrap, kWrap);
     const out = el("div", "llmlab-att-linkout");

@@ -263,6 +263,7 @@ function renderPatching(p, box) {
     buttons.push([b, panel]);
   });
   function show(i) {
+    detail.textContent = "Click a cell for its value.";
     buttons.forEach(([b, panel], j) => {
       b.classList.toggle("llmlab-int-active", i === j);
       panel.style.display = i === j ? "" : "none";

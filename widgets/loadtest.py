@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 import ipywidgets as widgets
+from llmlab.widgets.base import OfflineCopyDisplay
 
-from llmlab.html import card
+from llmlab.html import card, claim_plotly_js
 from llmlab.served.loadtest import LoadTest
 from llmlab.served.render import build_figure, figure_data, header_html, table_html
 
@@ -18,7 +19,7 @@ from llmlab.served.render import build_figure, figure_data, header_html, table_h
 PROGRESS_REFRESH_S = 0.25
 
 
-class LoadTestView(widgets.VBox):
+class LoadTestView(OfflineCopyDisplay, widgets.VBox):
     """``LoadTestView(test)``: subscribes to the test and redraws as levels finish."""
 
     def __init__(self, test: LoadTest) -> None:
@@ -36,6 +37,8 @@ class LoadTestView(widgets.VBox):
             layout={"max_width": "1000px"},
         )
         self.add_class("llmlab-loadtest")
+        self._uid = self.model_id
+        self.add_class(f"llmlab-live-{self._uid}")  # its offline copy hides beside it
         self._refresh(redraw=True)
         test.subscribe(self._on_event)
 
@@ -50,27 +53,39 @@ class LoadTestView(widgets.VBox):
 
     # -- display ------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
-        """Display with a handle kept: when the test ends, the display is updated so that its
-        static copy (what saved notebooks and reports show) is the finished test's page."""
-        from IPython.display import display
+        self.show()
 
-        self._handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+    def show(self, handle: Any = None) -> None:
+        """Display this view and its offline copy after it, keeping the copy's handle: when
+        the test ends, the copy (what saved notebooks and reports show) becomes its page."""
+        self._plotly_js = claim_plotly_js()  # plotly.js once per notebook, not per chart
+        finished = self.test.status != "running"
+        self._show_pair(handle, self._copy_html())
+        if finished:
+            self._copy_handle = None  # nothing left to update
+        elif (
+            self.test.status != "running"
+        ):  # it ended while being shown: its end event found no copy to update
+            self._update_display()
 
     def _update_display(self) -> None:
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None:
-            handle.update(self._repr_mimebundle_(), raw=True)
+        handle, self._copy_handle = self._copy_handle, None
+        self._update_copy(self._copy_html(), handle)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+    def _copy_html(self) -> str:
         if self.test.status == "running":
-            data["text/html"] = card(
+            return card(
                 header_html(self.test) + '<div class="llmlab-stats">live view: needs a running '
                 "kernel; display the test again when it has finished for a static copy.</div>"
             )
-        else:
-            data["text/html"] = self.test.to_html()
+        return self.test.to_html(with_plotly_js=self._plotly_js)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # One bundle, for hosts that take one; display() uses show() (two outputs).
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        self._plotly_js = claim_plotly_js()
+        data["text/html"] = self._copy_html()
         return bundle
 
     def _refresh(self, redraw: bool) -> None:

@@ -35,3 +35,5 @@ class MoeTrainingView(LabWidget):
         with self._lock:
             self._last = now
             self.payload = run.payload()
+        if run.done:  # the saved copy shows the finished run, not its first steps
+            self.refresh_offline_copy()

@@ -90,20 +90,37 @@ def static_view(
     view_id = f"llmlab-static-{uuid.uuid4().hex}"
     data = {
         "esm": source(esm),
+        # Applied inside the view's shadow root only (static_host.js): the page's CSS does not
+        # reach the view, and the view's CSS does not reach the page.
+        "css": source(css) if css else "",
         "state": state,
         "replies": replies or {},
         "note": note,
         "missing": MISSING,
     }
-    style = f"<style>{source(css)}</style>" if css else ""
     return (
-        f'<div class="llmlab-static" id="{view_id}">{style}'
+        f'<div class="llmlab-static" id="{view_id}">'
         f'<div class="llmlab-static-fallback">{fallback_html}</div>'
         '<div class="llmlab-static-view" style="display:none"></div>'
         '<div class="llmlab-static-note" style="display:none;color:#9a6700;font:12px system-ui,'
         'sans-serif;margin:4px 0"></div>'
         f'<script type="application/json" class="llmlab-static-data">{json_for_script(data)}'
         "</script>"
-        f'<script type="module">{host}\nhost(document.getElementById("{view_id}"));</script>'
-        "</div>"
+        f'<script type="module">{host}\nhostWhenShown(document.getElementById("{view_id}"));'
+        "</script></div>"
+    )
+
+
+def offline_copy(uid: str, inner_html: str) -> str:
+    """The output that stands beside live view ``uid``: ``inner_html`` (its offline copy),
+    shown where no live view of that id is on the page (``copy_host.js`` decides, in the page:
+    a notebook reopened without the widget's model, an exported report)."""
+    settle = _read(HERE / "copy_host.js")
+    assert "</script" not in settle.lower()
+    copy_id = f"llmlab-copy-{uuid.uuid4().hex}"
+    return (
+        f'<div class="llmlab-copy" id="{copy_id}" data-llmlab-for="{uid}">{inner_html}'
+        f'<script type="module">{settle}\nconst copy = document.getElementById("{copy_id}");\n'
+        "settleCopy(copy, () => { copy.dataset.llmlabOffline = '1';"
+        ' copy.dispatchEvent(new Event("llmlab:offline")); });</script></div>'
     )

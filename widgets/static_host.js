@@ -65,6 +65,13 @@ function makeModel(data, note) {
   };
 }
 
+// Inside the view nothing of the host page's CSS applies (a report's or JupyterLab's table
+// rules right-aligned cells and striped rows): the view renders in a shadow root that holds
+// only its own style, on a reset of every inherited property.
+const RESET = ":host{all:initial!important;display:block!important}"
+  + ".llmlab-static-root{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;"
+  + "font-size:13px;line-height:1.4;color:#1f2328;text-align:left}";
+
 export async function host(container) {
   if (container.dataset.llmlabHosted) return;
   container.dataset.llmlabHosted = "1";
@@ -80,9 +87,15 @@ export async function host(container) {
     if (typeof widget === "function") widget = await widget();
     const model = makeModel(data, note);
     const experimental = { invoke: async () => { throw new Error(data.missing); } };
+    const shadow = view.shadowRoot ?? view.attachShadow({ mode: "open" });
+    const style = document.createElement("style");
+    style.textContent = RESET + (data.css || "");
+    const root = document.createElement("div");
+    root.className = "llmlab-static-root";
+    shadow.replaceChildren(style, root);
     if (widget.initialize) await widget.initialize({ model, experimental });
-    if (widget.render) await widget.render({ model, el: view, experimental });
     view.style.display = "";
+    if (widget.render) await widget.render({ model, el: root, experimental });
     if (fallback) fallback.remove();
   } catch (err) {
     // The reduced static copy stays; say why the interactive one is missing.
@@ -91,4 +104,13 @@ export async function host(container) {
   } finally {
     URL.revokeObjectURL(url);
   }
+}
+
+// The copy's own script: run the view now, or, inside an offline-copy output next to a live
+// view (copy_host.js), once that output settles on showing the copy.
+export function hostWhenShown(container) {
+  const copy = container.closest(".llmlab-copy");
+  if (!copy) return host(container);
+  if (copy.dataset.llmlabOffline) return host(container);
+  copy.addEventListener("llmlab:offline", () => host(container), { once: true });
 }

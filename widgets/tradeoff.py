@@ -13,8 +13,9 @@ import time
 from typing import Any
 
 import ipywidgets as widgets
+from llmlab.widgets.base import OfflineCopyDisplay
 
-from llmlab.html import card, esc
+from llmlab.html import card, claim_plotly_js, esc
 from llmlab.tradeoff.render import (
     TABLE_CSS,
     X_AXES,
@@ -31,7 +32,7 @@ from llmlab.tradeoff.result import Sweep
 PROGRESS_REFRESH_S = 0.2
 
 
-class TradeoffView(widgets.VBox):
+class TradeoffView(OfflineCopyDisplay, widgets.VBox):
     """``TradeoffView(sweep)``: subscribes to the sweep and redraws as it fills."""
 
     def __init__(self, sweep: Sweep, axes: tuple[str, str] | None = None) -> None:
@@ -67,6 +68,8 @@ class TradeoffView(widgets.VBox):
             layout={"max_width": "1000px"},
         )
         self.add_class("llmlab-tradeoff")
+        self._uid = self.model_id
+        self.add_class(f"llmlab-live-{self._uid}")  # its offline copy hides beside it
         self._attach_clicks()
         self._refresh(redraw=True)
         sweep.subscribe(self._on_event)
@@ -160,41 +163,42 @@ class TradeoffView(widgets.VBox):
 
     # -- display ------------------------------------------------------------------------------
     def show(self, handle: Any = None) -> None:
-        """Display this view (into ``handle``, an IPython DisplayHandle, if given) and keep the
-        handle: when the sweep ends, the display is updated so that its static copy, which
-        saved notebooks and reports show, is the finished sweep rather than a "running" note."""
-        from IPython.display import display
-
-        if handle is None:
-            handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
-        else:
-            handle.update(self._repr_mimebundle_(), raw=True)
-        self._handle = handle
-        if self.sweep.done:
-            self._handle = None  # nothing left to update
+        """Display this view (into ``handle``, an IPython DisplayHandle, if given) and its
+        offline copy after it, keeping the copy's handle: when the sweep ends, the copy, which
+        saved notebooks and reports show, becomes the finished sweep instead of a note."""
+        self._plotly_js = claim_plotly_js()  # plotly.js once per notebook, not per chart
+        finished = self.sweep.done
+        self._show_pair(handle, self._copy_html())
+        if finished:
+            self._copy_handle = None  # nothing left to update
+        elif self.sweep.done:  # it ended while being shown: its end event found no copy to update
+            self._update_display()
 
     def _ipython_display_(self) -> None:
         self.show()
 
     def _update_display(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.update(self._repr_mimebundle_(), raw=True)
+        handle, self._copy_handle = self._copy_handle, None
+        self._update_copy(self._copy_html(), handle)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+    def _copy_html(self) -> str:
         # Exported notebooks cannot run widgets offline. A finished sweep falls back to its
         # self-contained page, drawn on this view's axes; a running one to a note (its page
-        # would be empty; show() replaces the note when the sweep ends).
+        # would be empty; the copy is replaced when the sweep ends).
         if self.sweep.done:
-            data["text/html"] = self.sweep.to_html(self.axes)
-        else:
-            data["text/html"] = card(
-                header_html(self.sweep)
-                + '<div class="llmlab-stats">live view: needs a running kernel. Display the '
-                "sweep again when it has finished for a static copy.</div>"
-            )
+            return self.sweep.to_html(self.axes, with_plotly_js=self._plotly_js)
+        return card(
+            header_html(self.sweep)
+            + '<div class="llmlab-stats">live view: needs a running kernel. Display the '
+            "sweep again when it has finished for a static copy.</div>"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # One bundle, for hosts that take one; display() uses show() (two outputs).
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        self._plotly_js = claim_plotly_js()
+        data["text/html"] = self._copy_html()
         return bundle
 
 

@@ -92,6 +92,10 @@ def _outputs(args) -> tuple[Path, Path]:
     partial = bool(args.types) and set(args.types) != set(known)
     out = args.out or (PARTIAL_PAGE if partial else FULL_PAGE)
     out_json = args.json or (PARTIAL_JSON if partial else FULL_JSON)
+    if out.resolve() == out_json.resolve():
+        raise _Refused(
+            f"--out and --json name the same file ({out}); the JSON would replace the page"
+        )
     if partial and out.is_file():
         try:
             listed = matrix.families_in(out.read_text(encoding="utf-8", errors="replace"))

@@ -36,7 +36,8 @@ class ScanTiming:
 
     def text(self) -> str:
         return (
-            f"{self.variants} variants in {self.passes} forward passes "
+            f"{self.variants} variants in {self.passes} forward "
+            f"pass{'' if self.passes == 1 else 'es'} "
             f"(≤ {self.rows_per_pass} per pass, {self.method}) · {self.seconds:.2f} s"
         )
 

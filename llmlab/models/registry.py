@@ -196,6 +196,11 @@ def _load_failure(err: Exception) -> str:
             "its PyTorch pickle holds more than tensors (code, or damaged bytes) and torch "
             "refused to unpickle it; load only weights you trust, best saved as safetensors"
         )
+    if "ignore_mismatched_sizes" in str(err):  # transformers' report is above; say it plainly
+        return (
+            "its config.json does not match its weights (tensors of other shapes): the config "
+            "was edited or belongs to other weights"
+        )
     if type(err).__name__ == "SafetensorError":
         return f"a .safetensors file is damaged or truncated ({one_line(err)})"
     return one_line(err)

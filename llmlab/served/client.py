@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
 from llmlab.errors import LabError
-from llmlab.served.validate import Redactor, error_message, one_line, parse_models, seconds
+from llmlab.served.validate import Redactor, error_message, parse_models, printable, seconds
 
 #: Seconds to wait for the server to accept a connection.
 CONNECT_TIMEOUT_S = 5.0
@@ -219,7 +219,16 @@ class Endpoint:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        url = urlparse(self.base_url)
+        try:
+            url = urlparse(self.base_url)
+            url.port  # noqa: B018 - parses the port: "host:abc" raises here, not mid-request
+        except ValueError:
+            url = None
+        if url is None:
+            raise LabError(
+                "not a server URL (its host or port does not parse); "
+                "e.g. openai:http://127.0.0.1:8080/v1"
+            )
         if url.password is not None or url.username is not None:
             self._auth = (unquote(url.username or ""), unquote(url.password or ""))
             url = url._replace(netloc=url.netloc.rpartition("@")[2])
@@ -230,7 +239,7 @@ class Endpoint:
             )
         if url.scheme not in ("http", "https") or not url.hostname:
             raise LabError(
-                f"not a server URL: {one_line(repr(urlunparse(url)), 120)}; "
+                f"not a server URL: {printable(repr(urlunparse(url)), 120)}; "
                 "e.g. openai:http://127.0.0.1:8080/v1"
             )
         self.base_url = urlunparse(url).rstrip("/")
@@ -243,7 +252,7 @@ class Endpoint:
 
     @property
     def host(self) -> str:
-        return one_line(urlparse(self.base_url).netloc, 120)
+        return printable(urlparse(self.base_url).netloc, 120)
 
     def client(self) -> Any:
         """One pooled httpx client per endpoint (thread-safe; shared by load-test workers)."""
@@ -316,7 +325,7 @@ class Endpoint:
         except (ValueError, RecursionError):
             raise LabError(
                 f"{self.base_url}/models did not answer like an OpenAI-compatible server "
-                f"(not JSON: {one_line(repr(body[:80]), 100)})"
+                f"(not JSON: {printable(repr(body[:80]), 100)})"
             ) from None
         return parse_models(data, self.host, limits.redact)
 
@@ -333,7 +342,7 @@ class Endpoint:
         except (ValueError, RecursionError):
             raise LabError(
                 f"the server at {self.host} answered /{path} with something that is not JSON: "
-                f"{one_line(repr(text[:80]), 100)}"
+                f"{printable(repr(text[:80]), 100)}"
             ) from None
 
     def stream(
@@ -364,7 +373,7 @@ class Endpoint:
                 try:
                     data = json.loads(payload)
                 except (ValueError, RecursionError):
-                    shown = one_line(repr(payload[:80]), 100)
+                    shown = printable(repr(payload[:80]), 100)
                     raise LabError(f"the server sent a chunk that is not JSON: {shown}") from None
                 limits.progress()
                 yield Event(now, data)
@@ -396,18 +405,23 @@ class Endpoint:
             try:
                 self._cm = client.stream(self.method, url, json=self.body, headers=ep._headers())
                 response = self._cm.__enter__()
+            except LabError:  # an unusable key, said as such
+                _current.limits = self._outer
+                raise
             except Exception as err:  # noqa: BLE001 - transport failures are one line
                 _current.limits = self._outer
                 raise ep._transport_error(err, self.limits) from None
             self.limits.progress()  # the status line and headers are a complete event
             try:
                 if response.status_code != 200:
-                    text = ep._read_body(response, MAX_ERROR_BYTES, self.limits, "an error")
+                    text = ep._read_body(
+                        response, MAX_ERROR_BYTES, self.limits, "an error", cut=True
+                    )
                     raise ep._status_error(response.status_code, text, self.body)
                 encoding = response.headers.get("content-encoding", "identity").lower()
                 if encoding not in ("", "identity"):
                     raise LabError(
-                        f"the server at {ep.host} compressed its answer ({one_line(encoding, 20)})"
+                        f"the server at {ep.host} compressed its answer ({printable(encoding, 20)})"
                         " though asked not to; llmlab reads only uncompressed answers"
                     )
             except BaseException:
@@ -441,15 +455,26 @@ class Endpoint:
             yield chunk
 
     def _read_body(
-        self, response: Any, limit: int, limits: Limits, what: str, *, progress: bool = False
+        self,
+        response: Any,
+        limit: int,
+        limits: Limits,
+        what: str,
+        *,
+        progress: bool = False,
+        cut: bool = False,
     ) -> str:
-        """The whole body, at most ``limit`` bytes; with ``progress`` every read that brings
-        bytes restarts the idle clock (a body has no events; the deadline still holds)."""
+        """The whole body, at most ``limit`` bytes (``cut``: its first ``limit`` bytes; else
+        more is refused); with ``progress`` every read that brings bytes restarts the idle
+        clock (a body has no events; the deadline still holds)."""
         data = bytearray()
         for chunk in self._raw(response, limits):
             if progress:
                 limits.progress()
             data += chunk
+            if len(data) > limit and cut:
+                del data[limit:]
+                break
             if len(data) > limit:
                 raise LabError(
                     f"the server at {self.host} sent more than {limit >> 10:,} KiB for {what}; "
@@ -505,7 +530,7 @@ class Endpoint:
             return LabError(
                 f"the server at {self.host} closed the connection midway; the answer is incomplete"
             )
-        detail = one_line(self.redactor()(str(err)), 160)
+        detail = printable(self.redactor()(str(err)), 160)
         return LabError(f"request to {self.host} failed: {type(err).__name__}: {detail}")
 
     def _status_error(self, status: int, text: str, body: dict[str, Any] | None) -> LabError:

@@ -206,7 +206,7 @@ def stream_request(
     out.usage, out.usage_note = check_usage(
         usage,
         max_tokens=max_tokens,
-        text_chunks=least_tokens,
+        least_tokens=least_tokens,
         prompt_chars=len(json.dumps(body.get("messages", body.get("prompt", "")))),
     )
     return out

@@ -341,10 +341,11 @@ class LoadTest(Result):
 
         return loadtest_text(self)
 
-    def to_html(self) -> str:
+    def to_html(self, *, with_plotly_js: bool = True) -> str:
+        """Self-contained HTML (plotly.js inlined unless another chart of the page has it)."""
         from llmlab.served.render import loadtest_html
 
-        return loadtest_html(self)
+        return loadtest_html(self, with_plotly_js=with_plotly_js)
 
     def save_html(self, path, title: str | None = None):  # type: ignore[override]
         return super().save_html(path, title or f"llmlab load test: {self.target}")

@@ -15,7 +15,7 @@ from typing import Any
 from llmlab.errors import LabError
 from llmlab.models.capabilities import Capabilities
 from llmlab.served.client import DEFAULT_TIMEOUT_S, Endpoint
-from llmlab.served.validate import check_model_id, listing, one_line
+from llmlab.served.validate import check_model_id, listing, printable
 
 PREFIX = "openai:"
 #: Top log-probabilities per token an OpenAI-compatible server gives at most (llama.cpp and
@@ -150,7 +150,7 @@ def load_served(
         model = available[0]
     elif available and model not in available:
         raise LabError(
-            f"the server at {endpoint.host} has no model {one_line(repr(model), 80)}; it "
+            f"the server at {endpoint.host} has no model {printable(repr(model), 80)}; it "
             f"serves: {listing(available)}"
         )
     check_model_id(model, endpoint.host)

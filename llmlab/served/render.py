@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from llmlab.html import card, esc
+from llmlab.html import card, esc, plotly_chart
 from llmlab.measure.stats import format_number
 
 if TYPE_CHECKING:
@@ -198,13 +198,12 @@ def table_html(test: LoadTest) -> str:
     return f"<table class='llmlab-loadtest'><tr>{head}</tr>{''.join(rows)}</table>{legend}{notes}"
 
 
-def loadtest_html(test: LoadTest) -> str:
-    """Self-contained: plotly.js is inlined so the page works with no network."""
+def loadtest_html(test: LoadTest, *, with_plotly_js: bool = True) -> str:
+    """Works with no network: plotly.js is inlined unless ``with_plotly_js`` is False
+    (another chart of the same page or notebook carries it: see llmlab.html)."""
     fig = build_figure(test)
     uid = f"llmlab-load-{uuid.uuid4().hex[:8]}"
-    plot = fig.to_html(
-        full_html=False, include_plotlyjs=True, div_id=uid, config={"displaylogo": False}
-    )
+    plot = plotly_chart(fig, uid, with_plotly_js=with_plotly_js)
     return card(header_html(test) + plot + table_html(test))
 
 

@@ -68,7 +68,7 @@ def clean_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", _CONTROL.sub(_picture, text))
 
 
-def one_line(text: Any, limit: int = MAX_SHOWN) -> str:
+def printable(text: Any, limit: int = MAX_SHOWN) -> str:
     """Any text as one printable line of at most ``limit`` characters."""
     text = _WHITESPACE.sub(" ", clean_text(str(text))).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -82,7 +82,7 @@ def listing(items: Sequence[str], limit: int = 10, width: int = 300) -> str:
     """``a, b, c`` for a few items; for many, the first that fit ``width`` and a count."""
     shown: list[str] = []
     for item in items[:limit]:
-        text = one_line(repr(item) if has_controls(item) else item, 60)
+        text = printable(repr(item) if has_controls(item) else item, 60)
         if shown and sum(len(s) + 2 for s in shown) + len(text) > width:
             break
         shown.append(text)
@@ -148,7 +148,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, str):
-        return f"a string ({one_line(repr(value), 40)})"
+        return f"a string ({printable(repr(value), 40)})"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, int | float):
@@ -165,7 +165,7 @@ def seconds(value: Any, what: str, *, maximum: float = 7 * 24 * 3600) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise LabError(f"{what} takes seconds, e.g. 60; got {one_line(repr(value), 40)}") from None
+        raise LabError(f"{what} takes seconds, e.g. 60; got {printable(repr(value), 40)}") from None
     if not math.isfinite(number) or number <= 0 or number > maximum:
         raise LabError(
             f"{what} must be a finite number of seconds in (0, {maximum:g}], got {value}"
@@ -200,7 +200,7 @@ def check_model_id(model_id: str, host: str) -> str:
     """A model id llmlab will send back and print: no control characters, bounded length."""
     if has_controls(model_id) or len(model_id) > MAX_MODEL_ID or not model_id.strip():
         raise ServerDataError(
-            f"the server at {host} names its model {one_line(repr(model_id), 80)}: control "
+            f"the server at {host} names its model {printable(repr(model_id), 80)}: control "
             f"characters, blank or longer than {MAX_MODEL_ID} characters; llmlab will not use it"
         )
     return model_id
@@ -408,7 +408,7 @@ class Usage:
 
 
 def check_usage(
-    usage: Any, *, max_tokens: int, text_chunks: int, prompt_chars: int
+    usage: Any, *, max_tokens: int, least_tokens: int, prompt_chars: int
 ) -> tuple[Usage | None, str | None]:
     """The server's usage report if it is possible for this request, else ``(None, why)``.
 
@@ -430,8 +430,8 @@ def check_usage(
     done, prompt = counts["completion_tokens"], counts["prompt_tokens"]
     if done is not None and done > max_tokens:
         return None, f"completion_tokens was {done:,}, more than the {max_tokens} asked for"
-    if done is not None and done < text_chunks:
-        return None, f"completion_tokens was {done}, fewer than the {text_chunks} text chunks"
+    if done is not None and done < least_tokens:
+        return None, f"completion_tokens was {done}, fewer than the {least_tokens} text chunks"
     limit = min(MAX_PROMPT_TOKENS, 4 * prompt_chars + 100_000)
     if prompt is not None and prompt > limit:
         return (
@@ -452,4 +452,4 @@ def error_message(data: Any, redact: Redactor) -> str:
         text = str(err)
     else:
         text = str(data)
-    return one_line(redact(text))  # redacted before it is cut: no half key survives
+    return printable(redact(text))  # redacted before it is cut: no half key survives

@@ -3,7 +3,8 @@
 A sweep only needs three things from a configuration: its label and the registry's claim,
 a context manager that yields the (possibly changed) model, and a way to generate with it.
 Every item of ``--configs`` is resolved by :func:`llmlab.targets.resolve` (accelerations,
-another loaded model, ``served:NAME``); tests build :class:`Configuration` directly to exercise
+another loaded model, ``served:NAME``, ``engine:ENGINE+OPTIONS``: an engine started for its
+point, :mod:`llmlab.served.engines`); tests build :class:`Configuration` directly to exercise
 the runner without them.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
-from llmlab.targets import MODEL, SERVED, SERVED_PREFIX, Target, resolve
+from llmlab.targets import ENGINE, ENGINE_PREFIX, MODEL, SERVED, SERVED_PREFIX, Target, resolve
 
 if TYPE_CHECKING:
     from llmlab.generation.result import GenerationResult
@@ -77,8 +78,9 @@ def configuration(target: Target, usd_per_hour: float | None = None) -> Configur
 
     def run(base, vlm, prompt, settings: GenerationSettings, on_token=None):
         # A variant generates from the base model with its parts applied: the load-time copy
-        # that open() made above is cached, so nothing is quantized twice.
-        return target.generate(prompt, settings, base=base, on_token=on_token)
+        # that open() made above is cached, so nothing is quantized twice. An engine's server
+        # is the one open() started.
+        return target.generate(prompt, settings, base=base, on_token=on_token, server_model=vlm)
 
     return Configuration(
         label=target.label,
@@ -115,6 +117,9 @@ def resolve_configs(
         price = None
         if target.kind == SERVED:
             price = prices.get(target.other.name, prices.get("served"))
+        elif target.kind == ENGINE:  # a server started for the point
+            engine = target.other
+            price = prices.get(engine.label, prices.get(engine.engine, prices.get("served")))
         elif target.kind == MODEL and lm is not None and not target.tokenizer_compatible(lm):
             raise LabError(
                 f"configuration {target.spec!r}: its tokenizer differs from {lm.name}'s; a "
@@ -129,7 +134,8 @@ def resolve_configs(
             add(item)  # a served model object
         else:
             for text in split_configs([item]):
-                add(text if text.startswith(SERVED_PREFIX) else text.replace("+", ","))
+                remote = text.startswith((SERVED_PREFIX, ENGINE_PREFIX))
+                add(text if remote else text.replace("+", ","))
     if not resolved:
         raise LabError("no configurations given; e.g. --configs baseline,kv=off,quant=int8")
     unique: dict[str, Configuration] = {}

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmlab.html import card, esc, json_for_script
+from llmlab.html import card, esc, json_for_script, plotly_chart
 from llmlab.measure.stats import format_number
 from llmlab.tradeoff.axes import X_AXES, Y_AXES, Axis, check_axes, parse_axes  # noqa: F401
 from llmlab.tradeoff.result import APPROXIMATING, KL_PRESERVING, PRESERVING
@@ -460,18 +460,17 @@ def sweep_payload(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def sweep_html(sweep: Sweep, axes: tuple[str, str]) -> str:
-    """Self-contained: plotly.js is inlined (~4.6 MB) so the chart works with no network."""
+def sweep_html(sweep: Sweep, axes: tuple[str, str], *, with_plotly_js: bool = True) -> str:
+    """Works with no network: plotly.js (4.8 MB) is inlined unless ``with_plotly_js`` is
+    False (another chart of the same page or notebook carries it: see llmlab.html)."""
     import uuid
 
     fig = build_figure(sweep, axes)
     uid = "llmlab-sweep-" + uuid.uuid4().hex[:10]
-    chart = fig.to_html(
-        full_html=False, include_plotlyjs=True, div_id=uid, config={"displaylogo": False}
-    )
+    chart = plotly_chart(fig, uid, with_plotly_js=with_plotly_js)
     data = json_for_script(sweep_payload(sweep))
     script = (HERE / "static_page.js").read_text("utf-8")
-    panel = f'<div id="{uid}-texts">{compare_html(sweep, _first_other(sweep))}</div>'
+    panel = f'<div id="{uid}-texts">{compare_html(sweep, first_other_point(sweep))}</div>'
     return card(
         header_html(sweep)
         + chart
@@ -483,7 +482,7 @@ def sweep_html(sweep: Sweep, axes: tuple[str, str]) -> str:
     )
 
 
-def _first_other(sweep: Sweep) -> int | None:
+def first_other_point(sweep: Sweep) -> int | None:
     for i, p in enumerate(sweep.points):
         if not p.is_baseline and p.status == "ok":
             return i

@@ -271,12 +271,13 @@ class Sweep(Result):
 
         return text_table(self)
 
-    def to_html(self, axes: tuple[str, str] | None = None) -> str:
-        """Self-contained HTML: an interactive plotly chart (plotly.js inlined, no network),
-        the table of figures with spreads, and the texts of the point you click."""
+    def to_html(self, axes: tuple[str, str] | None = None, *, with_plotly_js: bool = True) -> str:
+        """Self-contained HTML: an interactive plotly chart (plotly.js inlined, no network;
+        ``with_plotly_js=False`` where another chart of the page carries it), the table of
+        figures with spreads, and the texts of the point you click."""
         from llmlab.tradeoff.render import sweep_html
 
-        return sweep_html(self, axes or self.axes)
+        return sweep_html(self, axes or self.axes, with_plotly_js=with_plotly_js)
 
     def payload(self) -> dict[str, Any]:
         from llmlab.tradeoff.render import sweep_payload

@@ -6,6 +6,7 @@ from llmlab.magics.registry import Context, arg, command
 
 from llmlab.devices import DEVICE_MAPS, DEVICES, DTYPES, format_bytes
 from llmlab.errors import LabError
+from llmlab.files import safe_text
 from llmlab.models.registry import ATTN_IMPLEMENTATIONS
 
 
@@ -101,15 +102,17 @@ def load(ctx: Context, args) -> None:
 
 def _announce_local(lm) -> None:
     # Printed before the model joins the session: a line that fails leaves nothing loaded.
+    # safe_text: a folder whose name is not UTF-8 bytes reads as text with lone surrogates.
     s = lm.summary()
-    print(
+    line = (
         f"loaded {lm.name}: {s['family']}, {s['params']} params, {lm.placement}/{lm.dtype}"
         f"{_on_threads(lm.device)}, "
         f"{s['attention']} attention, weights {format_bytes(lm.weight_bytes)}, "
         f"in {lm.load_seconds:.1f} s ({lm.source})"
     )
+    print(safe_text(line))
     for note in lm.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
 
 
 def _on_threads(device: str) -> str:

@@ -43,7 +43,8 @@ def _prices(items: list[str] | None) -> dict[str, float]:
         "--configs",
         help="comma-separated configurations, parts of one joined with +, e.g. "
         "baseline,kv=off,quant=int8,spec=prompt-lookup,bf16,spec=prompt-lookup+quant=int8; "
-        "served:NAME adds a loaded served model (docs/served.md)",
+        "served:NAME adds a loaded served model, engine:vllm+prefix-caching=on (also "
+        "spec=ngram, kv=fp8) an engine started for its point (docs/served.md)",
     ),
     arg("--prompts", help="text file, one prompt per line (default: 4 short built-in prompts)"),
     arg(
