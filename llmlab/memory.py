@@ -163,6 +163,33 @@ def kv_cache(config: Any, tokens: int, bytes_per_value: int = 4, batch: int = 1)
     return batch * kv_cache_bytes(config, tokens, bytes_per_value)
 
 
+def generation(
+    config: Any,
+    tokens: int,
+    new_tokens: int,
+    batch: int,
+    *,
+    bytes_per_value: int = 4,
+    keep_logits: bool = False,
+) -> Estimate:
+    """Sampling ``batch`` sequences at once (``--best-of``, ``--num-return-sequences``): a KV
+    cache per sequence for ``tokens`` positions, and the float32 logits of every step for every
+    sequence where candidates are scored (``keep_logits``), else one step's."""
+    try:
+        kv = kv_cache(config, tokens, bytes_per_value, batch)
+    except (AttributeError, TypeError, ZeroDivisionError):  # no attention KV (Mamba, RWKV)
+        kv = 0
+    vocab = config_facts(config).vocab or 0
+    steps = new_tokens if keep_logits else 1
+    kept = f" + {_n(batch)} × {_n(steps)} steps × {_n(vocab)} logits" if keep_logits else ""
+    return Estimate(
+        "generation",
+        kv + batch * steps * vocab * 4,
+        f"{_n(batch)} sequences × {_n(tokens)} tokens of KV cache{kept}",
+        "sample fewer candidates (--best-of, --num-return-sequences) or fewer new tokens",
+    )
+
+
 #: Weight bytes of a load-time variant relative to float32 weights (see llmlab.accel.quant).
 WEIGHT_SHARE = {"int8": 0.45, "int4": 0.2, "bnb8": 0.3, "bnb4": 0.2, "bf16": 0.5, "fp16": 0.5}
 

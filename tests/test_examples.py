@@ -29,7 +29,7 @@ def test_interventions_notebook_runs_and_exports(tmp_path):
     assert "p(' tiger') with head 13.8 ablated" in text
     assert "PatchingResult(smollm2" in text and "best residual patch" in text
     assert "LensComparison" in text or "Logit lens" in text
-    assert "steer=love*6" in text
+    assert "steer=love*1.5" in text
     assert "· experts=-3" in text and "first-choice share per expert" in text
     assert "experts=-3-5" in text and "weight_mb" in text
     html = export_html(nb, tmp_path / "interventions.html").read_text()

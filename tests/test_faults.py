@@ -746,3 +746,32 @@ def test_a_config_that_does_not_match_its_weights_is_one_line(saved_tiny, tmp_pa
     with pytest.raises(LabError, match="its config.json does not match its weights") as err:
         load_model(str(folder))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"best_of": 100_000}, "at most 256 candidates, got 100,000"),
+        ({"num_return_sequences": 10**9}, "at most 256 candidates"),
+    ],
+)
+def test_absurd_candidate_counts_are_refused_at_once(lab, fields, match):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(LabError, match=match):
+        lab.generate("hi", max_new_tokens=2, temperature=1.0, **fields)
+    assert time.perf_counter() - start < 5
+
+
+def test_candidates_over_the_memory_budget_are_refused_before_sampling(lab):
+    from llmlab import memory
+
+    memory.set_budget("1MB")
+    try:
+        with pytest.raises(LabError, match=r"generation would hold .*256 sequences"):
+            lab.generate("hi", max_new_tokens=200, temperature=1.0, best_of=256)
+    finally:
+        memory.set_budget(None)
+    r = lab.generate("hi", max_new_tokens=2, temperature=1.0, best_of=2)
+    assert len(r.candidates) == 2

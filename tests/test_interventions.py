@@ -328,8 +328,10 @@ def test_bad_input_names_the_valid_range(llama, moe):
 def test_scan_inputs_are_checked_in_one_line(llama):
     with pytest.raises(LabError, match="clean has 11, corrupted has 5"):
         patching(llama, "hello there", "hello", "o", "x")
-    with pytest.raises(LabError, match=r"the answer 'ox' is 2 tokens \('o' \+ 'x'\)"):
+    with pytest.raises(LabError, match=r"the answer 'ox' is 2 tokens \('o' \+ 'x'\); give one"):
         patching(llama, "hello there", "jello where", "ox", "x")
+    with pytest.raises(LabError, match="without spaces 'o' is one"):
+        patching(llama, "hello there", "jello where", " o", "x")
     with pytest.raises(LabError, match="the same token"):
         patching(llama, "hello there", "jello where", "o", "o")
     with pytest.raises(LabError, match="layer 7 is out of range"):
@@ -341,9 +343,11 @@ def test_scan_inputs_are_checked_in_one_line(llama):
 def test_served_models_need_the_weights():
     from types import SimpleNamespace
 
-    from llmlab.served.model import SERVED
+    from llmlab.models.capabilities import Capabilities
 
-    served = SimpleNamespace(name="remote", served=True, capabilities=SERVED)
+    served = SimpleNamespace(
+        name="remote", capabilities=Capabilities(remote=True, internals=False, top_logprobs=5)
+    )
     for call in (
         lambda: parse("ablate=1.1", served),
         lambda: head_importance(served, TEXT),

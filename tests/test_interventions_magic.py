@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from IPython.core.error import UsageError
 
 from llmlab import Lab
@@ -134,3 +135,29 @@ def test_interventions_are_targets_wherever_a_variant_is_taken(ip):
     with pytest.raises(UsageError, match="is neither"):
         run_magic(ip, 'attention --compare "ablate=9.9" hello')
     assert np.isfinite(run_magic(ip, "heads hello").effects).any()
+
+
+def test_a_sweep_row_of_expert_pruning_measures_quality_and_saved_weights():
+    from llmlab.interventions.edits import forward
+    from llmlab.targets import resolve
+    from llmlab.tradeoff import run_sweep
+
+    lab = Lab()
+    lm = lab.load("tiny:qwen3_moe")
+    sweep = run_sweep(lm, "baseline,experts=-3-5", ["hello there"], max_new_tokens=4,
+                      repeats=3, text_tokens=32)  # fmt: skip
+    frame = sweep.to_pandas()
+    base, pruned = frame.loc["baseline"], frame.loc["experts=-3-5"]
+    assert pruned.status == "ok" and pruned.claimed in (False, "approximating")
+    assert pruned.weight_mb < base.weight_mb
+    assert pruned.kl > 0 and pruned.perplexity != base.perplexity
+    # A target opened twice on the same model (a sweep opens it, then generates through it)
+    # applies its interventions once: steering is not added twice.
+    lab.steering_vector("a", "b", layer=1, name="twice")
+    ids = lm.tokenizer("hello", return_tensors="pt").input_ids
+    target = resolve("steer=twice*3", lm, models=lab.models)
+    with target.open() as vlm:
+        once = forward(vlm, ids)
+        with target.open(vlm) as again:
+            assert torch.equal(forward(again, ids), once)
+    assert not torch.equal(forward(lm, ids), once)

@@ -239,11 +239,14 @@ def test_moe_train_refuses_before_training(tiny, line, said):
         'lens --generate 2047 "Hi there"',
         'attention --generate 1000000000 "Hi"',
         'lens --compare int8 --generate 100000 "Hi"',
+        'moe --generate 100000000 "Hi"',
     ],
 )
 def test_generate_past_the_context_is_refused_before_generating(tiny, line):
     import time
 
+    if line.startswith("moe"):
+        run_magic(tiny, "load tiny:mixtral --name tiny-llama --replace")
     start = time.perf_counter()
     with pytest.raises(UsageError, match="is more than the context leaves: tiny-llama reads"):
         run_magic(tiny, line)
@@ -288,6 +291,22 @@ def test_options_after_a_quoted_prompt_are_options_not_text(tiny):
     assert run_magic(tiny, 'generate --max-new-tokens 2 "-h"').prompt == "-h"
     r = run_magic(tiny, 'generate --max-new-tokens 2 -- "a" --raw')
     assert r.prompt == "a --raw"
+
+
+def test_models_table_shows_wherever_the_line_is(tiny):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as shown:
+        tiny.run_cell("%llm models\nx = 1", store_history=True)  # not the cell's last line
+    assert len(shown.outputs) == 1 and "tiny-llama" in str(shown.outputs[0].data)
+    with capture_output() as shown:
+        tiny.run_cell("t = %llm models", store_history=True)
+        tiny.run_cell("%llm models", store_history=True)  # the last line: not drawn twice
+    assert len(shown.outputs) == 2
+    with capture_output() as shown:
+        tiny.run_cell("t", store_history=True)  # a later cell asks for it: shown
+    assert len(shown.outputs) == 1 and "tiny-llama" in str(shown.outputs[0].data)
+    assert tiny.user_ns["t"].loc["tiny-llama", "active"] == "●"
 
 
 def test_a_folder_whose_name_is_not_utf8_is_one_line(tiny, tmp_path):

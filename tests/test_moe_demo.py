@@ -130,6 +130,22 @@ def test_the_real_demo_builds_or_loads_and_its_routing_is_learned():
     assert capture_routing(lm, PROBE_TEXTS).untrained is not None
 
 
+def test_the_first_build_says_what_it_costs_and_leaves_no_bar(tmp_path, capsys, monkeypatch):
+    """Issue 21: "under a minute" where it took 141 s on a busy machine; a "Writing model
+    shards" bar left behind in the notebook."""
+    from llmlab.moe.demo import build_message
+
+    monkeypatch.setattr("os.getloadavg", lambda: (9.5, 9.0, 8.0))
+    busy = build_message(300)
+    assert "under a minute" not in busy and "load average 9.5" in busy and "minutes" in busy
+    monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert "load average" not in build_message(300)
+    demo_dir(DemoRecipe().quick(2), root=tmp_path, progress=False)
+    captured = capsys.readouterr()
+    assert "Writing model shards" not in captured.err + captured.out
+    assert "trained the demo MoE in" in captured.out
+
+
 def _interrupt_at(monkeypatch, step: int, times: int = 1) -> None:
     """Send Ctrl-C (SIGINT) ``times`` to this process when the run records ``step``."""
     import os

@@ -274,3 +274,11 @@ def test_tradeoff_sweep_mixes_local_and_served(fake, tiny_llama):
     assert row["peak_mem_mb"] is None or row["peak_mem_mb"] != row["peak_mem_mb"]
     with pytest.raises(LabError, match="no served model named 'nope'"):
         run_sweep(tiny_llama, "baseline,served:nope", ["q"], models={"fake-model": sm})
+
+
+def test_the_first_answer_from_a_server_says_it_may_have_been_cold(fake):
+    lab = _lab(fake.url)
+    first = lab.generate("Hello", max_new_tokens=3)
+    assert "cold: first request to this server" in first.stats.footer()
+    again = lab.generate("Hello", max_new_tokens=3)
+    assert "cold" not in again.stats.footer() and "cold" not in again.stats.extra

@@ -146,7 +146,7 @@ def test_a_password_in_the_url_stays_off_everything_shown(server):
     assert lab.generate("q").text.endswith("Paris.")
     texts = [repr(sm), sm.source, str(sm.summary()), sm.spec, sm.endpoint.base_url]
     assert all("pw-secret-77" not in t for t in texts)
-    for bad in ("http://[::1/v1", "http://me:pw-secret-77@127.0.0.1:port/v1"):
+    for bad in ("http://[::1/v1", "http://me:pw-secret-77@127.0.0.1:port/v1", "http://h\x1b[2J/v1"):
         with pytest.raises(LabError, match="host or port does not parse") as info:
             lab.load(f"openai:{bad}", model=MODEL)
         assert "pw-secret-77" not in str(info.value)
@@ -201,10 +201,17 @@ def test_every_request_has_a_total_deadline(server):
     assert lab.generate("q", max_new_tokens=2).text == "The capital"  # the next one works
 
 
-def test_ctrl_c_in_a_slow_load_test_returns_at_once(server):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "slow", "stall_s": 40},  # silent: a worker blocks in a socket read
+        {"mode": "loris", "drip_s": 0.5},  # a line takes 35 s to arrive
+    ],
+)
+def test_ctrl_c_in_a_slow_load_test_returns_at_once(server, options):
     from llmlab.served import run_load_test
 
-    fake = server(mode="loris", drip_s=0.5)  # a line takes 35 s to arrive
+    fake = server(**options)
     lab = _lab(fake.url)
     asked: list[float] = []
 

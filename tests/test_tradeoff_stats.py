@@ -86,3 +86,41 @@ def test_the_sweep_leads_with_end_to_end_speedup(sweep):
     assert "end to end: 1.41× (decode 5.20×, TTFT 0.48×)" in hover_text(sweep.points[1], sweep)
     assert "end to end 1.41×" in sweep.to_text()
     assert "95% CI" in html  # the KL cell's bar says what it is
+
+
+def test_the_sweep_says_under_which_threads_it_ran(sweep, monkeypatch):
+    import torch
+
+    from llmlab.tradeoff.render import header_html
+
+    monkeypatch.setattr("os.getloadavg", lambda: (7.25, 7.0, 7.0))
+    fresh = Sweep(
+        **{
+            k: getattr(sweep, k)
+            for k in (
+                "model",
+                "device",
+                "dtype",
+                "prompts",
+                "settings",
+                "repeats",
+                "warmup",
+                "configs",
+            )
+        }
+    )
+    html = header_html(fresh)
+    threads = torch.get_num_threads()
+    assert f"{threads} torch thread" in html and "load average 7.2 on" in html
+    assert "2 prompts × 3 repeats" in html
+    one = Sweep(
+        **{
+            **{
+                k: getattr(fresh, k)
+                for k in ("model", "device", "dtype", "settings", "warmup", "configs")
+            },
+            "prompts": ["a"],
+            "repeats": 1,
+        }
+    )
+    assert "1 prompt × 1 repeat " in header_html(one)

@@ -39,7 +39,7 @@ const STAT_NAMES = {
   warmup_s: "warm-up s (not timed)",
   build_s: "copy built in s (not timed)",
   first_call_compile_s: "compile s (first call, not timed)",
-  kl_to_base_nats: "KL to loaded weights (nats, mean per token)",
+  kl_to_base_nats: "mean KL to loaded weights, nats",
   top1_to_base: "top-1 same as loaded weights",
 };
 

@@ -126,6 +126,18 @@ def generate(
     kwargs = settings.generate_kwargs() | {"max_new_tokens": max_new}
     kwargs["pad_token_id"] = lm.tokenizer.pad_token_id
     scoring = settings.n_candidates > 1
+    if scoring:  # N sequences at once: refuse, before allocating, what cannot fit
+        from llmlab import memory
+
+        estimate = memory.generation(
+            lm.config,
+            n_prompt + max_new,
+            max_new,
+            settings.n_candidates,
+            bytes_per_value=lm.model.dtype.itemsize,
+            keep_logits=True,
+        )
+        memory.guard(estimate, lm.device)
     if scoring:
         kwargs.update(output_logits=True, return_dict_in_generate=True)
     kwargs.update(generate_kwargs or {})

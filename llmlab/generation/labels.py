@@ -35,8 +35,9 @@ STAT_LABELS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "warmup_s": ("warm-up s (not timed)", _plain),
     "build_s": ("copy built in s (not timed)", _plain),
     "first_call_compile_s": ("compile s (first call, not timed)", _plain),
-    "kl_to_base_nats": ("KL to loaded weights (nats, mean per token)", _plain),
+    "kl_to_base_nats": ("mean KL to loaded weights, nats", _plain),
     "top1_to_base": ("top-1 same as loaded weights", _percent),
+    "cold": ("cold:", _plain),
 }
 
 

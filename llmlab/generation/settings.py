@@ -13,6 +13,10 @@ from llmlab.errors import LabError
 SEED_LIMIT = 2**64
 
 
+#: Candidates one generation may sample at once (OpenAI's API allows 128 choices).
+MAX_CANDIDATES = 256
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How to pick each next token.
@@ -58,6 +62,14 @@ class GenerationSettings:
             raise LabError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.num_return_sequences < 1 or self.best_of < 1:
             raise LabError("--num-return-sequences and --best-of must be >= 1")
+        if max(self.num_return_sequences, self.best_of) > MAX_CANDIDATES:
+            # Each candidate is a sequence decoded at once: 10^5 of them ran for minutes on a
+            # model of 0.2 M parameters. The memory estimate (llmlab.memory.generation) bounds
+            # the rest before anything is allocated.
+            raise LabError(
+                f"--num-return-sequences and --best-of take at most {MAX_CANDIDATES} candidates, "
+                f"got {max(self.num_return_sequences, self.best_of):,}"
+            )
         if self.num_return_sequences > 1 and self.best_of > 1:
             raise LabError("use either --best-of or --num-return-sequences, not both")
         if self.n_candidates > 1 and not self.do_sample:

@@ -57,20 +57,21 @@ def single_token(lm: LoadedModel, text: str, what: str = "answer") -> int:
     if len(ids) == 1:
         return int(ids[0])
     pieces = " + ".join(repr(t) for t in token_texts(lm.tokenizer, ids))
-    hint = ""
-    if not text.startswith(" "):
-        spaced = lm.tokenizer(" " + text, add_special_tokens=False).input_ids
-        if len(spaced) == 1:
-            hint = f"; with a leading space {' ' + text!r} is one token"
+    hint = _one_token_hint(lm, text, ids)
+    raise LabError(f"the {what} {text!r} is {len(ids)} tokens ({pieces}); {hint}")
+
+
+def _one_token_hint(lm: LoadedModel, text: str, ids: list[int]) -> str:
+    """What single token the user may have meant."""
+    for other, how in ((" " + text, "with a leading space"), (text.strip(), "without spaces")):
+        if (
+            other != text
+            and other.strip()
+            and len(lm.tokenizer(other, add_special_tokens=False).input_ids) == 1
+        ):
+            return f"give one token: {how} {other!r} is one"
     first = token_texts(lm.tokenizer, ids[:1])[0] if ids else ""
-    return _raise(
-        f"the {what} {text!r} is {len(ids)} tokens ({pieces}); give one token"
-        f"{hint or f', e.g. {first!r}'}"
-    )
-
-
-def _raise(message: str) -> Any:
-    raise LabError(message)
+    return f"give one token, e.g. its first, {first!r}"
 
 
 # -- batching -----------------------------------------------------------------------------------

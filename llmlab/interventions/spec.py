@@ -139,7 +139,8 @@ def parse_part(key: str, value: str, sites: ModelSites | None = None) -> Interve
 
 def require_weights(lm: Any) -> None:
     """One line for a served model: interventions change what runs inside the model."""
-    if not lm.capabilities.internals:
+    capabilities = getattr(lm, "capabilities", None)
+    if capabilities is not None and (capabilities.remote or not capabilities.internals):
         raise LabError(
             f"{lm.name} is a served model: interventions need the weights (load the model "
             "locally to ablate, patch or steer it)"
@@ -351,8 +352,14 @@ def intervened(
     require_weights(lm)
     items = parse(spec, lm)
     sites = sites_of(lm)
-    with (
-        lm.exclusive(f"interventions ({label_of(items)})"),
-        applied(sites, edits_for(items, sites)),
-    ):
-        yield lm
+    key, label = id(lm.model), label_of(items)
+    with lm.exclusive(f"interventions ({label})"), applied(sites, edits_for(items, sites)):
+        outer = _ACTIVE.get(key)
+        _ACTIVE[key] = label if outer is None else f"{outer},{label}"
+        try:
+            yield lm
+        finally:
+            if outer is None:
+                _ACTIVE.pop(key, None)
+            else:
+                _ACTIVE[key] = outer

@@ -32,6 +32,11 @@ def _t975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 prompt"``, ``"2 prompts"``."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def format_number(x: float, digits: int = 3) -> str:
     """Readable significant digits: ``1,234``, ``12.3``, ``0.0123``, ``1.2e-05``."""
     if abs(x) >= 10 ** (digits - 1):
@@ -122,9 +127,10 @@ class Spread:
         v = self.value
         return None if not v or self.iqr is None else self.iqr / abs(v)
 
-    def format(self, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    def format(self, unit: str = "", scale: float = 1.0, digits: int = 3, of: str = "") -> str:
         """``"12.3 ms (IQR 11.9–12.8, p90 13.1, n=84)"`` for a median; a mean says so and
-        gives its confidence interval: ``"0.0014 (mean, 95% CI 0.0009–0.0019, n=120)"``."""
+        gives its confidence interval: ``"0.0014 (mean, 95% CI 0.0009–0.0019, n=120)"``.
+        ``of`` names what the samples are (``"positions"``: ``n=120 positions``)."""
         if not self.values:
             return "n/a"
 
@@ -132,14 +138,12 @@ class Spread:
             return format_number(x * scale, digits)
 
         sep = " " if unit else ""
+        n = f"n={self.n}" + (f" {of}" if of else "")
         bar = self.interval
         if self.headline == "mean":
             ci = f"95% CI {f(bar[0])}–{f(bar[1])}, " if bar else ""
-            return f"{f(self.value)}{sep}{unit} (mean, {ci}n={self.n})"
-        return (
-            f"{f(self.value)}{sep}{unit} (IQR {f(self.q1)}–{f(self.q3)}, "
-            f"p90 {f(self.p90)}, n={self.n})"
-        )
+            return f"{f(self.value)}{sep}{unit} (mean, {ci}{n})"
+        return f"{f(self.value)}{sep}{unit} (IQR {f(self.q1)}–{f(self.q3)}, p90 {f(self.p90)}, {n})"
 
     def to_dict(self) -> dict[str, Any]:
         return {

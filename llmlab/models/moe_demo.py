@@ -442,13 +442,34 @@ def demo_dir(
             return target
         print(f"llmlab: the cached demo MoE in {target} {problem}; training it again")
     tokenizer = default_tokenizer()
-    print(
-        f"llmlab: training the demo MoE once ({recipe.steps} steps, under a minute on 2 idle "
-        "cores; then cached beside the default model)"
-    )
+    print(build_message(recipe.steps), flush=True)
     trained = train(recipe, tokenizer, progress=progress)
     save(trained, target)
+    print(f"llmlab: trained the demo MoE in {trained.seconds:.0f} s; later loads read the cache")
     return target
+
+
+#: Seconds of training measured on 2 idle cores (docs/moe.md); 162 s while 8 jobs shared them.
+IDLE_TRAIN_S = 15
+
+
+def build_message(steps: int) -> str:
+    """What the first build costs, said before it starts: the idle figure, and the machine's
+    load when it is busy (the same build took 141-162 s on a shared 2-core machine)."""
+    from llmlab.models.threads import cpu_count, load_average
+
+    load = load_average()
+    busy = load is not None and load > cpu_count()
+    when = (
+        f"about {IDLE_TRAIN_S} s on an idle core; this machine is busy (load average "
+        f"{load:.1f} on {cpu_count()} CPUs), so it may take a few minutes"
+        if busy
+        else f"about {IDLE_TRAIN_S} s of training on an idle core, minutes on a busy machine"
+    )
+    return (
+        f"llmlab: training the demo MoE once ({steps} steps on one thread: {when}; then cached "
+        "beside the default model)"
+    )
 
 
 def save(trained: Trained, target: Path) -> None:
@@ -460,8 +481,12 @@ def save(trained: Trained, target: Path) -> None:
     try:
         # The untrained twin of the specialisation figures is rebuilt from this seed.
         trained.model.config.llmlab_init_seed = trained.recipe.seed
-        trained.model.save_pretrained(tmp)
-        trained.tokenizer.save_pretrained(tmp)
+        # No "Writing model shards" bar: saved in a notebook, a bar stays behind as a snapshot.
+        from llmlab.models.default import _no_progress_bars
+
+        with _no_progress_bars():
+            trained.model.save_pretrained(tmp)
+            trained.tokenizer.save_pretrained(tmp)
         info = card(trained)
         write_text(tmp / CARD_FILE, json.dumps(info, indent=1))
         write_text(tmp / "README.md", _readme(info))

@@ -48,7 +48,17 @@ def capture_routing(
         raise LabError("--generate takes a number of tokens ≥ 0")
     from llmlab import memory
 
-    tokens = sum(len(lm.tokenizer(t).input_ids) + generate for t in named.values())
+    lengths = {name: len(lm.tokenizer(t).input_ids) for name, t in named.items()}
+    if generate:  # refused before generating, as the lens and attention views do
+        name, longest = max(lengths.items(), key=lambda item: item[1])
+        room = lm.context_length - longest
+        if generate > room:
+            raise LabError(
+                f"--generate {generate:,} is more than the context leaves: {lm.name} reads "
+                f"{lm.context_length:,} tokens and {name!r} takes {longest:,}; give at most "
+                f"{max(room, 0):,}"
+            )
+    tokens = sum(n + generate for n in lengths.values())
     memory.guard(memory.moe_capture(lm.model.config, tokens, layers=len(layers)), lm.device)
     indices = [m.index for m in layers]
     if layer is not None and layer not in indices:

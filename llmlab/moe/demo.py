@@ -1,25 +1,10 @@
-"""The demonstration MoE now lives with the other model builders, in
-:mod:`llmlab.models.moe_demo` (``%llm load moe-demo`` trains it on first use); its names stay
-importable from here."""
+"""The demonstration MoE lives with the other model builders, in :mod:`llmlab.models.moe_demo`
+(``%llm load moe-demo`` trains it on first use, so the model registry needs it below every
+feature). ``llmlab.moe.demo`` is that same module: names, private ones and monkeypatching
+included."""
 
-from llmlab.models.moe_demo import (  # noqa: F401
-    CARD_FILE,
-    DEMO_SPEC,
-    MEASURE_TOKENS,
-    PROBE_TEXT,
-    PROBE_TEXTS,
-    DemoRecipe,
-    Trained,
-    TrainStep,
-    card,
-    card_line,
-    corpus,
-    default_tokenizer,
-    demo_config,
-    demo_dir,
-    read_card,
-    save,
-    stdlib_files,
-    train,
-    untrained_model,
-)
+import sys
+
+from llmlab.models import moe_demo
+
+sys.modules[__name__] = moe_demo

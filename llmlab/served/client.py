@@ -29,7 +29,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
 from llmlab.errors import LabError
-from llmlab.served.validate import Redactor, error_message, parse_models, printable, seconds
+from llmlab.served.validate import (
+    Redactor,
+    error_message,
+    has_controls,
+    parse_models,
+    printable,
+    seconds,
+)
 
 #: Seconds to wait for the server to accept a connection.
 CONNECT_TIMEOUT_S = 5.0
@@ -223,6 +230,8 @@ class Endpoint:
             url = urlparse(self.base_url)
             url.port  # noqa: B018 - parses the port: "host:abc" raises here, not mid-request
         except ValueError:
+            url = None
+        if has_controls(self.base_url) or " " in self.base_url:
             url = None
         if url is None:
             raise LabError(

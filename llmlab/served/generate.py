@@ -13,6 +13,7 @@ import math
 import statistics
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,12 @@ TOP_LOGPROBS = 20
 MAX_CHARS_PER_TOKEN = 1024
 #: Chunks without text (role, finish, usage) a stream may hold beyond one per token.
 TEXTLESS_SLACK = 16
+#: Said under the first answer a session gets from a server: its figures may hold the server's
+#: one-off start-up work (vLLM's first request: TTFT 24.6 s; the next ones 0.2 s).
+COLD_NOTE = (
+    "first request to this server from this session: it may have been cold (one-off start-up "
+    "work in its TTFT); run again for warm figures"
+)
 #: After the last token asked for, the seconds left for the usage report and [DONE].
 AFTER_LIMIT_S = 2.0
 
@@ -57,6 +64,7 @@ class Streamed:
     finish_reason: str | None = None
     e2e_s: float = 0.0
     interrupted: bool = False
+    cold: bool = False  # the first request this session sent to this server
 
     @property
     def text(self) -> str:
@@ -126,6 +134,21 @@ def request_body(
     return "completions", body
 
 
+# Servers this session has had an answer from, by endpoint (weakly: a dropped endpoint is
+# forgotten). A server's first request pays one-off costs (vLLM: 24.6 s TTFT, then 0.2 s).
+_answered: dict[int, weakref.ref] = {}
+
+
+def _has_answered(endpoint: Endpoint) -> bool:
+    ref = _answered.get(id(endpoint))
+    return ref is not None and ref() is endpoint
+
+
+def _answered_now(endpoint: Endpoint) -> None:
+    key = id(endpoint)
+    _answered[key] = weakref.ref(endpoint, lambda _ref: _answered.pop(key, None))
+
+
 def stream_request(
     endpoint: Endpoint,
     path: str,
@@ -139,7 +162,7 @@ def stream_request(
     client's own limit of ``body["max_tokens"]`` tokens (a server that streams on is cut off
     there, and the answer says so), or at the endpoint's idle timeout or total deadline."""
     max_tokens = int(body["max_tokens"])
-    out = Streamed()
+    out = Streamed(cold=not _has_answered(endpoint))
     limits = endpoint.limits(stop)
     start = time.perf_counter()
     usage: Any = None
@@ -199,6 +222,8 @@ def stream_request(
     except KeyboardInterrupt:
         out.interrupted = True
     out.e2e_s = time.perf_counter() - start
+    if out.chunk_times:
+        _answered_now(endpoint)
     if out.overrun:
         out.finish_reason = "length"
         usage = None  # it counted tokens the client never kept
@@ -313,6 +338,8 @@ def stats_of(sm: ServedModel, run: Streamed) -> GenerationStats:
         extra["tokens"] = "counted from chunks (the server sent no usage report)"
     if run.overrun:
         extra["note"] = run.overrun
+    if run.cold:
+        extra["cold"] = COLD_NOTE
     extra["server"] = sm.endpoint.host
     return GenerationStats(
         prompt_tokens=run.prompt_tokens or 0,

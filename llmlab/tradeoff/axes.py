@@ -37,7 +37,7 @@ Y_AXES = {
         Axis(
             "kl",
             "kl",
-            "mean KL vs reference (nats, 95% CI bars; 0 drawn at the floor)",
+            "mean KL vs reference (nats, 95% CI; 0 at the floor)",
             "low",
             log=True,
         ),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmlab.html import card, esc, json_for_script, plotly_chart
-from llmlab.measure.stats import format_number
+from llmlab.measure.stats import count, format_number
 from llmlab.tradeoff.axes import X_AXES, Y_AXES, Axis, check_axes, parse_axes  # noqa: F401
 from llmlab.tradeoff.result import APPROXIMATING, KL_PRESERVING, PRESERVING
 
@@ -79,11 +79,12 @@ def hover_text(p: SweepPoint, sweep: Sweep) -> str:
     if mem:
         lines.append(" · ".join(mem))
     if p.kl and p.kl.n:
-        lines.append(f"KL {p.kl.format('nats')} positions, p90 {format_number(p.kl.p90)}")
+        lines.append(f"KL {p.kl.format('nats', of='positions')}, p90 {format_number(p.kl.p90)}")
     if p.top1 and p.top1.n:
-        lines.append(f"top-1 agreement {p.top1.format('%', 100)} prompts")
+        lines.append(f"top-1 agreement {p.top1.format('%', 100, of='prompts')}")
     if p.greedy_matches is not None:
-        lines.append(f"greedy identical {sum(p.greedy_matches)}/{len(p.greedy_matches)} prompts")
+        same, n = sum(p.greedy_matches), len(p.greedy_matches)
+        lines.append(f"greedy identical on {same} of {count(n, 'prompt')}")
     if p.perplexity is not None:
         lines.append(f"perplexity {p.perplexity:.3f} ({p.perplexity_tokens} tokens)")
     if p.acceptance_rate and p.acceptance_rate.n:
@@ -387,10 +388,17 @@ def table_html(sweep: Sweep) -> str:
 def header_html(sweep: Sweep) -> str:
     s = sweep.settings
     facts = [
-        f"{len(sweep.prompts)} prompts × {sweep.repeats} repeats (+{sweep.warmup} warm-up)",
+        f"{count(len(sweep.prompts), 'prompt')} × {count(sweep.repeats, 'repeat')} "
+        f"(+{sweep.warmup} warm-up)",
         f"greedy, {s.get('max_new_tokens')} new tokens",
         f"{sweep.device}/{sweep.dtype}",
     ]
+    if sweep.device.startswith("cpu") and sweep.threads:
+        facts.append(count(sweep.threads, "torch thread"))
+        if sweep.load_average is not None:
+            from llmlab.models.threads import cpu_count
+
+            facts.append(f"load average {sweep.load_average:.1f} on {cpu_count()} CPUs at start")
     if sweep.bandwidth_bytes_s:
         facts.append(f"measured read bandwidth {sweep.bandwidth_bytes_s / 1e9:.1f} GB/s")
     if sweep.usd_per_hour is not None:

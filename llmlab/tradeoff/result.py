@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.measure.latency import LatencySummary
-from llmlab.measure.stats import Spread
+from llmlab.measure.stats import Spread, count
 from llmlab.results import Result
 
 if TYPE_CHECKING:
@@ -148,6 +148,12 @@ class SweepPoint:
         return out
 
 
+def _machine() -> tuple[int | None, float | None]:
+    from llmlab.models.threads import load_average, torch_threads
+
+    return torch_threads(), load_average()
+
+
 def _mb(n: int | None) -> float | None:
     return None if n is None else n / 2**20
 
@@ -181,6 +187,9 @@ class Sweep(Result):
     started_at: float = field(default_factory=time.time)
     seconds: float = 0.0
     axes: tuple[str, str] = ("tpot", "kl")
+    # Under what the figures were taken (CPU): torch's threads and the machine's load at start.
+    threads: int | None = field(default_factory=lambda: _machine()[0])
+    load_average: float | None = field(default_factory=lambda: _machine()[1])
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _listeners: list[Any] = field(default_factory=list, repr=False)
@@ -263,7 +272,8 @@ class Sweep(Result):
         ok = sum(p.status == "ok" for p in self.points)
         return (
             f"Sweep({self.model} on {self.device}: {ok}/{len(self.points)} configurations ok, "
-            f"{len(self.prompts)} prompts x {self.repeats} repeats, {self.status})"
+            f"{count(len(self.prompts), 'prompt')} x {count(self.repeats, 'repeat')}, "
+            f"{self.status})"
         )
 
     def to_text(self) -> str:

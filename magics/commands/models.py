@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from IPython.display import display
 from llmlab.magics.registry import Context, arg, command
 
 from llmlab.devices import DEVICE_MAPS, DEVICES, DTYPES, format_bytes
@@ -152,7 +155,41 @@ def models(ctx: Context, args):
     if not rows:
         print("no model loaded; `%llm load` loads the embedded default")
         return None
-    return pd.DataFrame(rows).set_index("name")
+    frame = pd.DataFrame(rows).set_index("name")
+    # Shown wherever the line is in its cell (a value is only drawn on a cell's last line);
+    # the returned frame, drawn once here, is not drawn again as that cell's value.
+    display(frame)
+    return _shown_here(frame)
+
+
+def _shown_here(frame):
+    """``frame`` as a DataFrame that the cell which displayed it does not display again (its
+    ``Out[n]``); anywhere else (``t`` in a later cell, ``display(t)``) it shows in full."""
+    import weakref
+
+    import pandas as pd
+
+    from llmlab.results import current_execution
+
+    class ShownFrame(pd.DataFrame):
+        _metadata = ["_shown_in"]
+
+        @property
+        def _constructor(self):
+            return pd.DataFrame  # what pandas derives from it is a plain frame
+
+        def _ipython_display_(self) -> None:
+            shown_in = getattr(self, "_shown_in", None)
+            if shown_in is not None and shown_in() is current_execution():
+                if "ipykernel" not in sys.modules:
+                    print(f"({len(self)} loaded, shown above)")  # ends the terminal's Out[n]
+                return
+            display(pd.DataFrame(self))
+
+    shown = ShownFrame(frame)
+    run = current_execution()
+    shown._shown_in = weakref.ref(run) if run is not None else None
+    return shown
 
 
 @command("use", "make a loaded model the active one", arg("name"))

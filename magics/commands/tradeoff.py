@@ -9,6 +9,7 @@ from llmlab.magics.registry import Context, arg, command
 from llmlab.magics.text import read_text_file
 
 from llmlab.errors import LabError
+from llmlab.measure.stats import count
 
 #: The last sweep of this session, so ``%llm tradeoff --axes ttft,top1`` can re-plot it.
 _last: dict[str, object] = {}
@@ -116,7 +117,8 @@ def tradeoff(ctx: Context, args):
     else:
         print(
             f"tradeoff: {len(sweep.configs)} configurations + the baseline again, "
-            f"{len(sweep.prompts)} prompts x {sweep.repeats} repeats on {sweep.model}",
+            f"{count(len(sweep.prompts), 'prompt')} x {count(sweep.repeats, 'repeat')} "
+            f"on {sweep.model}",
             flush=True,
         )
     sweep.start()
