@@ -513,3 +513,8 @@ def test_panel_figures_are_in_words_not_raw_keys(tiny_llama):
     assert "KL to loaded weights" in html and "acceptance rate" in html
     shown = dict(state.runs[-1]["extra_shown"])
     assert shown["acceptance rate"].endswith("%")  # "1.0" read as a share: 100%
+    # The KL is a mean over the answer's tokens: shown with its interval and n.
+    int8 = state.runs[-2]["extra"]
+    lo, hi = int8["kl_to_base_ci95"]
+    assert lo <= int8["kl_to_base_nats"] <= hi and int8["kl_positions"] == 8
+    assert "95% CI of that mean KL" in html

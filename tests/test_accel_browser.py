@@ -84,7 +84,7 @@ def test_accel_static_html_works_offline(tmp_path, tiny_llama):
 
     def look(p):
         seen["pwned"] = p.evaluate("() => window.__pwned === 1")
-        seen["text"] = p.inner_text("body")
+        seen["text"] = p.inner_text(".llmlab-ac")  # inside the view's shadow root
         p.click(".llmlab-ac-run-button")  # a new run needs the model: the copy says so in place
         p.wait_for_selector(".llmlab-static-note", state="visible")
         seen["note"] = p.inner_text(".llmlab-static-note")

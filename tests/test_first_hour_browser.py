@@ -1,5 +1,6 @@
 """A researcher's first hour, as issue 13 tried it: JupyterLab in Chromium on the default model,
-then the saved notebook exported as an offline report. Screenshots go to build/screenshots/."""
+saved (Ctrl+S), closed and reopened with a fresh kernel (issue 21), then exported as an offline
+report. Screenshots go to build/screenshots/."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import pytest
 
 from llmlab.report import export_html
 from tests import browser
-from tests.browser import run_cells_in_jupyterlab, screenshot_offline_html
+from tests.browser import (
+    reopen_notebook,
+    run_cells_in_jupyterlab,
+    save_with_ctrl_s,
+    screenshot_offline_html,
+)
 
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
@@ -79,8 +85,7 @@ def test_first_hour_in_jupyterlab_and_its_report(tmp_path):
             cell = page.locator(".jp-Cell").nth(i)
             cell.scroll_into_view_if_needed()
             cell.screenshot(path=str(SHOTS / f"first_hour_cell{i}.png"))
-        page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
-        page.wait_for_timeout(3000)
+        save_with_ctrl_s(page)
 
     run_cells_in_jupyterlab(
         CELLS,
@@ -99,8 +104,27 @@ def test_first_hour_in_jupyterlab_and_its_report(tmp_path):
 
     # The saved notebook holds the finished sweep (updated from the sweep's thread), and its
     # offline report draws it on the requested axes.
-    saved = max(browser._server["root"].glob("nb_*.ipynb"), key=lambda p: p.stat().st_mtime)
+    saved = browser.latest_notebook()
     assert time.time() - saved.stat().st_mtime < 600
+
+    # Closed and reopened with a fresh kernel: every view is there again, as its offline copy
+    # (the accel panel with its three runs, the sweep's chart, attention), and no widget error.
+    def reopened(page):
+        page.wait_for_selector(".llmlab-ac-run", timeout=120_000)
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        page.wait_for_timeout(4000)  # past the copies' wait for a widget that never comes
+        seen["reopened_runs"] = page.locator(".llmlab-ac-run").count()
+        seen["reopened_attention"] = page.locator(".llmlab-att-tab").count()
+        errors = page.locator("text=Error displaying widget >> visible=true")
+        seen["reopened_errors"] = errors.count()  # hidden beside the copies that replace them
+        seen["reopened_answer"] = "Paris" in page.locator(".jp-Notebook").inner_text()
+        page.locator(".llmlab-ac").first.screenshot(
+            path=str(SHOTS / "first_hour_reopened_accel.png")
+        )
+
+    reopen_notebook(saved, SHOTS / "first_hour_reopened.png", actions=reopened)
+    assert seen["reopened_runs"] == 3 and seen["reopened_attention"] >= 3
+    assert seen["reopened_errors"] == 0 and seen["reopened_answer"]
     nb = nbformat.read(saved, as_version=4)
     sweep_html = "".join(
         o["data"]["text/html"] for o in nb.cells[6].outputs if "text/html" in o.get("data", {})

@@ -291,6 +291,11 @@ def test_head_ablation_on_every_family_with_attention(family, saved):
     assert torch.allclose(ablated, reference, atol=TOL)
     scan = head_importance(lm, TEXT)
     assert np.isfinite(scan.effects[sites.head_layers]).all()
+    # Patching the residual stream: batched (one row until the edited layer) == one pass each.
+    batched = patching(lm, "hello there", "jello where", "o", "x", kinds=["resid"])
+    loop = patching(lm, "hello there", "jello where", "o", "x", kinds=["resid"], method="loop")
+    assert np.allclose(batched.resid, loop.resid, atol=1e-4)
+    assert abs(batched.resid[-1, -1] - 1) < 1e-4  # the last layer's last position is the clean run
     assert hook_count(lm.model) == 0
 
 
@@ -375,3 +380,34 @@ def test_memory_guard_splits_a_scan_or_refuses_it(llama):
     finally:
         memory.set_budget(None)
     assert head_importance(llama, TEXT).timing.passes == 1  # the session goes on
+
+
+MOE_FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "flex_olmo", "granitemoe",
+                "phimoe", "dbrx", "deepseek_v2", "deepseek_v3", "glm4_moe", "ernie4_5_moe",
+                "hunyuan_v1_moe", "minimax", "gpt_oss"]  # fmt: skip
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_a_removed_expert_is_never_routed_in_any_moe_family(family):
+    from llmlab.moe.capture import recording
+
+    lm = load_model(f"tiny:{family}")
+    ids = ids_of(lm, "hello there world, how are you")
+    with recording(lm.model) as rec:
+        forward(lm, ids)
+    before, _ = rec.result()
+    top = int(np.bincount(before.ravel()).argmax())
+    for layer in sites_of(lm).moe:  # a trained router's choice bias cannot bring it back
+        bias = getattr(layer.router, "e_score_correction_bias", None)
+        if bias is not None:
+            bias[top] = 100.0
+    try:
+        with intervened(lm, f"experts=-{top}"), recording(lm.model) as rec:
+            forward(lm, ids)
+        after, _ = rec.result()
+    finally:
+        for layer in sites_of(lm).moe:
+            bias = getattr(layer.router, "e_score_correction_bias", None)
+            if bias is not None:
+                bias[top] = 0.0
+    assert (before == top).sum() > 0 and (after == top).sum() == 0

@@ -327,3 +327,39 @@ def test_a_folder_whose_name_is_not_utf8_is_one_line(tiny, tmp_path):
             run_magic(tiny, line)
         assert "\n" not in str(err.value)
     assert list(default_lab().models) == ["tiny-llama"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), OSError(5, "EIO")],
+)
+def test_a_load_that_reports_failed_leaves_nothing_loaded(tiny, monkeypatch, failure):
+    from llmlab.magics.commands import models
+
+    from llmlab.session import default_lab
+
+    def announce(lm):
+        raise failure
+
+    monkeypatch.setattr(models, "_announce_local", announce)
+    with pytest.raises(UsageError, match="%llm load failed"):
+        run_magic(tiny, "load tiny:qwen2")
+    assert list(default_lab().models) == ["tiny-llama"] and default_lab().active == "tiny-llama"
+
+
+def test_a_served_model_never_silently_takes_a_loaded_name(tiny):
+    from llmlab.session import default_lab
+    from tests.served_fake import MODEL, FakeServer
+
+    server = FakeServer()
+    try:
+        with pytest.raises(UsageError, match="a model named 'tiny-llama' is already loaded"):
+            run_magic(tiny, f"load openai:{server.url} --model {MODEL} --name tiny-llama")
+        lab = default_lab()
+        old = lab.models["tiny-llama"]
+        assert old.spec == "tiny:llama"
+        run_magic(tiny, f"load openai:{server.url} --model {MODEL} --name tiny-llama --replace")
+        assert lab.models["tiny-llama"].capabilities.remote
+        assert all(p.is_meta for p in old.model.parameters())  # the replaced one is freed
+    finally:
+        server.stop()

@@ -40,6 +40,8 @@ const STAT_NAMES = {
   build_s: "copy built in s (not timed)",
   first_call_compile_s: "compile s (first call, not timed)",
   kl_to_base_nats: "mean KL to loaded weights, nats",
+  kl_to_base_ci95: "95% CI of that mean KL",
+  kl_positions: "KL over answer tokens (n)",
   top1_to_base: "top-1 same as loaded weights",
 };
 

@@ -13,7 +13,7 @@
 //     copy shows and the broken widget output hides;
 //   - nothing widget-like around (an exported report, nbconvert, a viewer without widgets):
 //     the copy shows at once.
-// A live view that appears later (the page reloaded while its kernel ran) takes over again.
+// A live view that appears later (the page reloaded while its kernel ran) takes over.
 // No globals: each call works on its own copy element.
 
 const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
@@ -47,8 +47,13 @@ export function settleCopy(copy, showOffline) {
   const uid = copy.dataset.llmlabFor;
   const partner = partnerOf(copy);
   let offline = false;
+  // Beside a live view the copy leaves the page (not only hides): nothing of it runs, and
+  // nothing in it answers for the live view's elements. The saved notebook keeps it: it is in
+  // the output's data, not in this page's elements.
   const goLive = () => {
+    stop();
     copy.style.display = "none";
+    copy.replaceChildren();
     if (partner) partner.child.style.display = "";
   };
   const goOffline = () => {

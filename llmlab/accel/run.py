@@ -370,7 +370,14 @@ def _kl_to_base(
     agreement = compare_logprobs(
         continuation_logprobs(lm.model, ids, start), continuation_logprobs(vlm.model, ids, start)
     )
+    from llmlab.measure.stats import Spread
+
+    # The mean over the answer's positions with its interval: a bare mean of a skewed
+    # per-position KL says nothing of how sure it is (n is the answer's length).
+    bar = Spread(agreement.kl, headline="mean").interval
     return {
-        "kl_to_base_nats": round(agreement.mean_kl, 4),
+        "kl_to_base_nats": float(f"{agreement.mean_kl:.3g}"),  # 1.7e-06 stays, not 0.0
+        **({"kl_to_base_ci95": [float(f"{v:.3g}") for v in bar]} if bar else {}),
+        "kl_positions": len(agreement.kl),
         "top1_to_base": round(agreement.top1_agreement, 3),
     }

@@ -15,6 +15,11 @@ def _percent(value: Any) -> str:
     return f"{100 * float(value):.0f}%"
 
 
+def _range(value: Any) -> str:
+    lo, hi = value
+    return f"{lo:g}–{hi:g}"
+
+
 def _plain(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -36,6 +41,8 @@ STAT_LABELS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "build_s": ("copy built in s (not timed)", _plain),
     "first_call_compile_s": ("compile s (first call, not timed)", _plain),
     "kl_to_base_nats": ("mean KL to loaded weights, nats", _plain),
+    "kl_to_base_ci95": ("95% CI of that mean KL", _range),
+    "kl_positions": ("KL over answer tokens (n)", _plain),
     "top1_to_base": ("top-1 same as loaded weights", _percent),
     "cold": ("cold:", _plain),
 }

@@ -127,14 +127,16 @@ class _LogitMask(TorchFunctionMode):
         super().__init__()
         self.mask, self.n_experts, self.done = mask, n_experts, False
 
+    #: Families that choose by sigmoid score + a learned bias (DeepSeek-V3, GLM-4-MoE, ...):
+    #: sigmoid(−inf) is 0, and 0 + a large bias could still be chosen, so the sigmoid of the
+    #: masked logits is masked too.
+    SCORES = {torch.sigmoid, torch.Tensor.sigmoid}
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if (
-            not self.done
-            and func in self.PRODUCTS
-            and isinstance(out, torch.Tensor)
-            and out.shape[-1] == self.n_experts
-        ):
+        if not isinstance(out, torch.Tensor) or not out.dim() or out.shape[-1] != self.n_experts:
+            return out
+        if (not self.done and func in self.PRODUCTS) or (self.done and func in self.SCORES):
             self.done = True
             out = out + _rows_mask(self.mask, out).to(out.dtype)
         return out
