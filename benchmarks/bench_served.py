@@ -186,6 +186,8 @@ def saturate(url: str, model: str | None, args) -> None:
         input_len=args.input_len,
         output_len=args.output_len,
         ignore_eos=True,
+        # llama.cpp's server has no /tokenize: the embedded model's tokenizer is the one it serves
+        tokenizer="default" if args.engine == "llama.cpp" and not args.url else None,
     )
     print(test.to_text())
 

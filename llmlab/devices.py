@@ -7,11 +7,14 @@ compare :func:`device_type` (``"cuda"`` for ``cuda:1``), never the raw string.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import sys
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
 
@@ -246,16 +249,15 @@ def parse_max_memory(text: str) -> tuple[dict[int | str, int], bool]:
 DEVICE_MAPS = ("auto", "balanced", "sequential")
 
 
-def offload_folder(spec: str) -> str:
-    """Where disk-offloaded weights of ``spec`` go: a folder per model in llmlab's cache."""
-    from llmlab.models.default import cache_root
-
+def offload_folder(spec: str, cache: Path) -> str:
+    """Where disk-offloaded weights of ``spec`` go: a folder per model in llmlab's ``cache``."""
     safe = re.sub(r"[^\w.-]+", "_", spec.strip("/")) or "model"
-    return str(cache_root() / "offload" / safe)
+    return str(Path(cache) / "offload" / safe)
 
 
-def placement_kwargs(device_map: str, max_memory: str | None, spec: str) -> dict:
-    """``from_pretrained`` arguments that spread a model over devices within a budget."""
+def placement_kwargs(device_map: str, max_memory: str | None, spec: str, cache: Path) -> dict:
+    """``from_pretrained`` arguments that spread a model over devices within a budget
+    (``cache``: llmlab's cache folder, where disk-offloaded weights go)."""
     if device_map not in DEVICE_MAPS:
         raise LabError(
             f"unknown --device-map {device_map!r}; choose one of {', '.join(DEVICE_MAPS)}"
@@ -271,7 +273,7 @@ def placement_kwargs(device_map: str, max_memory: str | None, spec: str) -> dict
                 budget["cpu"] = int(psutil.virtual_memory().available)
             kwargs["max_memory"] = budget
         if disk:
-            kwargs["offload_folder"] = offload_folder(spec)
+            kwargs["offload_folder"] = offload_folder(spec, cache)
     return kwargs
 
 
@@ -327,3 +329,72 @@ def placement_text(model) -> str:
     placed = placement_bytes(model)
     total = sum(placed.values()) or 1
     return " · ".join(f"{k} {100 * v / total:.0f}%" for k, v in placed.items())
+
+
+# -- peak memory over a block ---------------------------------------------------------------
+
+
+def _current_rss() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class MemoryReading:
+    peak_bytes: int
+    kind: str  # what was measured, in words
+    reserved_bytes: int | None = None  # CUDA only: what the caching allocator held
+
+
+class PeakMemory:
+    """Peak memory over a block: CUDA allocated + reserved, else process RSS sampled by a
+    background thread (the OS only keeps the lifetime peak, useless for comparing configs
+    run one after another in the same process)."""
+
+    INTERVAL_S = 0.02
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.reading: MemoryReading | None = None
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif (rss := _current_rss()) is not None:
+            self._peak = rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self._peak = max(self._peak, _current_rss() or 0)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            self.reading = MemoryReading(
+                int(torch.cuda.max_memory_allocated(self.device)),
+                "CUDA peak allocated",
+                int(torch.cuda.max_memory_reserved(self.device)),
+            )
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _current_rss() or 0)
+            self.reading = MemoryReading(self._peak, "process peak RSS while it ran (sampled)")
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            rss = rss if sys.platform == "darwin" else rss * 1024
+            self.reading = MemoryReading(rss, "process lifetime peak RSS")

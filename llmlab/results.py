@@ -52,7 +52,7 @@ def _live_view(result: Any) -> Any | None:
     return factory(result) if factory is not None else None
 
 
-def _current_execution() -> Any | None:
+def current_execution() -> Any | None:
     """The IPython cell now running (its ExecutionResult), or None outside IPython."""
     ip_module = sys.modules.get("IPython")
     shell = ip_module.get_ipython() if ip_module is not None else None
@@ -69,11 +69,11 @@ class Result:
     @property
     def _shown_live(self) -> bool:
         shown_in = getattr(self, "_shown_in", None)
-        return shown_in is not None and shown_in() is _current_execution()
+        return shown_in is not None and shown_in() is current_execution()
 
     @_shown_live.setter
     def _shown_live(self, value: bool) -> None:
-        run = _current_execution() if value else None
+        run = current_execution() if value else None
         self._shown_in = weakref.ref(run) if run is not None else None
 
     def to_html(self) -> str:  # pragma: no cover - every result implements it

@@ -370,7 +370,7 @@ class Lab:
         from llmlab.accel.panel import DEFAULT_PROMPT, AccelPanelState
 
         lm = self.model(model)
-        if getattr(lm, "served", False):
+        if not lm.capabilities.internals:
             _ = lm.model  # the one-line "served model: its weights stay on the server"
         return AccelPanelState(
             lm=lm,
@@ -388,6 +388,12 @@ class Lab:
         ``options``: requests, prompts, max_tokens, slo, warmup."""
         from llmlab.served.loadtest import run_load_test
 
+        if target and target.startswith("served:"):  # a target spec (llmlab.targets)
+            from llmlab.targets import SERVED, resolve
+
+            return run_load_test(
+                resolve(target, models=self.models, kinds=(SERVED,)).other, concurrency, **options
+            )
         return run_load_test(self.model(target), concurrency, **options)
 
     # -- interventions (llmlab.interventions) ------------------------------------------------

@@ -291,6 +291,11 @@ def test_head_ablation_on_every_family_with_attention(family, saved):
     assert torch.allclose(ablated, reference, atol=TOL)
     scan = head_importance(lm, TEXT)
     assert np.isfinite(scan.effects[sites.head_layers]).all()
+    # Patching the residual stream: batched (one row until the edited layer) == one pass each.
+    batched = patching(lm, "hello there", "jello where", "o", "x", kinds=["resid"])
+    loop = patching(lm, "hello there", "jello where", "o", "x", kinds=["resid"], method="loop")
+    assert np.allclose(batched.resid, loop.resid, atol=1e-4)
+    assert abs(batched.resid[-1, -1] - 1) < 1e-4  # the last layer's last position is the clean run
     assert hook_count(lm.model) == 0
 
 

@@ -14,6 +14,7 @@ from llmlab.models.capabilities import LOCAL
 from llmlab.models.facts import config_facts, facts_of, weight_bytes
 from llmlab.served.model import SERVED as SERVED_CAPABILITIES
 from llmlab.targets import (
+    ENGINE,
     MODEL,
     SERVED,
     SPEC_KINDS,
@@ -70,6 +71,7 @@ def test_each_kind_of_spec_resolves_to_a_typed_target(tiny_llama):
         "other": (MODEL, "other", None),
         "served:remote": (SERVED, "served:remote", None),
         "remote": (SERVED, "served:remote", None),  # a loaded served model by its name
+        "engine:vllm+prefix-caching=on": (ENGINE, "engine:vllm+prefix-caching=on", None),
     }
     for spec, (kind, label, claim) in cases.items():
         t = resolve(spec, tiny_llama, models=models)
@@ -79,6 +81,10 @@ def test_each_kind_of_spec_resolves_to_a_typed_target(tiny_llama):
     assert not resolve("remote", tiny_llama, models=models).tokenizer_compatible(tiny_llama)
     assert resolve("remote", tiny_llama, models=models).capabilities == SERVED_CAPABILITIES
     assert resolve("kv=off", tiny_llama, models=models).keeps_kv_cache is False
+    engine = resolve("engine:vllm+kv=fp8", tiny_llama, models=models)
+    assert not engine.capabilities.internals and engine.weight_bytes() is None
+    with pytest.raises(LabError, match=r"^configuration 'engine:vllm\+kv=int3': vllm has no"):
+        resolve("engine:vllm+kv=int3", tiny_llama, models=models, what="configuration")
     # A preset stands for its parts on the base model's device.
     assert resolve("fast", tiny_llama, models=models).label == "spec=hybrid"
 
@@ -221,3 +227,21 @@ def test_the_three_weight_counts_agree(tiny_llama):
 @pytest.mark.slow
 def test_the_three_weight_counts_agree_on_the_default_model(default_lm):
     _three_weight_counts(default_lm)
+
+
+def test_load_test_takes_a_served_target(ip):
+    from IPython.core.error import UsageError
+
+    from tests.helpers import run_magic
+    from tests.served_fake import MODEL, FakeServer
+
+    server = FakeServer()
+    try:
+        run_magic(ip, f"load openai:{server.url} --model {MODEL} --name srv")
+        run_magic(ip, "load tiny:llama")  # the active model is local: the spec names the target
+        test = run_magic(ip, "load-test served:srv --concurrency 1 --requests 2 --max-tokens 2")
+        assert test.target == "srv" and [lv.concurrency for lv in test.levels] == [1]
+        with pytest.raises(UsageError, match=r"no served model named 'nope' .*served: srv"):
+            run_magic(ip, "load-test served:nope --requests 2")
+    finally:
+        server.stop()

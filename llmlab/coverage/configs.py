@@ -75,9 +75,9 @@ class Unbuildable(LabError):
 
 
 def _tokens() -> dict[str, int]:
-    from llmlab.models.tiny import _ids
+    from llmlab.models.tiny import special_token_ids
 
-    return _ids()
+    return special_token_ids()
 
 
 #: Sizes a default may leave unset (None) that the model then derives from bigger fields.

@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmlab.devices import format_bytes, synchronize
+from llmlab.devices import PeakMemory, format_bytes, synchronize
 from llmlab.errors import LabError
 from llmlab.generation.result import Candidate, GenerationResult, GenerationStats
 from llmlab.generation.settings import GenerationSettings
-from llmlab.measure.cost import PeakMemory
 from llmlab.models.threads import torch_threads
 
 if TYPE_CHECKING:

@@ -89,30 +89,31 @@ def weight_bytes(model: Any) -> int:
 
     seen: dict[Any, int] = {}
 
-    def add(t: torch.Tensor) -> None:
-        if t.is_meta:
-            seen[("meta", id(t))] = t.numel() * t.element_size()
-        elif t.is_quantized:
-            # No plain storage to deduplicate: the payload plus a scale and a zero point per
-            # output channel.
-            seen[("q", id(t))] = t.numel() * t.element_size() + 8 * t.shape[0]
+    def size(t: torch.Tensor) -> int:
+        if t.is_quantized:  # the payload plus a scale and a zero point per output channel
+            return t.numel() * t.element_size() + 8 * t.shape[0]
+        return t.numel() * t.element_size()
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_meta or t.is_quantized:
+            # No storage to deduplicate (offloaded to disk, or quantized): count its size.
+            seen[("tensor", id(t))] = size(t)
         else:
             storage = t.untyped_storage()
             seen[storage.data_ptr()] = storage.nbytes()
-
-    for t in list(model.parameters()) + list(model.buffers()):
-        add(t)
     for m in model.modules():
         packed = getattr(m, "_packed_params", None)
         if packed is not None and hasattr(packed, "_weight_bias"):
+            # _weight_bias() unpacks fresh tensors on every call: keyed on the module, since a
+            # freed temporary's id can come back for the next module's.
             w, b = packed._weight_bias()
             if getattr(packed, "dtype", None) == torch.float16:
                 # fbgemm keeps float16 weights packed; _weight_bias() unpacks them to float32.
                 seen[("packed", id(m))] = w.numel() * 2
             else:
-                add(w)
+                seen[("packed", id(m))] = size(w)
             if b is not None:
-                add(b)
+                seen[("packed bias", id(m))] = size(b)
     return sum(seen.values())
 
 

@@ -85,13 +85,14 @@ def load_model(
     placement = None
     if device_map is not None or max_memory is not None:
         from llmlab.devices import placement_kwargs
+        from llmlab.models.default import cache_root
 
         if spec.startswith("tiny:"):
             raise LabError(
                 "--device-map needs saved weights (default, a folder or a Hub id); tiny models "
                 "are built in memory (save_pretrained one to a folder first)"
             )
-        placement = placement_kwargs(device_map or "auto", max_memory, spec)
+        placement = placement_kwargs(device_map or "auto", max_memory, spec, cache_root())
     start = time.perf_counter()
     if spec.startswith("tiny:"):
         from llmlab.models.tiny import build_tiny
@@ -105,8 +106,8 @@ def load_model(
             from llmlab.models.default import DEFAULT_MODEL_NAME, WHEEL, converted_dir
 
             folder, source = str(converted_dir()), f"{DEFAULT_MODEL_NAME} from the {WHEEL} wheel"
-        elif spec == "moe-demo":  # a small MoE trained here on first use (llmlab.moe.demo)
-            from llmlab.moe.demo import card_line, demo_dir, read_card
+        elif spec == "moe-demo":  # a small MoE trained here on first use (models.moe_demo)
+            from llmlab.models.moe_demo import card_line, demo_dir, read_card
 
             folder = str(demo_dir())
             source = card_line(read_card(Path(folder)) or {})

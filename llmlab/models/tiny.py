@@ -66,7 +66,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def _ids() -> dict[str, int]:
+def special_token_ids() -> dict[str, int]:
     tok = tiny_tokenizer()
     return dict(
         vocab_size=len(tok),
@@ -80,21 +80,21 @@ def _ids() -> dict[str, int]:
 def _llama() -> PretrainedConfig:
     from transformers import LlamaConfig
 
-    return LlamaConfig(**SMALL, **_ids())
+    return LlamaConfig(**SMALL, **special_token_ids())
 
 
 @tiny_config("qwen2")
 def _qwen2() -> PretrainedConfig:
     from transformers import Qwen2Config
 
-    return Qwen2Config(**SMALL, **_ids())
+    return Qwen2Config(**SMALL, **special_token_ids())
 
 
 @tiny_config("gemma")
 def _gemma() -> PretrainedConfig:
     from transformers import GemmaConfig
 
-    return GemmaConfig(**SMALL, head_dim=16, **_ids())
+    return GemmaConfig(**SMALL, head_dim=16, **special_token_ids())
 
 
 def build_tiny(name: str, seed: int = 0) -> tuple[Any, PreTrainedTokenizerFast]:

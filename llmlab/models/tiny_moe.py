@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmlab.models.tiny import SMALL, _ids, tiny_config
+from llmlab.models.tiny import SMALL, special_token_ids, tiny_config
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -22,7 +22,9 @@ MOE_SMALL: dict[str, Any] = {**SMALL, "intermediate_size": 32}
 def _mixtral() -> PretrainedConfig:
     from transformers import MixtralConfig
 
-    return MixtralConfig(**MOE_SMALL, num_local_experts=8, num_experts_per_tok=2, **_ids())
+    return MixtralConfig(
+        **MOE_SMALL, num_local_experts=8, num_experts_per_tok=2, **special_token_ids()
+    )
 
 
 @tiny_config("qwen2_moe")
@@ -37,7 +39,7 @@ def _qwen2_moe() -> PretrainedConfig:
         moe_intermediate_size=32,
         shared_expert_intermediate_size=64,
         mlp_only_layers=[0],
-        **_ids(),
+        **special_token_ids(),
     )
 
 
@@ -53,7 +55,7 @@ def _qwen3_moe() -> PretrainedConfig:
         moe_intermediate_size=32,
         norm_topk_prob=True,
         mlp_only_layers=[2],
-        **_ids(),
+        **special_token_ids(),
     )
 
 
@@ -61,14 +63,16 @@ def _qwen3_moe() -> PretrainedConfig:
 def _olmoe() -> PretrainedConfig:
     from transformers import OlmoeConfig
 
-    return OlmoeConfig(**MOE_SMALL, num_experts=16, num_experts_per_tok=4, **_ids())
+    return OlmoeConfig(**MOE_SMALL, num_experts=16, num_experts_per_tok=4, **special_token_ids())
 
 
 @tiny_config("granitemoe")
 def _granitemoe() -> PretrainedConfig:
     from transformers import GraniteMoeConfig
 
-    return GraniteMoeConfig(**MOE_SMALL, num_local_experts=8, num_experts_per_tok=2, **_ids())
+    return GraniteMoeConfig(
+        **MOE_SMALL, num_local_experts=8, num_experts_per_tok=2, **special_token_ids()
+    )
 
 
 @tiny_config("deepseek_v3")
@@ -91,7 +95,7 @@ def _deepseek_v3() -> PretrainedConfig:
         qk_nope_head_dim=8,
         v_head_dim=16,
         head_dim=8,
-        **_ids(),
+        **special_token_ids(),
     )
 
 
@@ -108,7 +112,7 @@ def _gpt_oss() -> PretrainedConfig:
         layer_types=["sliding_attention", "full_attention"] * 2,
         # Plain RoPE: the default YaRN settings assume a 4k-token pre-training context.
         rope_parameters={"rope_type": "default", "rope_theta": 150000.0},
-        **_ids(),
+        **special_token_ids(),
     )
 
 
@@ -185,14 +189,14 @@ def _generic(model_type: str) -> PretrainedConfig:
     for klass in cls.__mro__:
         known |= set(getattr(klass, "__annotations__", {}))
         known |= set(inspect.signature(klass.__init__).parameters)
-    wanted = {**MOE_SMALL, **_GENERIC, **_ids(), **_FAMILY_EXTRAS.get(model_type, {})}
+    wanted = {**MOE_SMALL, **_GENERIC, **special_token_ids(), **_FAMILY_EXTRAS.get(model_type, {})}
     if model_type == "dbrx":  # DBRX nests attention and experts in sub-configs
         wanted = dict(
             d_model=64,
             n_heads=4,
             n_layers=4,
             max_seq_len=2048,
-            **_ids(),
+            **special_token_ids(),
             attn_config=dict(kv_n_heads=2, clip_qkv=8.0),
             ffn_config=dict(ffn_hidden_size=32, moe_num_experts=8, moe_top_k=2),
         )
@@ -259,5 +263,5 @@ def olmoe_scale_config(
         **{**MOE_SMALL, "num_hidden_layers": num_hidden_layers, "max_position_embeddings": 4096},
         num_experts=num_experts,
         num_experts_per_tok=top_k,
-        **_ids(),
+        **special_token_ids(),
     )

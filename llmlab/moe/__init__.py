@@ -9,9 +9,10 @@ from llmlab.moe import train_moe_demo                     # the demo MoE, traine
 run = train_moe_demo(background=True); run.stop(); run.loaded()
 """
 
+from llmlab.models.moe_demo import DemoRecipe
 from llmlab.moe.adapters import ADAPTERS, FamilyAdapter, adapter_for, moe_layers
-from llmlab.moe.capture import capture_routing, compare_routing, recording
-from llmlab.moe.demo import DemoRecipe
+from llmlab.moe.capture import capture_routing, compare_routing
+from llmlab.moe.recording import recording
 from llmlab.moe.result import MoeRouting, RoutedInput
 from llmlab.moe.training import MoeTrainingRun, train_moe_demo
 

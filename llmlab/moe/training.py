@@ -22,8 +22,8 @@ import numpy as np
 
 from llmlab.errors import LabError
 from llmlab.models.guard import running
+from llmlab.models.moe_demo import PROBE_TEXT, DemoRecipe, Trained, TrainStep
 from llmlab.moe import stats
-from llmlab.moe.demo import PROBE_TEXT, DemoRecipe, Trained, TrainStep
 from llmlab.results import Result
 
 
@@ -247,7 +247,7 @@ def train_moe_demo(
     needs for its Stop button); otherwise it returns when training ends. ``before_start(run)``
     is called before the first step (to show the live view of a run that blocks).
     """
-    from llmlab.moe.demo import default_tokenizer
+    from llmlab.models.moe_demo import default_tokenizer
     from llmlab.tokens import token_texts
 
     recipe = recipe or DemoRecipe()
@@ -259,7 +259,7 @@ def train_moe_demo(
     run._tokenizer = tokenizer
 
     def job() -> None:
-        from llmlab.moe.demo import train
+        from llmlab.models.moe_demo import train
 
         start = time.perf_counter()
         with contextlib.ExitStack() as held, _ctrl_c_stops(run):

@@ -268,7 +268,7 @@ def build_workload(
     rng = random.Random(seed)
     if input_len is None and not prefix_len:
         if prompts is None:
-            from llmlab.tradeoff.runner import default_prompts
+            from llmlab.measure.prompts import default_prompts
 
             prompts = default_prompts()
         prompts = [p for p in prompts if p.strip()]

@@ -15,6 +15,8 @@ A target is text, read relative to a *base* model (the model the command runs on
 ``NAME``               another loaded model, by the name ``%llm models`` lists (a name wins
                        over a spec part: a model loaded as ``int8`` is that model)
 ``served:NAME``        a loaded served model (``%llm load openai:URL --model NAME``)
+``engine:E+OPT=V+...`` a serving engine started for the target and stopped after it
+                       (``engine:vllm+prefix-caching=on``, :mod:`llmlab.served.engines`)
 ``key=value,...``      the base model changed by these parts; each key belongs to one kind
                        of spec key (below) and parts of several kinds compose
 =====================  ======================================================================
@@ -70,6 +72,8 @@ from llmlab.targets.kinds import (
 )
 from llmlab.targets.target import (
     ALL_KINDS,
+    ENGINE,
+    ENGINE_PREFIX,
     MODEL,
     SERVED,
     SERVED_PREFIX,
@@ -81,6 +85,8 @@ from llmlab.targets.target import (
 
 __all__ = [
     "ALL_KINDS",
+    "ENGINE",
+    "ENGINE_PREFIX",
     "MODEL",
     "SERVED",
     "SERVED_PREFIX",

@@ -22,10 +22,14 @@ if TYPE_CHECKING:
     from llmlab.models.loaded import LoadedModel
 
 SERVED_PREFIX = "served:"
+ENGINE_PREFIX = "engine:"
 #: The kinds of target: the base model changed by spec parts (no parts: the baseline),
-#: another loaded model, a served model.
-VARIANT, MODEL, SERVED = "variant", "model", "served"
-ALL_KINDS = (VARIANT, MODEL, SERVED)
+#: another loaded model, a served model, a serving engine started for it
+#: (``engine:vllm+prefix-caching=on``, :mod:`llmlab.served.engines`).
+VARIANT, MODEL, SERVED, ENGINE = "variant", "model", "served", "engine"
+ALL_KINDS = (VARIANT, MODEL, SERVED, ENGINE)
+#: Kinds that run behind a server (their opened model is a served one).
+REMOTE_KINDS = (SERVED, ENGINE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,8 +37,9 @@ class Target:
     """One thing to run tokens through, relative to a base model.
 
     ``kind``: :data:`VARIANT` (``base`` changed by ``parts``, accelerations first; no change at
-    all is the baseline), :data:`MODEL` (``other``, another loaded model) or :data:`SERVED`
-    (``other``, a served model). ``models``: where names inside the parts (``draft:NAME``)
+    all is the baseline), :data:`MODEL` (``other``, another loaded model), :data:`SERVED`
+    (``other``, a served model) or :data:`ENGINE` (``other``, an engine configuration whose
+    server :meth:`open` starts and stops). ``models``: where names inside the parts (``draft:NAME``)
     are looked up (None: the ``%llm`` session's, see :mod:`llmlab.models.lookup`).
     """
 
@@ -67,13 +72,15 @@ class Target:
         """``baseline``, ``quant=int8,spec=prompt-lookup``, ``NAME`` or ``served:NAME``."""
         if self.kind == SERVED:
             return f"{SERVED_PREFIX}{self.other.name}"
+        if self.kind == ENGINE:
+            return self.other.label
         if self.kind == MODEL:
             return self.other.name
         return ",".join(m.label for m in self.changes) or "baseline"
 
     def view_label(self, base: Any = None) -> str:
         """How a view titles it: ``smollm2 (quant=int8)``, ``other (float32)``."""
-        if self.kind == SERVED:
+        if self.kind in REMOTE_KINDS:
             return self.label
         if self.kind == MODEL:
             return f"{self.other.name} ({self.other.dtype})"
@@ -93,18 +100,22 @@ class Target:
     @property
     def capabilities(self) -> Capabilities:
         """What the model it runs can do (served: no internals, a few top log-probs)."""
+        if self.kind == ENGINE:
+            from llmlab.served.model import SERVED as SERVED_CAPABILITIES
+
+            return SERVED_CAPABILITIES
         return (self.other if self.kind != VARIANT else self.base).capabilities
 
     @property
     def keeps_kv_cache(self) -> bool:
         """False where no local KV cache is kept (kv=off, a served model)."""
-        if self.kind == SERVED:
+        if self.kind in REMOTE_KINDS:
             return False
         return self.kind == MODEL or self.accel.get("kv") != "off"
 
     def tokenizer_compatible(self, reference: Any = None, text: str | None = None) -> bool:
         """Does it read the same token ids as ``reference`` (default: the base model)?"""
-        if self.kind == SERVED:
+        if self.kind in REMOTE_KINDS:
             return False  # a server streams text pieces, not ids of a tokenizer we hold
         reference = reference if reference is not None else self.base
         mine = self.other if self.kind != VARIANT else self.base
@@ -132,7 +143,7 @@ class Target:
     def weight_bytes(self, base: Any = None) -> int | None:
         """Bytes of the weights it runs (the one counter, :mod:`llmlab.models.facts`); a
         changed copy is built (and cached) to be counted; None for a served model."""
-        if self.kind == SERVED:
+        if self.kind in REMOTE_KINDS:
             return None
         if self.kind == MODEL:
             return self.other.weight_bytes
@@ -146,7 +157,14 @@ class Target:
     @contextmanager
     def open(self, base: Any = None) -> Iterator[Any]:
         """The model to run (``base``: default the target's own). A variant's parts apply in
-        order on a copy or through hooks; the base model is exactly as it was afterwards."""
+        order on a copy or through hooks; the base model is exactly as it was afterwards.
+        An engine target's server is started for the block and stopped after it."""
+        if self.kind == ENGINE:
+            from llmlab.served.engines import engine_point
+
+            with engine_point(self.other) as sm:
+                yield sm
+            return
         if self.kind != VARIANT:
             yield self.other
             return
@@ -169,16 +187,22 @@ class Target:
         prefix_cache: PrefixCache | None = None,
         measure_kl: bool = False,
         warmup: bool = False,
+        server_model: Any = None,
     ) -> GenerationResult:
         """Generate with it, through the engine its kind runs on (accelerated generation for a
-        variant, plain for another model, the server's API for a served one)."""
+        variant, plain for another model, the server's API for a served one). ``server_model``:
+        the served model :meth:`open` yielded, for an engine target already started."""
         from llmlab.generation.settings import GenerationSettings
 
         settings = settings or GenerationSettings()
-        if self.kind == SERVED:
+        if self.kind in REMOTE_KINDS:
             from llmlab.served.generate import served_generate
 
-            return served_generate(self.other, prompt, settings, raw=raw, on_token=on_token)
+            if self.kind == ENGINE and server_model is None:
+                with self.open() as sm:
+                    return served_generate(sm, prompt, settings, raw=raw, on_token=on_token)
+            sm = server_model if server_model is not None else self.other
+            return served_generate(sm, prompt, settings, raw=raw, on_token=on_token)
         if self.kind == MODEL:
             from llmlab.generation.engine import generate
 
@@ -250,6 +274,8 @@ def _could_be(
     if SERVED in kinds:
         served = [n for n, m in models.items() if m.capabilities.remote]
         options.append(f"served:NAME (served: {', '.join(served) or 'none'})")
+    if ENGINE in kinds:
+        options.append("engine:ENGINE+OPTIONS")
     options += [kind.noun for kind in SPEC_KINDS.values()]
     return f"{what} {text!r} is neither {' nor '.join(options)}: {err}"
 
@@ -286,6 +312,15 @@ def resolve(
             return Target(SERVED, f"{SERVED_PREFIX}{spec.name}", base, other=spec)
         return Target(MODEL, spec.name, base, other=spec)
     text = (spec or "").strip()
+    if ENGINE in kinds and text.startswith(ENGINE_PREFIX):
+        from llmlab.served.engines import parse_engine_config
+
+        try:
+            return Target(ENGINE, text, base, other=parse_engine_config(text))
+        except LabError as err:
+            if what is None:
+                raise
+            raise LabError(f"{what} {text!r}: {err}") from None
     if SERVED in kinds and text.startswith(SERVED_PREFIX):
         return _served(text.removeprefix(SERVED_PREFIX).strip(), names, base)
     if MODEL in kinds and text in names:

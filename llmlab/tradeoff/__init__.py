@@ -7,9 +7,10 @@
     sweep.to_pandas(); sweep.save_html("tradeoffs.html"); sweep.compare(other)
 """
 
+from llmlab.tradeoff.axes import X_AXES, Y_AXES, parse_axes
 from llmlab.tradeoff.compare import SweepComparison, compare_sweeps
 from llmlab.tradeoff.configs import Configuration, resolve_configs, split_configs
-from llmlab.tradeoff.render import X_AXES, Y_AXES, build_figure, pareto_front, parse_axes
+from llmlab.tradeoff.render import build_figure, pareto_front
 from llmlab.tradeoff.result import (
     APPROXIMATING,
     KL_PRESERVING,

@@ -3,8 +3,8 @@
 A sweep only needs three things from a configuration: its label and the registry's claim,
 a context manager that yields the (possibly changed) model, and a way to generate with it.
 Every item of ``--configs`` is resolved by :func:`llmlab.targets.resolve` (accelerations,
-another loaded model, ``served:NAME``), except ``engine:ENGINE+OPTIONS``, an engine started for
-its point (:mod:`llmlab.served.engines`); tests build :class:`Configuration` directly to exercise
+another loaded model, ``served:NAME``, ``engine:ENGINE+OPTIONS``: an engine started for its
+point, :mod:`llmlab.served.engines`); tests build :class:`Configuration` directly to exercise
 the runner without them.
 """
 
@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
-from llmlab.served.engines import PREFIX as ENGINE_PREFIX
-from llmlab.targets import MODEL, SERVED, SERVED_PREFIX, Target, resolve
+from llmlab.targets import ENGINE, ENGINE_PREFIX, MODEL, SERVED, SERVED_PREFIX, Target, resolve
 
 if TYPE_CHECKING:
     from llmlab.generation.result import GenerationResult
@@ -79,8 +78,9 @@ def configuration(target: Target, usd_per_hour: float | None = None) -> Configur
 
     def run(base, vlm, prompt, settings: GenerationSettings, on_token=None):
         # A variant generates from the base model with its parts applied: the load-time copy
-        # that open() made above is cached, so nothing is quantized twice.
-        return target.generate(prompt, settings, base=base, on_token=on_token)
+        # that open() made above is cached, so nothing is quantized twice. An engine's server
+        # is the one open() started.
+        return target.generate(prompt, settings, base=base, on_token=on_token, server_model=vlm)
 
     return Configuration(
         label=target.label,
@@ -91,31 +91,6 @@ def configuration(target: Target, usd_per_hour: float | None = None) -> Configur
         is_baseline=target.is_baseline,
         target=target,
         usd_per_hour=usd_per_hour,
-    )
-
-
-def engine_configuration(text: str, prices: Mapping[str, float]) -> Configuration:
-    """``engine:vllm+prefix-caching=on``: a serving engine started with those options for the
-    point, measured like a served target, stopped (:mod:`llmlab.served.engines`)."""
-    from llmlab.served.engines import engine_point, parse_engine_config
-    from llmlab.served.generate import served_generate
-
-    try:
-        engine = parse_engine_config(text)
-    except LabError as err:
-        raise LabError(f"configuration {text!r}: {err}") from None
-
-    def run(base, sm, prompt, settings, on_token=None):
-        return served_generate(sm, prompt, settings, on_token=on_token)
-
-    price = prices.get(engine.label, prices.get(engine.engine, prices.get("served")))
-    return Configuration(
-        label=engine.label,
-        claimed_output_preserving=None,  # another engine, other kernels: quality is measured
-        open=lambda lm: engine_point(engine),
-        run=run,
-        kv_cache=False,
-        usd_per_hour=price,
     )
 
 
@@ -142,6 +117,9 @@ def resolve_configs(
         price = None
         if target.kind == SERVED:
             price = prices.get(target.other.name, prices.get("served"))
+        elif target.kind == ENGINE:  # a server started for the point
+            engine = target.other
+            price = prices.get(engine.label, prices.get(engine.engine, prices.get("served")))
         elif target.kind == MODEL and lm is not None and not target.tokenizer_compatible(lm):
             raise LabError(
                 f"configuration {target.spec!r}: its tokenizer differs from {lm.name}'s; a "
@@ -156,10 +134,8 @@ def resolve_configs(
             add(item)  # a served model object
         else:
             for text in split_configs([item]):
-                if text.startswith(ENGINE_PREFIX):  # a server started for the point
-                    resolved.append(engine_configuration(text, prices))
-                    continue
-                add(text if text.startswith(SERVED_PREFIX) else text.replace("+", ","))
+                remote = text.startswith((SERVED_PREFIX, ENGINE_PREFIX))
+                add(text if remote else text.replace("+", ","))
     if not resolved:
         raise LabError("no configurations given; e.g. --configs baseline,kv=off,quant=int8")
     unique: dict[str, Configuration] = {}

@@ -1,16 +1,15 @@
-"""How a sweep looks: the axes a user can plot, the plotly figure (shared by the static HTML
+"""How a sweep looks: the plotly figure (shared by the static HTML
 and the live widget), the table with every spread, and a plain-text table for terminals."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmlab.errors import LabError
 from llmlab.html import card, esc, json_for_script, plotly_chart
 from llmlab.measure.stats import count, format_number
+from llmlab.tradeoff.axes import X_AXES, Y_AXES, Axis, check_axes, parse_axes  # noqa: F401
 from llmlab.tradeoff.result import APPROXIMATING, KL_PRESERVING, PRESERVING
 
 if TYPE_CHECKING:
@@ -21,69 +20,10 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 
 
-@dataclass(frozen=True)
-class Axis:
-    key: str
-    column: str  # in SweepPoint.row()
-    title: str
-    better: str  # "low" or "high"
-    log: bool = False
-    spread: bool = True  # the row has the _lo/_hi bar columns (and _q1/_q3/_p90)
-
-
-X_AXES = {
-    a.key: a
-    for a in [
-        Axis("tpot", "tpot_ms", "time per output token (ms, median, IQR bars)", "low"),
-        Axis("ttft", "ttft_ms", "time to first token (ms)", "low"),
-        Axis("e2e", "e2e_s", "end-to-end time per answer (s)", "low"),
-        Axis("tps", "decode_tps", "decode tokens / s", "high"),
-        Axis("cost", "usd_per_mtok", "US$ per 1M output tokens", "low"),
-        Axis("memory", "peak_mem_mb", "peak memory (MB)", "low", spread=False),
-        Axis("weights", "weight_mb", "weight bytes (MB)", "low", spread=False),
-        Axis("roofline", "roofline_pct", "% of memory-bandwidth roofline", "high"),
-    ]
-}
-Y_AXES = {
-    a.key: a
-    for a in [
-        Axis(
-            "kl",
-            "kl",
-            "mean KL vs reference (nats, 95% CI; 0 at the floor)",
-            "low",
-            log=True,
-        ),
-        Axis("top1", "top1", "top-1 agreement with reference (mean, 95% CI bars)", "high"),
-        Axis(
-            "greedy", "greedy_match", "greedy outputs identical to reference", "high", spread=False
-        ),
-        Axis("ppl", "perplexity", "perplexity on the text", "low", spread=False),
-        Axis("acceptance", "acceptance", "draft acceptance rate (mean, 95% CI bars)", "high"),
-    ]
-}
 #: Label sides tried in turn so nearby points' labels spread out; a side label is used only
 #: away from the plot's edges, where it would be cut (see _label_positions).
 _LABEL_SIDES = ("center", "right", "left")
 COLORS = {PRESERVING: "#1a7f37", APPROXIMATING: "#bc4c00", None: "#8c959f"}
-
-
-def check_axes(axes: tuple[str, str] | list[str]) -> tuple[str, str]:
-    if len(axes) != 2:
-        raise LabError("--axes takes two names, x then y, e.g. --axes tpot,kl")
-    x, y = axes
-    # Either order works; quality names belong on y.
-    if x in Y_AXES and y in X_AXES:
-        x, y = y, x
-    if x not in X_AXES:
-        raise LabError(f"unknown x axis {x!r}; choose one of {', '.join(X_AXES)}")
-    if y not in Y_AXES:
-        raise LabError(f"unknown y axis {y!r}; choose one of {', '.join(Y_AXES)}")
-    return x, y
-
-
-def parse_axes(text: str) -> tuple[str, str]:
-    return check_axes([a.strip() for a in text.split(",")])
 
 
 # -- the figure -------------------------------------------------------------------------------

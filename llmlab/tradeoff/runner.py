@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from llmlab.errors import LabError
@@ -23,6 +22,7 @@ from llmlab.measure.cost import (
     price_per_hour,
 )
 from llmlab.measure.latency import check_repeats, summarize_generations, warmup_settings
+from llmlab.measure.prompts import default_prompts, read_prompts  # noqa: F401 (tradeoff API)
 from llmlab.measure.quality import (
     compare_logprobs,
     continuation_logprobs,
@@ -30,6 +30,7 @@ from llmlab.measure.quality import (
     perplexity,
 )
 from llmlab.measure.stats import Spread
+from llmlab.tradeoff.axes import check_axes
 from llmlab.tradeoff.configs import Configuration, resolve_configs
 from llmlab.tradeoff.result import Sweep, SweepPoint
 
@@ -43,17 +44,6 @@ DRIFT_WARNING = 0.10
 
 class _Stopped(Exception):
     """The user stopped the sweep (Stop button, ``sweep.stop()`` or Ctrl-C)."""
-
-
-def default_prompts() -> list[str]:
-    """Four short prompts that ship with llmlab (one per line in ``data/prompts.txt``)."""
-    text = resources.files("llmlab").joinpath("data", "prompts.txt").read_text("utf-8")
-    return read_prompts(text)
-
-
-def read_prompts(text: str) -> list[str]:
-    """One prompt per non-blank line."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def one_line(err: BaseException) -> str:
@@ -90,7 +80,6 @@ def run_sweep(
     the session's) on the same prompts; ``prices[NAME]`` is its US$ per hour.
     """
     from llmlab.generation.settings import GenerationSettings
-    from llmlab.tradeoff.render import check_axes
 
     check_repeats(repeats, warmup)
     check_axes(axes)

@@ -16,7 +16,11 @@ from llmlab.errors import LabError
     "load test of a served model: concurrency levels, or request rates with Poisson/constant "
     "arrivals, or a saturation search for the highest rate meeting the SLOs; live latency vs "
     "throughput, TTFT/ITL/TPOT/E2E percentiles with their counts, goodput; returns a LoadTest",
-    arg("target", nargs="?", help="a loaded served model (default: the active model)"),
+    arg(
+        "target",
+        nargs="?",
+        help="a loaded served model, NAME or served:NAME (default: the active model)",
+    ),
     arg("--concurrency", default="1,2,4,8", help="requests in flight per level, e.g. 1,2,4,8"),
     arg("--rates", help="request-rate levels in req/s instead, e.g. 0.5,1,2 (open loop)"),
     arg(
@@ -90,10 +94,10 @@ from llmlab.errors import LabError
     body="the prompts, one per line (instead of --prompts)",
 )
 def load_test(ctx: Context, args):
+    from llmlab.measure.prompts import read_prompts
     from llmlab.served.loadtest import run_load_test, run_saturation_search
-    from llmlab.tradeoff.runner import read_prompts
 
-    sm = ctx.lab.model(args.target)
+    sm = _served_target(ctx, args.target)
     if args.prompts and ctx.body and ctx.body.strip():
         raise LabError("give the prompts either with --prompts or in the cell body, not both")
     prompts = None
@@ -173,3 +177,13 @@ def _print_level(test, event: str) -> None:
             f"TTFT p50 {ttft} (n={r['ttft_n']})",
             flush=True,
         )
+
+
+def _served_target(ctx: Context, spec: str | None):
+    """The model a load test sends to: ``served:NAME`` resolved as every target is
+    (:mod:`llmlab.targets`), a plain name (or none: the active model) as ``%llm use`` reads it."""
+    from llmlab.targets import SERVED, SERVED_PREFIX, resolve
+
+    if spec and spec.startswith(SERVED_PREFIX):
+        return resolve(spec, models=ctx.lab.models, kinds=(SERVED,)).other
+    return ctx.lab.model(spec)

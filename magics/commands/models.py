@@ -169,7 +169,7 @@ def _shown_here(frame):
 
     import pandas as pd
 
-    from llmlab.results import _current_execution
+    from llmlab.results import current_execution
 
     class ShownFrame(pd.DataFrame):
         _metadata = ["_shown_in"]
@@ -180,14 +180,14 @@ def _shown_here(frame):
 
         def _ipython_display_(self) -> None:
             shown_in = getattr(self, "_shown_in", None)
-            if shown_in is not None and shown_in() is _current_execution():
+            if shown_in is not None and shown_in() is current_execution():
                 if "ipykernel" not in sys.modules:
                     print(f"({len(self)} loaded, shown above)")  # ends the terminal's Out[n]
                 return
             display(pd.DataFrame(self))
 
     shown = ShownFrame(frame)
-    run = _current_execution()
+    run = current_execution()
     shown._shown_in = weakref.ref(run) if run is not None else None
     return shown
 

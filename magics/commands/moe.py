@@ -70,7 +70,7 @@ def moe_train(ctx: Context, args):
 
     from llmlab.magics.commands.tradeoff import headless
 
-    from llmlab.moe.demo import DemoRecipe
+    from llmlab.models.moe_demo import DemoRecipe
     from llmlab.moe.training import TRAINED_SPEC, check_steps, train_moe_demo
     from llmlab.session import check_name
 
