@@ -125,6 +125,21 @@ def test_engine_option_rejected_is_its_own_message_in_one_line(tmp_path):
     assert "--bogus" in message and "\n" not in message and "(log: " in message
 
 
+def test_a_config_validation_error_names_its_reason():
+    script = (
+        "import sys; print('pydantic_core._pydantic_core.ValidationError: 1 validation error "
+        "for VllmConfig'); print('  Value error, AuxOutput Connector requires Model Runner V2; "
+        "set VLLM_USE_V2_MODEL_RUNNER=1.'); sys.exit(1)"
+    )
+    with pytest.raises(LabError) as err:
+        launch.EngineServer(
+            "vllm", [sys.executable, "-c", script], model_id="m", model_path="p", port=1
+        )
+    assert "1 validation error for VllmConfig: Value error, AuxOutput Connector requires" in str(
+        err.value
+    )
+
+
 def test_readiness_wait_is_bounded_and_shows_the_last_log_lines(tmp_path):
     script = textwrap.dedent(
         """

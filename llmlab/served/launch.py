@@ -199,9 +199,12 @@ class EngineServer:
         engine option it rejects), else the last exception line, else the log's last line."""
         lines = self.log_tail(400)
         for needle in ("error: ", "Error: ", "ERROR"):
-            hits = [line for line in lines if needle in line]
+            hits = [i for i, line in enumerate(lines) if needle in line]
             if hits:
-                line = hits[-1]
+                line = lines[hits[-1]]
+                # pydantic names the model on one line and says why on the next.
+                if "validation error" in line and hits[-1] + 1 < len(lines):
+                    line = f"{line}: {lines[hits[-1] + 1]}"
                 # vLLM prefixes its log lines with "(APIServer pid=N) ERROR 12-06 ... ] ".
                 return line.split("] ", 1)[-1] if needle == "ERROR" else line
         return lines[-1] if lines else f"exit status {self.process.returncode}, nothing logged"

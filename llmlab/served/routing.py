@@ -6,8 +6,11 @@ responses as ``choices[i].routed_experts``: base64 ``.npy`` bytes of shape (toke
 top-k) holding expert ids. In vLLM 0.32.0 only Model Runner V2 records them
 (``vllm/v1/worker/gpu/model_runner.py``, its aux-output connector); the CPU build runs the V1
 runner ("Model Runner V2 requires Triton; using the V1 model runner instead"), which has no such
-capture, so on CPU the field stays ``null``. And the ids alone are not llmlab's MoE view: it
-also shows the router's weights and probabilities, which no server sends.
+capture. Tried on the CPU build with the demo MoE (a Qwen3-MoE it serves): the server refuses
+to start with ``--enable-return-routed-experts`` ("AuxOutput Connector requires Model Runner V2;
+set VLLM_USE_V2_MODEL_RUNNER=1"), and with that variable set ("Model Runner V2 requires
+Triton"). And the ids alone are not llmlab's MoE view: it also shows the router's weights and
+probabilities, which no server sends.
 
 So ``%llm moe`` on a served model asks the server once and says in one line what it returned
 and what would give the view.
@@ -23,10 +26,11 @@ if TYPE_CHECKING:
     from llmlab.served.model import ServedModel
 
 WHAT_WOULD = (
-    "a vLLM running Model Runner V2 (a GPU build; its CPU build 0.32.0 runs the V1 runner, which "
-    "records none) started with --enable-return-routed-experts --enable-prefix-caching on a MoE "
-    "model returns expert ids per token, but no router weights; for the full view load the "
-    "model locally (%llm load FOLDER, e.g. the demo MoE)"
+    "a vLLM running Model Runner V2 (a GPU build: vLLM 0.32.0's CPU build refuses "
+    "--enable-return-routed-experts, its V2 runner needs Triton) started with "
+    "--enable-return-routed-experts --enable-prefix-caching on a MoE model returns expert ids "
+    "per token, but no router weights; for the full view load the model locally "
+    "(%llm load FOLDER, e.g. the demo MoE)"
 )
 
 
