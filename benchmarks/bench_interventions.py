@@ -1,7 +1,7 @@
 """Intervention scans batched against a plain loop of one forward pass per variant, one run.
 
 Run:  .venv/bin/python benchmarks/bench_interventions.py [--tokens 24] [--model default]
-      (--model tiny:llama for a smoke run in seconds)
+      [--only heads|patching] (--model tiny:llama for a smoke run in seconds)
 
 Prints, on the default model (30 layers × 9 heads) and a prompt of ``--tokens`` tokens:
 
@@ -49,13 +49,13 @@ def main() -> None:
     import torch
 
     from llmlab import Lab
-    from llmlab.interventions import head_importance, patching, sites_of
-    from llmlab.interventions.scans import row_bytes, rows_per_pass
+    from llmlab.interventions import head_importance, sites_of
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--model", default="default")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
+    parser.add_argument("--only", choices=["heads", "patching"], help="run one of the two scans")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,6 +74,16 @@ def main() -> None:
     print(f"{'scan':<34} {'variants':>8} {'passes':>7} {'batched s':>10} {'loop s':>8} "
           f"{'speed-up':>9} {'max |Δ|':>9}")  # fmt: skip
 
+    if args.only != "patching":
+        heads_row(lm, text, answer)
+    if args.only != "heads":
+        patching_row(lm, sites, text, n, answer, wrong)
+    limits(lm, n)
+
+
+def heads_row(lm, text: str, answer: str) -> None:
+    from llmlab.interventions import head_importance
+
     start = time.perf_counter()
     batched = head_importance(lm, text, answer=answer)
     t_batched = time.perf_counter() - start
@@ -84,6 +94,10 @@ def main() -> None:
     print(f"{'all heads, zero ablation':<34} {batched.timing.variants:>8} "
           f"{batched.timing.passes:>7} {t_batched:>10.2f} {t_loop:>8.2f} "
           f"{t_loop / t_batched:>8.1f}× {diff:>9.1e}")  # fmt: skip
+
+
+def patching_row(lm, sites, text: str, n: int, answer: str, wrong: str) -> None:
+    from llmlab.interventions import patching
 
     corrupted = corrupt(lm, text)
     start = time.perf_counter()
@@ -97,6 +111,10 @@ def main() -> None:
     timing = pb.timings["resid"]
     print(f"{label:<34} {timing.variants:>8} {timing.passes:>7} {t_batched:>10.2f} "
           f"{t_loop:>8.2f} {t_loop / t_batched:>8.1f}× {diff:>9.1e}")  # fmt: skip
+
+
+def limits(lm, n: int) -> None:
+    from llmlab.interventions.scans import row_bytes, rows_per_pass
 
     per_row = row_bytes(lm, n)
     rows = rows_per_pass(lm, n, 10**9)

@@ -28,7 +28,8 @@ Kinds of spec key (:data:`llmlab.targets.kinds.SPEC_KINDS`):
   ``quant=int8``, ``bf16`` is ``dtype=bf16``), a bare on/off key switches it on (``prefix``),
   and a preset name stands for its parts on the base model's device (``fast``).
   ``spec=draft:NAME`` drafts with another loaded model, looked up like ``NAME`` above.
-- interventions (next): ``ablate=``, ``experts=``, ``steer=`` are added as one more kind.
+- interventions (:mod:`llmlab.interventions`, registered when it is imported, which
+  :mod:`llmlab.session` does): ``ablate=``, ``experts=``, ``steer=`` (see its docs).
 
 Kinds apply in their ``order`` (accelerations first: a load-time part works on a private copy
 of the weights, which later kinds then hook). Where a command takes a *list* of targets
