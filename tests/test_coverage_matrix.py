@@ -68,7 +68,10 @@ def test_named_families_work(reports, family):
         must_work.append("moe")
     must_work = [n for n in must_work if f"{family} {n}" not in KNOWN_CRASHES]
     assert {n: outcomes[n] for n in must_work} == dict.fromkeys(must_work, "works"), report
-    # Mamba and linear-attention layers keep a recurrent state that drafts cannot roll back: a
-    # one-line refusal (LFM2's convolution cache can be cropped: prompt lookup works there).
+    # Mamba and linear-attention layers keep a recurrent state that drafts must roll back:
+    # transformers up to 5.24 could not (a one-line refusal); 5.25 can (greedy tokens with and
+    # without prompt lookup are identical on tiny qwen3_next, granitemoehybrid, nemotron_h).
+    # Either is honest; a crash is not (test_nothing_crashes).
     stateful = family in ("qwen3_next", "jamba", "granitemoehybrid")
-    assert outcomes["spec=prompt-lookup"] == ("refused" if stateful else "works")
+    allowed = ("refused", "works") if stateful else ("works",)
+    assert outcomes["spec=prompt-lookup"] in allowed, report

@@ -90,4 +90,24 @@ def _probe_cache(lm: LoadedModel) -> Availability:
         if getattr(model.config.get_text_config(), "is_decoder", None) is False:
             return False, f"{none}: it is loaded as a bidirectional encoder (is_decoder=False)"
         return False, f"{none}: its forward pass returns no cache"
+    # Checking drafts also crops the cache back after a rejection, which not every cache
+    # allows, and transformers' release decides which: run one short prompt-lookup generation
+    # (the ids repeat, so drafts are proposed and checked) and refuse in one line if it fails.
+    ids = torch.tensor([[3, 4, 5, 6, 3, 4, 5, 6]], device=ids.device)
+    try:
+        with torch.inference_mode():
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                prompt_lookup_num_tokens=2,
+                max_new_tokens=3,
+                do_sample=False,
+            )
+    except Exception as err:  # noqa: BLE001 - any failure here means drafts cannot be checked
+        line = str(err).splitlines()[0] if str(err) else ""
+        why = f"{type(err).__name__}: {line}" if line else type(err).__name__
+        return (
+            False,
+            f"{family} cannot check drafts here: transformers' assisted decoding fails ({why})",
+        )
     return True, ""
