@@ -56,8 +56,9 @@ class FamilyReport:
     features: dict[str, Outcome] = field(default_factory=dict)
 
 
-class _OutOfTime(Exception):
-    pass
+class _OutOfTime(BaseException):
+    """The family's time is up. A BaseException, like KeyboardInterrupt, so that the broad
+    ``except Exception`` of the code it interrupts (a config builder) cannot swallow it."""
 
 
 def _first_line(err: BaseException) -> str:
