@@ -8,24 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmlab.widgets.base import HERE, LabWidget
+from llmlab.widgets.base import HERE, AnsweringView
 
 
-class AttentionView(LabWidget):
+class AttentionView(AnsweringView):
     _esm = HERE / "attention.js"
     _css = HERE / "attention.css"
     offline_note = (
         "Offline copy: exact per-token rows, and for long inputs some layers' head views and "
         "full-resolution heads, need the running kernel (hover values use what the page holds)."
     )
-
-    def __init__(self, result: Any) -> None:
-        super().__init__(result)
-        self.on_msg(self._on_request)
-
-    def _on_request(self, _widget: Any, content: dict, _buffers: list) -> None:
-        reply, buffers = self.result.answer(content)
-        self.send(reply, buffers)
 
     @classmethod
     def offline_requests(cls, result: Any) -> list[dict[str, Any]]:

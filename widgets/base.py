@@ -284,3 +284,16 @@ def _fallback(result: Any) -> str:
         "scripts (no network needed). Its reduced static copy is left out to keep the page "
         "small.</div>"
     )
+
+
+class AnsweringView(LabWidget):
+    """A view whose front end asks its result for data on demand (rows, patterns): each
+    message is answered by ``result.answer(content) -> (reply, buffers)``."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(result)
+        self.on_msg(self._on_request)
+
+    def _on_request(self, _widget: Any, content: dict, _buffers: list) -> None:
+        reply, buffers = self.result.answer(content)
+        self.send(reply, buffers)

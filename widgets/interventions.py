@@ -8,27 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from llmlab.widgets.base import HERE, LabWidget
+from llmlab.widgets.base import HERE, AnsweringView
 
 #: Heads whose attention pattern the offline copy carries, strongest first.
 OFFLINE_PATTERNS = 24
 
 
-class InterventionView(LabWidget):
+class InterventionView(AnsweringView):
     _esm = HERE / "interventions.js"
     _css = HERE / "interventions.css"
     offline_note = (
         "Offline copy: the attention patterns of the strongest heads are in this page; the "
         "others need the running kernel."
     )
-
-    def __init__(self, result: Any) -> None:
-        super().__init__(result)
-        self.on_msg(self._on_request)
-
-    def _on_request(self, _widget: Any, content: dict, _buffers: list) -> None:
-        reply, buffers = self.result.answer(content)
-        self.send(reply, buffers)
 
     @classmethod
     def offline_requests(cls, result: Any) -> list[dict[str, Any]]:
