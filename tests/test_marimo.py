@@ -28,9 +28,16 @@ def lab():
 @pytest.fixture(autouse=True)
 def marimo_formatters(monkeypatch):
     """marimo's formatters as its kernel registers them (plotly's only inside a notebook)."""
+    import IPython.core.display_functions
+    import IPython.display
     from marimo._output.formatters import plotly_formatters
     from marimo._output.formatters.formatters import register_formatters
 
+    # marimo's registration replaces IPython's display functions for the whole process: keep
+    # them to be put back after each test (later tests display through IPython's own).
+    for module in (IPython.display, IPython.core.display_functions):
+        for name in ("display", "update_display"):
+            monkeypatch.setattr(module, name, getattr(module, name))
     monkeypatch.setattr(plotly_formatters, "running_in_notebook", lambda: True)
     register_formatters()
     plotly_formatters.PlotlyFormatter().register()

@@ -47,6 +47,20 @@ def _fake_command(port: int) -> list[str]:
     return [sys.executable, "-m", "tests.served_fake", "--port", str(port)]
 
 
+@pytest.fixture(autouse=True)
+def only_this_tests_servers():
+    """The real engines' session servers (tests/conftest.py) stay up and out of sight here:
+    these tests count and stop only the servers they start (a stop_all here once took the
+    session's vLLM and llama.cpp servers down for every later test)."""
+    with launch._running_lock:
+        others = set(launch._running)
+        launch._running.clear()
+    yield
+    launch.stop_all()
+    with launch._running_lock:
+        launch._running.update(others)
+
+
 @pytest.fixture
 def fake_engine(monkeypatch):
     """llama.cpp's slot in the launcher filled by the fake server: `%llm serve llama.cpp`
