@@ -181,11 +181,15 @@ def quantize_int4_weight_only(model: nn.Module) -> nn.Module:
 
 def quantize(model: nn.Module, method: str, device: str) -> nn.Module:
     """Quantize ``model`` (a private copy) in place with ``method`` on ``device``."""
-    if not device.startswith("cpu") and method in ("int8", "int4"):
+    if not device.startswith("cpu") and method in ("lossless", "int8", "int4"):
         raise LabError(
             f"quant={method} is wired to torch's CPU kernels here; on CUDA use "
             "quant=int4-torchao, bnb8 or bnb4"
         )
+    if method == "lossless":
+        from llmlab.accel.lossless import quantize_lossless
+
+        return quantize_lossless(model)
     if method == "int4-torchao":
         return _torchao_int4(model)
     if method == "int8":

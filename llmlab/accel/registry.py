@@ -9,6 +9,7 @@ against a loaded model by :func:`check`; what cannot go together is refused by
 from __future__ import annotations
 
 import importlib.util
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -195,6 +196,32 @@ def _int4_shapes(lm: LoadedModel | None) -> Availability:
     return True, ""
 
 
+def _lossless(lm: LoadedModel | None) -> Availability:
+    """quant=lossless stores only weights already on a 4/8-bit block grid (a GGUF-converted
+    model), with a C++ kernel built here once."""
+    from llmlab.accel.lossless import NOT_ON_GRID, build_problem
+
+    if problem := build_problem():
+        return False, problem
+    if lm is None or not lm.capabilities.internals:
+        return True, ""
+    if not _on_grid(lm.model):
+        return False, NOT_ON_GRID.format(name=lm.name)
+    return True, ""
+
+
+def _on_grid(model: Any) -> bool:
+    """:func:`llmlab.accel.lossless.any_on_grid`, remembered per model object."""
+    from llmlab.accel.lossless import any_on_grid
+
+    if model not in _ON_GRID:
+        _ON_GRID[model] = any_on_grid(model)
+    return _ON_GRID[model]
+
+
+_ON_GRID: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _full_attention(lm: LoadedModel | None) -> Availability:
     """Quantized KV caches in transformers take only full-attention layers (GPT-OSS, Gemma 3
     and others interleave sliding-window ones)."""
@@ -358,14 +385,18 @@ ACCELERATIONS: dict[str, Acceleration] = {
         ),
         Acceleration(
             name="quant",
-            values=("none", "int8", "int4", "int4-torchao", "bnb8", "bnb4"),
+            values=("none", "lossless", "int8", "int4", "int4-torchao", "bnb8", "bnb4"),
             default="none",
             changes="stores weights in fewer bits (less memory read per token)",
             output_preserving=False,
-            needs="int8/int4: CPU; int4-torchao: CUDA and torchao; bnb8/bnb4: CUDA and "
-            "bitsandbytes",
+            preserving_values=("lossless",),  # the same weights, stored in their own grid
+            needs="lossless: CPU, a C++ compiler and weights shipped quantized (GGUF); "
+            "int8/int4: CPU; int4-torchao: CUDA and torchao; bnb8/bnb4: CUDA and bitsandbytes",
             applied="load",
             value_help={
+                "lossless": "weights that lie exactly on a 4/8-bit block grid (a model converted "
+                "from a Q4_1/Q8_0 GGUF) stored in those bits, bit-exact, multiplied from float32 "
+                "activations by a small C++ kernel (CPU); other layers stay float32",
                 "int8": "int8 weight-only, per output channel, bfloat16 activations inside "
                 "the matmul; MLP down-projections and the output head in float16 (CPU)",
                 "int4": "int4 weight-only, group size 32 (torch int4pack kernels, CPU)",
@@ -374,6 +405,7 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "bnb4": "bitsandbytes NF4 (CUDA)",
             },
             value_checks={
+                "lossless": _all(_needs_cpu, _one_device, _lossless),
                 "int8": _all(_needs_cpu, _one_device),
                 "int4": _all(_needs_cpu, _int4_shapes, _one_device),
                 "int4-torchao": _all(
@@ -581,12 +613,12 @@ def _check_combination(cfg: AccelConfig) -> None:
         raise LabError("compile=on (static cache) cannot roll back drafts; drop spec or compile")
     if cfg.get("compile") == "on" and cfg.get("prefix") == "on":
         raise LabError("compile=on uses a static cache; prefix=on keeps a dynamic one; pick one")
-    if spec in SELF_DRAFTS and quant != "none":
+    if spec in SELF_DRAFTS and quant not in ("none", "lossless"):
         raise LabError(
             f"spec={spec} drafts with a {SELF_DRAFTS[spec]} copy of the target; with "
             f"quant={quant} the target is already quantized; use spec=prompt-lookup or drop quant"
         )
-    if quant in ("int8", "int4") and cfg.get("dtype") in ("bf16", "fp16"):
+    if quant in ("lossless", "int8", "int4") and cfg.get("dtype") in ("bf16", "fp16"):
         raise LabError(f"quant={quant} runs its CPU kernels from float32 activations; drop dtype=")
     if quant in ("bnb8", "bnb4") and cfg.get("dtype") != "auto":
         raise LabError(f"quant={quant} chooses its own compute dtype; drop dtype=")

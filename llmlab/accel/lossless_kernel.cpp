@@ -1,0 +1,202 @@
+// Linear layers whose float32 weights lie exactly on a 4- or 8-bit block grid (GGUF Q4_1 / Q8_0,
+// blocks of 32 along the input dimension), multiplied from the packed form with float32
+// activations. Written by hand because torch has no such kernel: its int4/int8 weight-only CPU
+// kernels are only fast with bfloat16 activations (not exact), and llama.cpp quantizes the
+// activations to 8 bits. Every weight is dequantized in registers (d * q + m in float32, the
+// same value the fp32 model holds) and multiplied in float32, so only the summation order
+// differs from x @ w.T. Each block of a weight row is read once for up to TILE activation rows.
+//
+// Q4 layout: packed[n, b*16 + j] holds q[n, b*32 + j] in its low nibble and q[n, b*32 + 16 + j]
+// in its high nibble; d[n, b], m[n, b] float32. Q8: q int8 [N, K], d [N, K/32] float32.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cstdint>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+constexpr int64_t BLOCK = 32;
+constexpr int64_t TILE = 4;  // activation rows per pass over a weight row (registers)
+constexpr int64_t GRAIN = 16;  // output rows per parallel task
+
+template <int T>
+void q4_rows(const float* x, int64_t K, const uint8_t* packed, const float* d, const float* m,
+             float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t nb = K / BLOCK;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* p = packed + n * (K / 2);
+    const float* dn = d + n * nb;
+    const float* mn = m + n * nb;
+#if defined(__AVX512F__)
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + b * 16));
+      const __m128i lo = _mm_and_si128(bytes, low4);
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+      const __m512 vd = _mm512_set1_ps(dn[b]);
+      const __m512 vm = _mm512_set1_ps(mn[b]);
+      const __m512 w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), vd, vm);
+      const __m512 w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), vd, vm);
+      for (int t = 0; t < T; ++t) {
+        const float* xb = x + t * K + b * BLOCK;
+        acc[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t]);
+        acc[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * N + n] = _mm512_reduce_add_ps(acc[t]);
+#else
+    float acc[T] = {};
+    for (int64_t b = 0; b < nb; ++b) {
+      float w[BLOCK];
+      for (int j = 0; j < 16; ++j) {
+        const uint8_t byte = p[b * 16 + j];
+        w[j] = static_cast<float>(byte & 0x0F) * dn[b] + mn[b];
+        w[j + 16] = static_cast<float>(byte >> 4) * dn[b] + mn[b];
+      }
+      for (int t = 0; t < T; ++t) {
+        const float* xb = x + t * K + b * BLOCK;
+        float s = 0.f;
+        for (int j = 0; j < BLOCK; ++j) s += w[j] * xb[j];
+        acc[t] += s;
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * N + n] = acc[t];
+#endif
+  }
+}
+
+template <int T>
+void q8_rows(const float* x, int64_t K, const int8_t* q, const float* d, float* y, int64_t N,
+             int64_t n0, int64_t n1) {
+  const int64_t nb = K / BLOCK;
+  for (int64_t n = n0; n < n1; ++n) {
+    const int8_t* qn = q + n * K;
+    const float* dn = d + n * nb;
+#if defined(__AVX512F__)
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 vd = _mm512_set1_ps(dn[b]);
+      const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qn + b * BLOCK));
+      const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qn + b * BLOCK + 16));
+      const __m512 w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), vd);
+      const __m512 w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), vd);
+      for (int t = 0; t < T; ++t) {
+        const float* xb = x + t * K + b * BLOCK;
+        acc[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t]);
+        acc[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * N + n] = _mm512_reduce_add_ps(acc[t]);
+#else
+    float acc[T] = {};
+    for (int64_t b = 0; b < nb; ++b) {
+      float w[BLOCK];
+      for (int j = 0; j < BLOCK; ++j) w[j] = static_cast<float>(qn[b * BLOCK + j]) * dn[b];
+      for (int t = 0; t < T; ++t) {
+        const float* xb = x + t * K + b * BLOCK;
+        float s = 0.f;
+        for (int j = 0; j < BLOCK; ++j) s += w[j] * xb[j];
+        acc[t] += s;
+      }
+    }
+    for (int t = 0; t < T; ++t) y[t * N + n] = acc[t];
+#endif
+  }
+}
+
+// Runs ``rows<T>`` over activation rows in tiles of TILE (then the remainder), output rows in
+// parallel on torch's thread pool.
+template <typename F>
+torch::Tensor tiled(const torch::Tensor& x, int64_t N, F&& rows) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32, "x must be [M, K] float32");
+  const auto xc = x.contiguous();
+  const int64_t M = xc.size(0), K = xc.size(1);
+  TORCH_CHECK(K % BLOCK == 0, "K must be a multiple of 32");
+  auto y = torch::empty({M, N}, xc.options());
+  const float* xp = xc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
+    int64_t r = 0;
+    for (; r + TILE <= M; r += TILE) rows(std::integral_constant<int, TILE>{}, xp + r * K, yp + r * N, n0, n1);
+    switch (M - r) {
+      case 3: rows(std::integral_constant<int, 3>{}, xp + r * K, yp + r * N, n0, n1); break;
+      case 2: rows(std::integral_constant<int, 2>{}, xp + r * K, yp + r * N, n0, n1); break;
+      case 1: rows(std::integral_constant<int, 1>{}, xp + r * K, yp + r * N, n0, n1); break;
+      default: break;
+    }
+  });
+  return y;
+}
+
+}  // namespace
+
+torch::Tensor q4_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor d, torch::Tensor m) {
+  const int64_t N = packed.size(0), K = x.size(1);
+  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.size(1) * 2 == K, "packed [N, K/2] uint8");
+  TORCH_CHECK(d.is_contiguous() && m.is_contiguous() && packed.is_contiguous(), "contiguous");
+  const uint8_t* pp = packed.data_ptr<uint8_t>();
+  const float* dp = d.data_ptr<float>();
+  const float* mp = m.data_ptr<float>();
+  return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
+    q4_rows<decltype(t)::value>(xr, K, pp, dp, mp, yr, N, n0, n1);
+  });
+}
+
+torch::Tensor q8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d) {
+  const int64_t N = q.size(0), K = x.size(1);
+  TORCH_CHECK(q.scalar_type() == torch::kInt8 && q.size(1) == K, "q [N, K] int8");
+  TORCH_CHECK(d.is_contiguous() && q.is_contiguous(), "contiguous");
+  const int8_t* qp = q.data_ptr<int8_t>();
+  const float* dp = d.data_ptr<float>();
+  return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
+    q8_rows<decltype(t)::value>(xr, K, qp, dp, yr, N, n0, n1);
+  });
+}
+
+// The layer as float32 [N, K] (for prefill, where torch's BLAS matmul is faster).
+torch::Tensor q4_dequant(torch::Tensor packed, torch::Tensor d, torch::Tensor m) {
+  const int64_t N = packed.size(0), K = packed.size(1) * 2, nb = K / BLOCK;
+  auto w = torch::empty({N, K}, d.options());
+  const uint8_t* pp = packed.data_ptr<uint8_t>();
+  const float* dp = d.data_ptr<float>();
+  const float* mp = m.data_ptr<float>();
+  float* wp = w.data_ptr<float>();
+  at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* p = pp + n * (K / 2) + b * 16;
+        float* o = wp + n * K + b * BLOCK;
+        const float db = dp[n * nb + b], mb = mp[n * nb + b];
+        for (int j = 0; j < 16; ++j) {
+          o[j] = static_cast<float>(p[j] & 0x0F) * db + mb;
+          o[j + 16] = static_cast<float>(p[j] >> 4) * db + mb;
+        }
+      }
+  });
+  return w;
+}
+
+torch::Tensor q8_dequant(torch::Tensor q, torch::Tensor d) {
+  const int64_t N = q.size(0), K = q.size(1), nb = K / BLOCK;
+  auto w = torch::empty({N, K}, d.options());
+  const int8_t* qp = q.data_ptr<int8_t>();
+  const float* dp = d.data_ptr<float>();
+  float* wp = w.data_ptr<float>();
+  at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t b = 0; b < nb; ++b) {
+        const int8_t* qb = qp + n * K + b * BLOCK;
+        float* o = wp + n * K + b * BLOCK;
+        const float db = dp[n * nb + b];
+        for (int j = 0; j < BLOCK; ++j) o[j] = static_cast<float>(qb[j]) * db;
+      }
+  });
+  return w;
+}
