@@ -89,6 +89,9 @@ CONFIGS = [
     "spec=self-int4",
     "spec=hybrid",
     "spec=prompt-lookup,quant=int4",
+    "quant=lossless",
+    "quant=lossless,spec=prompt-lookup",
+    "quant=lossless,spec=hybrid",
 ]
 
 
