@@ -322,6 +322,30 @@ def explain_bandwidth(lm, label: str, settings) -> None:
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul")
 
 
+def grid_kernels(model, wall: float, reps: int = 20) -> None:
+    """quant=lossless: its C++ kernels are not aten ops (the profiler counts them as Python
+    module code), so time every packed layer on one activation row, as decode calls it."""
+    layers = [m for m in model.modules() if type(m).__name__ in ("Q4Linear", "Q8Linear")]
+    if not layers:
+        return
+    nbytes, seconds = 0, 0.0
+    with torch.inference_mode():
+        for mod in layers:
+            x = torch.randn(1, 1, mod.in_features)
+            mod(x)
+            t = time.perf_counter()
+            for _ in range(reps):
+                mod(x)
+            seconds += (time.perf_counter() - t) / reps
+            nbytes += sum(b.numel() * b.element_size() for b in mod.buffers())
+    print(
+        f"  its {len(layers)} packed layers ({nbytes / 2**20:.0f} MB of codes and scales, read "
+        f"once per token) take {seconds * 1000:.1f} ms per token in the C++ kernels "
+        f"({nbytes / seconds / 1e9:.1f} GB/s, each timed alone on one row): "
+        f"{100 * seconds / wall:.0f}% of a forward; the rest is the other ops and Python"
+    )
+
+
 def explain_decode_step(lm, label: str, settings, llama: LlamaCpp | None, steps: int = 16):
     """Where one decode step's time goes: weight bytes against the memory roofline, matmul
     kernels, the other ops (count and mean cost: per-op dispatch), and everything outside the
@@ -388,6 +412,7 @@ def explain_decode_step(lm, label: str, settings, llama: LlamaCpp | None, steps:
         f"the memory floor is {floor * 1000:.1f} ms per token; the matmuls reach "
         f"{nbytes / max(matmul, 1e-9) / 1e9:.1f} GB/s"
     )
+    grid_kernels(vlm.model, wall)
     if llama is not None:
         _, ltps, _ = llama.run(ids[0].tolist(), settings.max_new_tokens)
         print(

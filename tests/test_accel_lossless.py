@@ -100,9 +100,10 @@ def test_kernel_matches_the_float32_matmul(quantizer, rows):
     w = quantizer(torch.randn(200, 160) * 0.1)
     lin = linear_with(w, bias=True)
     packed = grid_module(lin)
-    assert packed is not None and type(packed).__name__ == {q4_1: "Q4Linear", q8_0: "Q8Linear"}[
-        quantizer
-    ]
+    assert (
+        packed is not None
+        and type(packed).__name__ == {q4_1: "Q4Linear", q8_0: "Q8Linear"}[quantizer]
+    )
     x = torch.randn(2, rows, 160)
     with torch.no_grad():
         ref, out = lin(x), packed(x)
@@ -148,7 +149,8 @@ def test_snapped_tiny_model_keeps_greedy_tokens_and_is_left_unchanged(tiny_llama
     before = fingerprint(lm)
     prompt = "abc abc abc abc abc abc"
     ref = generate(lm, prompt, GREEDY)
-    for text in ("quant=lossless", "quant=lossless,spec=prompt-lookup", "quant=lossless,spec=hybrid"):
+    for spec in ("off", "prompt-lookup", "hybrid"):
+        text = f"quant=lossless,spec={spec}"
         res = generate_accelerated(lm, prompt, GREEDY, text)
         assert res.token_ids == ref.token_ids, text
     with variant(lm, "quant=lossless") as vlm:

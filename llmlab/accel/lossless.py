@@ -177,10 +177,8 @@ def _module_classes():
             x2 = x.reshape(-1, shape[-1])
             if x2.dtype != torch.float32:
                 raise LabError(f"quant=lossless runs float32 activations; got {x2.dtype}")
-            if x2.shape[0] > DEQUANT_ROWS:
-                y = x2 @ self.dequantized().T
-            else:
-                y = self.multiply(x2)
+            # A prefill is compute-bound: torch's BLAS on the dequantized (identical) weights.
+            y = x2 @ self.dequantized().T if x2.shape[0] > DEQUANT_ROWS else self.multiply(x2)
             y = y.reshape(*shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
 

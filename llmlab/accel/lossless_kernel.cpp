@@ -32,24 +32,36 @@ void q4_rows(const float* x, int64_t K, const uint8_t* packed, const float* d, c
     const float* dn = d + n * nb;
     const float* mn = m + n * nb;
 #if defined(__AVX512F__)
-    __m512 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-    const __m128i low4 = _mm_set1_epi8(0x0F);
+    // Independent accumulators per activation row (A of them, one per block of a group of
+    // A / 2 blocks, two halves each): one chain of dependent FMAs would be latency-bound.
+    constexpr int A = T == 1 ? 8 : (T == 2 ? 4 : 2);
+    __m512 acc[T][A];
+    for (int t = 0; t < T; ++t)
+      for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
+    const __m512i low4 = _mm512_set1_epi32(0x0F);
     for (int64_t b = 0; b < nb; ++b) {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + b * 16));
-      const __m128i lo = _mm_and_si128(bytes, low4);
-      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+      const int a = static_cast<int>(b % (A / 2)) * 2;
+      // The 16 bytes widened once to 32-bit lanes, then split into nibbles there.
+      const __m512i bytes = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + b * 16)));
+      const __m512i lo = _mm512_and_si512(bytes, low4);
+      const __m512i hi = _mm512_srli_epi32(bytes, 4);
       const __m512 vd = _mm512_set1_ps(dn[b]);
       const __m512 vm = _mm512_set1_ps(mn[b]);
-      const __m512 w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), vd, vm);
-      const __m512 w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), vd, vm);
+      // d * q + m rounds once, as gguf's float32 d * q + m does (d * q is exact in float32).
+      const __m512 w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), vd, vm);
+      const __m512 w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), vd, vm);
       for (int t = 0; t < T; ++t) {
         const float* xb = x + t * K + b * BLOCK;
-        acc[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t]);
-        acc[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t]);
+        acc[t][a] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][a]);
+        acc[t][a + 1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t][a + 1]);
       }
     }
-    for (int t = 0; t < T; ++t) y[t * N + n] = _mm512_reduce_add_ps(acc[t]);
+    for (int t = 0; t < T; ++t) {
+      __m512 sum = acc[t][0];
+      for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[t][a]);
+      y[t * N + n] = _mm512_reduce_add_ps(sum);
+    }
 #else
     float acc[T] = {};
     for (int64_t b = 0; b < nb; ++b) {
@@ -79,9 +91,12 @@ void q8_rows(const float* x, int64_t K, const int8_t* q, const float* d, float* 
     const int8_t* qn = q + n * K;
     const float* dn = d + n * nb;
 #if defined(__AVX512F__)
-    __m512 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    constexpr int A = T == 1 ? 8 : (T == 2 ? 4 : 2);  // see q4_rows
+    __m512 acc[T][A];
+    for (int t = 0; t < T; ++t)
+      for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
+      const int a = static_cast<int>(b % (A / 2)) * 2;
       const __m512 vd = _mm512_set1_ps(dn[b]);
       const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qn + b * BLOCK));
       const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qn + b * BLOCK + 16));
@@ -89,11 +104,15 @@ void q8_rows(const float* x, int64_t K, const int8_t* q, const float* d, float* 
       const __m512 w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), vd);
       for (int t = 0; t < T; ++t) {
         const float* xb = x + t * K + b * BLOCK;
-        acc[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t]);
-        acc[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t]);
+        acc[t][a] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][a]);
+        acc[t][a + 1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t][a + 1]);
       }
     }
-    for (int t = 0; t < T; ++t) y[t * N + n] = _mm512_reduce_add_ps(acc[t]);
+    for (int t = 0; t < T; ++t) {
+      __m512 sum = acc[t][0];
+      for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[t][a]);
+      y[t * N + n] = _mm512_reduce_add_ps(sum);
+    }
 #else
     float acc[T] = {};
     for (int64_t b = 0; b < nb; ++b) {
