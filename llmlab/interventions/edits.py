@@ -244,9 +244,10 @@ def applied(
 
 
 def _install(sites, edits, record, handles, routers) -> None:
-    if edits.grow and edits.rows_out(-1) > 1:
+    first_rows = edits.rows_out(-1)
+    if edits.grow and first_rows > 1:
 
-        def grow_input(module, args, kwargs, rows=edits.rows_out(-1)):
+        def grow_input(module, args, kwargs, rows=first_rows):
             if args:
                 return (_grow(args[0], rows), *args[1:]), kwargs
             key = "hidden_states"

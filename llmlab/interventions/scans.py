@@ -6,11 +6,22 @@
   back — the residual stream at each (layer, position), each head's output, each MoE layer's
   output at each position — and measures how much of the clean logit difference returns.
 
-Why it is fast: every variant of a batch is the same input up to its first edited layer, so a
-pass runs one row until the batch's first edited layer and copies it into all rows there
-(:class:`llmlab.interventions.edits.Edits` ``expand_after``); variants are ordered by layer so
-each batch starts late; only the last position's logits are computed. ``method="loop"`` runs
-the plain alternative (one full forward pass per variant) for comparison and checks.
+Why it is fast, and exact (the same numbers as one forward pass per variant, up to float
+rounding):
+
+- the batch grows with depth: a variant is the unedited input until its edit starts, so a pass
+  starts with one row and each variant joins as a copy of that reference row at its own layer
+  (:class:`llmlab.interventions.edits.Edits` ``grow``); no row computes the layers before its
+  edit, and one pass can carry variants of every layer;
+- patching at position ``p`` changes nothing before ``p``: the residual-stream and MoE passes
+  run only the tokens from ``p`` on top of the corrupted run's keys and values, one pass per
+  position (:mod:`llmlab.interventions.prefix`; families whose cache is not a plain per-layer
+  KV cache run the full sequence). Head-output patching and head ablation change every
+  position, so they use the growing batch only;
+- only the last position's logits are computed.
+
+``method="loop"`` runs the plain alternative (one full forward pass per variant) for comparison
+and checks. ``ScanTiming.work`` says how much of the loop's layer × token work a scan did.
 """
 
 from __future__ import annotations
@@ -79,21 +90,24 @@ def _one_token_hint(lm: LoadedModel, text: str, ids: list[int]) -> str:
 # -- batching -----------------------------------------------------------------------------------
 def row_bytes(lm: LoadedModel, n_tokens: int) -> int:
     """Bytes one variant (one batch row) of ``n_tokens`` holds during a pass, estimated:
-    live activations of one layer (hidden states, MLP, attention weights) plus its
-    last-position logits, twice for the copies a pass keeps alive at once."""
+    live activations of one layer (hidden states, MLP, attention weights, the layer's keys
+    and values with a reused prefix in front) plus its last-position logits, twice for the
+    copies a pass keeps alive at once. A pass peaks at its deepest layer, where all its rows
+    are alive (the batch grows with depth), so rows × this bounds it."""
     text = lm.config.get_text_config()
     width = int(getattr(text, "hidden_size", 0) or 1024)
     inner = int(getattr(text, "intermediate_size", 0) or 4 * width)
     heads = int(getattr(text, "num_attention_heads", 0) or 8)
+    kv = int(getattr(text, "num_key_value_heads", 0) or heads) * (width // heads)
     vocab = int(getattr(text, "vocab_size", 0) or 32000)
     item = lm.model.dtype.itemsize
-    return (n_tokens * (8 * width + 3 * inner + heads * n_tokens) + vocab) * item * 2
+    return (n_tokens * (8 * width + 3 * inner + heads * n_tokens + 2 * kv) + vocab) * item * 2
 
 
 def rows_per_pass(lm: LoadedModel, n_tokens: int, wanted: int) -> int:
-    """How many variants one forward pass may carry: ``wanted``, fewer when the memory budget
-    says so (the scan is split into more passes); refused in one line when even one row
-    would not fit."""
+    """How many variants one forward pass may carry (its rows at the deepest layer):
+    ``wanted``, fewer when the memory budget says so (the scan is split into more passes);
+    refused in one line when even one row would not fit."""
     per_row = row_bytes(lm, n_tokens)
     limit, _ = memory.budget(lm.device)
     if per_row > limit:
