@@ -63,6 +63,8 @@ class Prefix:
 
 def reusable(lm: LoadedModel) -> bool:
     """Whether the family's cache is a plain per-layer KV cache transformers can crop."""
+    # The check speculative decoding makes before it crops a cache back: one rule for "this
+    # family's cache can be cut at a position", not a second family list.
     from llmlab.accel.registry import _rollback_cache
 
     ok, _ = _rollback_cache(lm)
@@ -74,7 +76,10 @@ def record(lm: LoadedModel, ids: torch.Tensor, n_layers: int) -> Prefix | None:
     else None (patching passes then run the full sequence)."""
     if not reusable(lm):
         return None
-    cache = DynamicCache(config=lm.model.config)
+    try:
+        cache = DynamicCache(config=lm.model.config)
+    except Exception:  # noqa: BLE001 - a cache the generic class cannot build: full sequence
+        return None
     forward(lm, ids, cache=cache)
     n = int(ids.shape[1])
     layers = getattr(cache, "layers", [])
