@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from llmlab import memory
-from llmlab.devices import format_bytes
 from llmlab.errors import LabError
 from llmlab.interventions import prefix as prefixes
 from llmlab.interventions.edits import Edits, Recording, RowSet, applied, forward
@@ -474,15 +473,6 @@ def patching(
         moe_layers=list(sites.moe_layers),
         kinds=list(sites.kinds),
         timings=timings,
-    )
-
-
-def describe_limit(lm: LoadedModel, n_tokens: int) -> str:
-    """What bounds a batch here, in words (for the benchmark)."""
-    rows = rows_per_pass(lm, n_tokens, 10**9)
-    limit, source = memory.budget(lm.device)
-    return (
-        f"memory allows {rows} rows of {n_tokens} tokens per pass ({format_bytes(limit)}, {source})"
     )
 
 
