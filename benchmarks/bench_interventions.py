@@ -8,10 +8,12 @@ Prints, on the default model (30 layers × 9 heads) and a prompt of ``--tokens``
 - the all-heads scan: 270 heads, each zero-ablated, Δ log-probability of the answer;
 - a residual-stream patching scan: 30 layers × ``--tokens`` positions;
 
-each as the batched scan (variants carried by the batch; one row until the batch's first
-edited layer, copied into every row there; last-position logits only) and as a loop of plain
-forward passes, one per variant (``method="loop"``), with the speed-up, the largest
-difference between the two answers, and what bounds a batch (memory per row, the budget).
+each as the batched scan (variants carried by the batch, which grows with depth: each
+variant joins as a copy of the unedited row at the layer its edit starts; patching runs only
+the tokens from the patched position on the corrupted run's cached keys and values; last-
+position logits only) and as a loop of plain forward passes, one per variant
+(``method="loop"``), with the speed-up, the largest difference between the two answers, the
+share of the loop's layer × token work the batched scan did, and what bounds it.
 """
 
 from __future__ import annotations
@@ -71,14 +73,15 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, device {lm.device}"
     )
     head_importance(lm, text, answer=answer, layers=[sites.head_layers[-1]])  # warm-up
-    print(f"{'scan':<34} {'variants':>8} {'passes':>7} {'batched s':>10} {'loop s':>8} "
-          f"{'speed-up':>9} {'max |Δ|':>9}")  # fmt: skip
+    print(f"{'scan':<34} {'variants':>8} {'passes':>7} {'work':>5} {'batched s':>10} "
+          f"{'loop s':>8} {'speed-up':>9} {'max |Δ|':>9}")  # fmt: skip
 
+    timings = []
     if args.only != "patching":
-        heads_row(lm, text, answer)
+        timings.append(heads_row(lm, text, answer))
     if args.only != "heads":
-        patching_row(lm, sites, text, n, answer, wrong)
-    limits(lm, n)
+        timings.append(patching_row(lm, sites, text, n, answer, wrong))
+    limits(lm, n, timings)
 
 
 def heads_row(lm, text: str, answer: str) -> None:
@@ -91,9 +94,11 @@ def heads_row(lm, text: str, answer: str) -> None:
     loop = head_importance(lm, text, answer=answer, method="loop")
     t_loop = time.perf_counter() - start
     diff = float(np.nanmax(np.abs(batched.effects - loop.effects)))
-    print(f"{'all heads, zero ablation':<34} {batched.timing.variants:>8} "
-          f"{batched.timing.passes:>7} {t_batched:>10.2f} {t_loop:>8.2f} "
+    timing = batched.timing
+    print(f"{'all heads, zero ablation':<34} {timing.variants:>8} {timing.passes:>7} "
+          f"{timing.work:>5.0%} {t_batched:>10.2f} {t_loop:>8.2f} "
           f"{t_loop / t_batched:>8.1f}× {diff:>9.1e}")  # fmt: skip
+    return "head scan", timing
 
 
 def patching_row(lm, sites, text: str, n: int, answer: str, wrong: str) -> None:
@@ -109,21 +114,27 @@ def patching_row(lm, sites, text: str, n: int, answer: str, wrong: str) -> None:
     diff = float(np.nanmax(np.abs(pb.resid - pl.resid)))
     label = f"patching, {sites.n_layers} layers × {n} positions"
     timing = pb.timings["resid"]
-    print(f"{label:<34} {timing.variants:>8} {timing.passes:>7} {t_batched:>10.2f} "
-          f"{t_loop:>8.2f} {t_loop / t_batched:>8.1f}× {diff:>9.1e}")  # fmt: skip
+    print(f"{label:<34} {timing.variants:>8} {timing.passes:>7} {timing.work:>5.0%} "
+          f"{t_batched:>10.2f} {t_loop:>8.2f} {t_loop / t_batched:>8.1f}× "
+          f"{diff:>9.1e}")  # fmt: skip
+    return "patching", timing
 
 
-def limits(lm, n: int) -> None:
-    from llmlab.interventions.scans import row_bytes, rows_per_pass
+def limits(lm, n: int, timings) -> None:
+    from llmlab.interventions.scans import MAX_ROWS, row_bytes, rows_per_pass
 
     per_row = row_bytes(lm, n)
     rows = rows_per_pass(lm, n, 10**9)
+    work = ", ".join(f"{name} {timing.work:.0%}" for name, timing in timings)
     print(
-        f"limits: one variant holds ~{per_row / 2**20:.1f} MiB in a pass, so memory allows "
-        f"{rows} rows per pass (scans use ≤ 64); a pass costs prefill compute: the batched "
-        "scan does the same per-row work minus the rows' shared prefix layers and all but "
-        "the last position's logits, so on a CPU, whose prefill is compute-bound, the gain "
-        "is that saved work (about 2–3×), and on a GPU also the launches a small pass wastes"
+        f"limits: one variant holds ~{per_row / 2**20:.1f} MiB at a pass's deepest layer, so "
+        f"memory allows {rows} rows per pass (scans use ≤ {MAX_ROWS}); the batched scans do "
+        f"the arithmetic the variants do not share ({work} of the loop's layer × token work: "
+        "no row runs the layers before its edit, a patching row not the tokens before its "
+        "position) and skip all but the last position's logits, which a loop computes. The "
+        "rest is prefill compute: on a CPU, compute-bound, the speed-up is that saved work "
+        "times the better matmul efficiency of bigger batches; on a GPU, where small passes "
+        "are launch-bound, also the launches a pass per variant wastes"
     )
 
 

@@ -9,7 +9,8 @@ in one tradeoff sweep, then a load sweep of the server.
 --vs-vllm-bench: vLLM's own client (`vllm bench serve`) and llmlab's load test alternating on one
 vLLM server, on the same prompts (synthetic, exactly --input-len tokens in the server's tokenizer,
 written to a JSONL file vLLM's "custom" dataset reads), the same lengths (--output-len with
-ignore_eos, greedy), /v1/completions for both, at concurrency 1 and 4 and one Poisson rate.
+ignore_eos, greedy), /v1/completions for both, at concurrency 1 and 4 and one Poisson rate
+(seed 0 for both: llmlab draws its arrival times as vLLM does, so both send on one schedule).
 Prints every figure side by side with llmlab / vLLM, and each client's CPU seconds.
 
   .venv/bin/python benchmarks/bench_served.py --vs-vllm-bench [--num-prompts 16]
@@ -290,6 +291,7 @@ def run_llmlab(sm, prompts, args, concurrency, rate) -> dict:
         ignore_eos=True,
         warmup=False,
         max_concurrency=concurrency or 256,
+        seed=0,  # vllm bench serve's --seed 0: the same arrival times
     )
     cpu = time.process_time() - cpu
     level = test.levels[0]

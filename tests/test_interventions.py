@@ -179,6 +179,110 @@ def test_patching_equals_a_hook_that_overwrites_the_hidden_state(spec, llama, mo
         assert np.allclose(got, want, atol=1e-4, equal_nan=True), kind
 
 
+def _layer_inputs(lm):
+    """Record (layer, rows, tokens) that every decoder layer computed; returns (seen, remove).
+    (Hooks run in the order they were added, so these see a layer's output before the scan's
+    own hooks add rows to it.)"""
+    seen: list[tuple[int, int, int]] = []
+
+    def hook(index):
+        def record(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            seen.append((index, int(hidden.shape[0]), int(hidden.shape[1])))
+
+        return record
+
+    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(sites_of(lm).layers)]
+    return seen, lambda: [h.remove() for h in handles]
+
+
+def test_each_variant_joins_the_batch_at_its_own_layer(llama):
+    seen, remove = _layer_inputs(llama)
+    try:
+        batched = head_importance(llama, TEXT, answer="o")
+    finally:
+        remove()
+    loop = head_importance(llama, TEXT, answer="o", method="loop")
+    assert np.allclose(batched.effects, loop.effects, atol=TOL)
+    # 16 heads in one pass: row 0 (layer 3's last head, the reference the others copy) runs
+    # from the input; layer ℓ's 4 heads join before layer ℓ, so layer ℓ sees 1 + 4(ℓ+1) rows
+    # (the last layer all 16), and no row computes a layer before the one it ablates.
+    n = ids_of(llama).shape[1]
+    scan = [rows for _, rows, tokens in seen[-4:]]
+    assert scan == [5, 9, 13, 16] and all(t == n for *_, t in seen[-4:])
+    assert batched.timing.passes == 1 and batched.timing.rows_per_pass == 16
+    assert abs(batched.timing.work - (5 + 9 + 13 + 16) / 64) < 1e-9
+    assert "67% of a loop's layer × token work" in batched.timing.text()
+
+
+def test_a_growing_batch_needs_its_rows_ordered_by_the_layer_their_edit_starts():
+    from llmlab.interventions.edits import Edits
+
+    edits = Edits(batch=3, grow=True)
+    edits.head_keep[2] = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    edits.head_keep[0] = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    assert edits.joins() == [1, -1, 1]
+    assert [edits.rows_in(layer) for layer in range(4)] == [2, 2, 3, 3]
+    edits = Edits(batch=2, grow=True)
+    edits.head_keep[0] = torch.tensor([[0.0], [1.0]])
+    edits.head_keep[3] = torch.tensor([[1.0], [0.0]])
+    with pytest.raises(LabError, match="row 0 to start last"):
+        edits.rows_in(1)
+
+
+@pytest.mark.parametrize("spec", ["llama", "qwen3_moe"])
+def test_patching_runs_only_the_tokens_from_the_patched_position(spec, llama, moe):
+    from llmlab.interventions import prefix
+
+    lm = llama if spec == "llama" else moe
+    clean, corrupted = "hello there", "jello where"
+    n = ids_of(lm, corrupted).shape[1]
+    kinds = ["resid", "moe"] if spec == "qwen3_moe" else ["resid"]
+    assert prefix.reusable(lm)  # (asked once per model, by a short generation: not counted)
+    seen, remove = _layer_inputs(lm)
+    try:
+        batched = patching(lm, clean, corrupted, "o", "x", kinds=kinds)
+    finally:
+        remove()
+    loop = patching(lm, clean, corrupted, "o", "x", kinds=kinds, method="loop")
+    for kind in kinds:
+        assert np.allclose(getattr(batched, kind), getattr(loop, kind), atol=TOL), kind
+        timing = batched.timings[kind]
+        assert timing.prefix_reused and timing.passes == n  # one pass per position
+    # Layer 0 sees the tokens from each position p (n - p of them), each exactly once per
+    # kind: the corrupted run's keys and values stand for the ones before.
+    first = sorted(tokens for layer, _, tokens in seen if layer == 0)
+    runs = 3  # the clean recording, the corrupted run, the corrupted run's prefix
+    assert first == sorted([n] * runs + list(range(1, n + 1)) * len(kinds))
+    # A resid pass: the variant patching the last layer is row 0 and the variant patching
+    # layer ℓ joins at ℓ's output, so layer ℓ is computed by 1 + ℓ rows.
+    n_layers = sites_of(lm).n_layers
+    if spec == "llama":
+        resid = seen[runs * n_layers :]  # the first pass (p = 0) after those runs
+        assert [rows for _, rows, _ in resid[:n_layers]] == [1 + i for i in range(n_layers)]
+
+
+@pytest.mark.parametrize(
+    ("family", "why"), [("gemma2", "sliding-window layers"), ("qwen3_next", "recurrent state")]
+)
+def test_patching_runs_the_full_sequence_where_the_cache_is_not_plain(family, why, saved):
+    from llmlab.interventions import prefix
+
+    lm = load_model(str(saved[family]))
+    clean, corrupted = "hello there", "jello where"
+    n = ids_of(lm, corrupted).shape[1]
+    assert prefix.record(lm, ids_of(lm, corrupted), sites_of(lm).n_layers) is None, why
+    seen, remove = _layer_inputs(lm)
+    try:
+        batched = patching(lm, clean, corrupted, "o", "x", kinds=["resid"])
+    finally:
+        remove()
+    loop = patching(lm, clean, corrupted, "o", "x", kinds=["resid"], method="loop")
+    assert np.allclose(batched.resid, loop.resid, atol=1e-4)
+    assert not batched.timings["resid"].prefix_reused
+    assert {tokens for *_, tokens in seen} == {n}
+
+
 def test_removing_an_expert_equals_masking_its_router_logit(moe):
     sites = sites_of(moe)
     ids = ids_of(moe)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from IPython.core.error import UsageError
 
@@ -36,9 +37,21 @@ def test_arrivals_are_seeded_poisson_or_constant():
     mean = sum(gaps) / len(gaps)
     assert 0.22 < mean < 0.28  # exponential gaps of mean 1/rate
     assert sum(g > 2 * mean for g in gaps) > 0.08 * len(gaps)  # a tail, unlike equal gaps
-    assert arrival_times(4.0, 3, "constant") == [0.0, 0.25, 0.5]
+    assert arrival_times(4.0, 3, "constant") == [0.25, 0.5, 0.75]
     with pytest.raises(LabError, match="--arrivals must be one of poisson, constant"):
         arrival_times(1.0, 2, "bursty")
+
+
+def test_arrivals_are_the_schedule_vllm_bench_serve_draws():
+    # vllm bench serve (0.32): np.random.seed(seed), one np.random.gamma(1, 1/rate) gap per
+    # request, cumulative, rescaled so the last request leaves at count / rate.
+    np.random.seed(5)
+    gaps = [np.random.gamma(shape=1.0, scale=1 / 2.0) for _ in range(16)]
+    delays = np.cumsum(gaps)
+    expected = delays * (16 / 2.0) / delays[-1]
+    assert np.allclose(arrival_times(2.0, 16, "poisson", seed=5), expected, rtol=0, atol=1e-12)
+    assert arrival_times(2.0, 16, seed=5)[-1] == pytest.approx(8.0)  # the rate, whatever seed
+    assert arrival_times(2.0, 0) == []
 
 
 def test_zero_or_absurd_rates_and_lengths_are_one_line(fake):

@@ -18,9 +18,13 @@ module replaced, no attribute left.
   routing exactly as expert pruning does.
 - Forced routing rewrites the experts module's ``top_k_index`` for chosen tokens.
 
-Batch expansion (``expand_after``): every row is identical up to the first edited layer, so
-the pass runs one row until then and copies it into the batch there, instead of computing
-the same prefix once per variant.
+A growing batch (``grow``): every row is the same input until its own edit starts, so a
+pass starts with one row and each row joins the batch at its own layer, as a copy of row 0
+(before a layer whose heads, experts or MoE output it edits; at the output of a layer whose
+residual stream it patches). No row computes the layers before its edit. Row 0 is the
+reference the others copy: it must be the row whose edit starts last, and rows 1, 2, ... are
+ordered by the layer their edit starts at, so the rows computing a layer are always the first
+``rows_in(layer)`` ones and every per-row tensor is sliced to them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -59,7 +64,9 @@ class Edits:
     - ``moe_set[layer]``: positions of a MoE block's output overwritten;
     - ``expert_mask[layer]``: (B or 1, experts) added to the router's logits (0 or −inf);
     - ``force[layer]``: (row, position, experts) whose top-k experts are replaced;
-    - ``expand_after``: the row count becomes ``batch`` after this layer (−1: before layer 0).
+    - ``grow``: the input is one row and the batch grows to ``batch`` rows inside the model,
+      each row joining where its edit starts (module docstring); else every row runs from
+      the input.
     """
 
     batch: int = 1
@@ -71,12 +78,68 @@ class Edits:
     moe_set: dict[int, RowSet] = field(default_factory=dict)
     expert_mask: dict[int, torch.Tensor] = field(default_factory=dict)
     force: dict[int, list[tuple[int, int, list[int]]]] = field(default_factory=dict)
-    expand_after: int | None = None
+    grow: bool = False
 
-    def first_edited_layer(self) -> int:
-        layers = [*self.head_keep, *self.resid_add, *self.moe_set, *self.expert_mask, *self.force]
-        layers += [layer + 1 for layer in self.resid_set]  # a layer's own output is edited after
-        return min(layers) if layers else 0
+    def joins(self) -> list[int]:
+        """Per row, the layer after whose output the row must exist (−1: the input): one
+        before the first layer it edits inside, the layer itself when it edits the layer's
+        output. A row without edits joins last (it stays the reference's copy)."""
+        never = 1 << 30
+        join = [never] * self.batch
+
+        def mark(rows: Any, layer: int) -> None:
+            for row in rows:
+                join[row] = min(join[row], layer)
+
+        def rows_of(t: torch.Tensor, edited: torch.Tensor) -> Any:
+            if t.shape[0] == 1:
+                return range(self.batch) if bool(edited.any()) else ()
+            return edited.reshape(t.shape[0], -1).any(-1).nonzero().flatten().tolist()
+
+        for layer, keep in self.head_keep.items():
+            mark(rows_of(keep, keep != 1), layer - 1)
+        for layer, mask in self.expert_mask.items():
+            mark(rows_of(mask, mask != 0), layer - 1)
+        for layer, forced in self.force.items():
+            mark((row for row, _, _ in forced), layer - 1)
+        for layer, rows in self.moe_set.items():
+            mark(rows.rows.tolist(), layer - 1)
+        for layer, rows in self.resid_set.items():
+            mark(rows.rows.tolist(), layer)
+        for layer, add in self.resid_add.items():
+            mark(rows_of(add, add != 0), layer)
+        last = max((j for j in join if j < never), default=-1)
+        return [min(j, last) for j in join]
+
+    @cached_property
+    def _rows_after(self) -> dict[int, int]:
+        """Layer -> rows after its output (−1: the input), for a growing batch."""
+        if not self.grow:
+            return {}
+        join = self.joins()
+        if any(j > join[0] for j in join[1:]) or join[1:] != sorted(join[1:]):
+            raise LabError(
+                "a growing batch needs row 0 to start last and the other rows ordered by the "
+                f"layer their edit starts at; got {join}"
+            )
+        counts: dict[int, int] = {}
+        for j in join[1:]:
+            counts[j] = counts.get(j, 0) + 1
+        rows, after = 1, {}
+        for layer in sorted(counts):
+            rows += counts[layer]
+            after[layer] = rows
+        return after
+
+    def rows_out(self, layer: int) -> int:
+        """Rows alive after ``layer``'s output (−1: the input)."""
+        if not self.grow:
+            return self.batch
+        return max((n for j, n in self._rows_after.items() if j <= layer), default=1)
+
+    def rows_in(self, layer: int) -> int:
+        """Rows that compute ``layer``."""
+        return self.rows_out(layer - 1)
 
 
 @dataclass
@@ -97,12 +160,19 @@ def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
-def _expand(hidden: torch.Tensor, batch: int) -> torch.Tensor:
-    if hidden.shape[0] == batch:
+def _grow(hidden: torch.Tensor, rows: int) -> torch.Tensor:
+    """``hidden`` with copies of row 0 (the unedited reference) appended up to ``rows``."""
+    more = rows - hidden.shape[0]
+    if more == 0:
         return hidden
-    if hidden.shape[0] != 1:
-        raise LabError(f"cannot expand a batch of {hidden.shape[0]} rows to {batch}")
-    return hidden.expand(batch, *hidden.shape[1:]).contiguous()
+    if more < 0:
+        raise LabError(f"a layer saw {hidden.shape[0]} rows where the batch has {rows}")
+    return torch.cat([hidden, hidden[:1].expand(more, *hidden.shape[1:])])
+
+
+def _first_rows(t: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """A per-row tensor sliced to the rows alive at its layer (one row applies to all)."""
+    return t if t is None or t.shape[0] == 1 else t[:rows]
 
 
 def _set_rows(hidden: torch.Tensor, rows: RowSet) -> torch.Tensor:
@@ -174,29 +244,32 @@ def applied(
 
 
 def _install(sites, edits, record, handles, routers) -> None:
-    batch = edits.batch
-    expand = edits.expand_after
-    if expand == -1:
+    first_rows = edits.rows_out(-1)
+    if edits.grow and first_rows > 1:
 
-        def expand_input(module, args, kwargs):
+        def grow_input(module, args, kwargs, rows=first_rows):
             if args:
-                return (_expand(args[0], batch), *args[1:]), kwargs
+                return (_grow(args[0], rows), *args[1:]), kwargs
             key = "hidden_states"
-            return args, {**kwargs, key: _expand(kwargs[key], batch)}
+            return args, {**kwargs, key: _grow(kwargs[key], rows)}
 
-        handles.append(sites.layers[0].register_forward_pre_hook(expand_input, with_kwargs=True))
+        handles.append(sites.layers[0].register_forward_pre_hook(grow_input, with_kwargs=True))
 
     for index, layer in enumerate(sites.layers):
-        add = edits.resid_add.get(index)
+        rows_out = edits.rows_out(index)
+        grows = edits.grow and rows_out > edits.rows_in(index)
+        add = _first_rows(edits.resid_add.get(index), rows_out)
         patch = edits.resid_set.get(index)
         keep = record is not None
-        if add is None and patch is None and expand != index and not keep:
+        if add is None and patch is None and not grows and not keep:
             continue
 
-        def layer_out(module, args, output, add=add, patch=patch, index=index, keep=keep):
+        def layer_out(
+            module, args, output, add=add, patch=patch, index=index, keep=keep, rows=rows_out
+        ):
             hidden = _hidden_of(output)
-            if expand == index:
-                hidden = _expand(hidden, batch)
+            if edits.grow:
+                hidden = _grow(hidden, rows)
             if patch is not None:
                 hidden = _set_rows(hidden, patch)
             if add is not None:
@@ -208,8 +281,9 @@ def _install(sites, edits, record, handles, routers) -> None:
         handles.append(layer.register_forward_hook(layer_out))
 
     for index, site in sites.attention.items():
-        keep_heads = edits.head_keep.get(index)
-        fill = edits.head_fill.get(index)
+        rows = edits.rows_in(index)
+        keep_heads = _first_rows(edits.head_keep.get(index), rows)
+        fill = _first_rows(edits.head_fill.get(index), rows)
         if keep_heads is None and record is None:
             continue
 
@@ -242,6 +316,7 @@ def _install(sites, edits, record, handles, routers) -> None:
 
     for moe in sites.moe:
         index = moe.index
+        rows = edits.rows_in(index)
         patch = edits.moe_set.get(index)
         if patch is not None or record is not None:
 
@@ -258,12 +333,11 @@ def _install(sites, edits, record, handles, routers) -> None:
                 return _with_hidden(output, hidden.reshape(shape))
 
             handles.append(moe.block.register_forward_hook(block_out))
-        mask = edits.expert_mask.get(index)
+        mask = _first_rows(edits.expert_mask.get(index), rows)
         if mask is not None:
             _mask_router(moe.router, mask, sites.n_experts, routers)
         forced = edits.force.get(index)
         if forced:
-            rows = batch if expand is None or expand < index else 1
             handles.append(_force_hook(moe, forced, sites, rows))
 
 
@@ -327,13 +401,20 @@ def forward(
     input_ids: torch.Tensor,
     *,
     last_only: bool = True,
+    cache: Any = None,
 ) -> torch.Tensor:
-    """Logits of one plain forward pass (no cache): (rows, 1 or tokens, vocabulary), float32."""
+    """Logits of one plain forward pass: (rows, 1 or tokens, vocabulary), float32. Without
+    ``cache`` no cache is kept; with one (a prefix the ids continue, llmlab.interventions.
+    prefix) the ids are the tokens after it."""
     import inspect
 
     model = lm.model
     ids = input_ids.to(lm.device)
-    kwargs: dict[str, Any] = {"attention_mask": torch.ones_like(ids), "use_cache": False}
+    seen = cache.get_seq_length() if cache is not None else 0
+    mask = torch.ones(ids.shape[0], seen + ids.shape[1], dtype=ids.dtype, device=ids.device)
+    kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": cache is not None}
+    if cache is not None:
+        kwargs["cache"] = cache
     if last_only and "logits_to_keep" in inspect.signature(model.forward).parameters:
         kwargs["logits_to_keep"] = 1
     with torch.inference_mode():

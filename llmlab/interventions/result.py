@@ -26,19 +26,28 @@ METRIC_WORDS = {
 
 @dataclass
 class ScanTiming:
-    """How a scan ran: its variants, forward passes, rows per pass and wall time."""
+    """How a scan ran: its variants, forward passes, rows per pass, wall time, and the work
+    done as a share of a loop's (variants × layers × tokens, each row counted only at the
+    layers and tokens it ran)."""
 
     method: str  # "batched" or "loop"
     variants: int
     passes: int
     rows_per_pass: int
     seconds: float
+    work: float = 1.0  # layer × token rows computed / a loop's
+    prefix_reused: bool = False  # passes ran only the tokens from their patched position
 
     def text(self) -> str:
+        how = self.method
+        if self.method == "batched":
+            how += f", {self.work:.0%} of a loop's layer × token work"
+            if self.prefix_reused:
+                how += ", corrupted prefix reused"
         return (
             f"{self.variants} variants in {self.passes} forward "
             f"pass{'' if self.passes == 1 else 'es'} "
-            f"(≤ {self.rows_per_pass} per pass, {self.method}) · {self.seconds:.2f} s"
+            f"(≤ {self.rows_per_pass} per pass, {how}) · {self.seconds:.2f} s"
         )
 
 

@@ -6,11 +6,22 @@
   back — the residual stream at each (layer, position), each head's output, each MoE layer's
   output at each position — and measures how much of the clean logit difference returns.
 
-Why it is fast: every variant of a batch is the same input up to its first edited layer, so a
-pass runs one row until the batch's first edited layer and copies it into all rows there
-(:class:`llmlab.interventions.edits.Edits` ``expand_after``); variants are ordered by layer so
-each batch starts late; only the last position's logits are computed. ``method="loop"`` runs
-the plain alternative (one full forward pass per variant) for comparison and checks.
+Why it is fast, and exact (the same numbers as one forward pass per variant, up to float
+rounding):
+
+- the batch grows with depth: a variant is the unedited input until its edit starts, so a pass
+  starts with one row and each variant joins as a copy of that reference row at its own layer
+  (:class:`llmlab.interventions.edits.Edits` ``grow``); no row computes the layers before its
+  edit, and one pass can carry variants of every layer;
+- patching at position ``p`` changes nothing before ``p``: the residual-stream and MoE passes
+  run only the tokens from ``p`` on top of the corrupted run's keys and values, one pass per
+  position (:mod:`llmlab.interventions.prefix`; families whose cache is not a plain per-layer
+  KV cache run the full sequence). Head-output patching and head ablation change every
+  position, so they use the growing batch only;
+- only the last position's logits are computed.
+
+``method="loop"`` runs the plain alternative (one full forward pass per variant) for comparison
+and checks. ``ScanTiming.work`` says how much of the loop's layer × token work a scan did.
 """
 
 from __future__ import annotations
@@ -24,9 +35,10 @@ import numpy as np
 import torch
 
 from llmlab import memory
-from llmlab.devices import format_bytes
 from llmlab.errors import LabError
+from llmlab.interventions import prefix as prefixes
 from llmlab.interventions.edits import Edits, Recording, RowSet, applied, forward
+from llmlab.interventions.prefix import Prefix
 from llmlab.interventions.result import HeadImportance, PatchingResult, ScanTiming
 from llmlab.interventions.sites import ModelSites, sites_of
 from llmlab.interventions.spec import require_weights
@@ -77,21 +89,24 @@ def _one_token_hint(lm: LoadedModel, text: str, ids: list[int]) -> str:
 # -- batching -----------------------------------------------------------------------------------
 def row_bytes(lm: LoadedModel, n_tokens: int) -> int:
     """Bytes one variant (one batch row) of ``n_tokens`` holds during a pass, estimated:
-    live activations of one layer (hidden states, MLP, attention weights) plus its
-    last-position logits, twice for the copies a pass keeps alive at once."""
+    live activations of one layer (hidden states, MLP, attention weights, the layer's keys
+    and values with a reused prefix in front) plus its last-position logits, twice for the
+    copies a pass keeps alive at once. A pass peaks at its deepest layer, where all its rows
+    are alive (the batch grows with depth), so rows × this bounds it."""
     text = lm.config.get_text_config()
     width = int(getattr(text, "hidden_size", 0) or 1024)
     inner = int(getattr(text, "intermediate_size", 0) or 4 * width)
     heads = int(getattr(text, "num_attention_heads", 0) or 8)
+    kv = int(getattr(text, "num_key_value_heads", 0) or heads) * (width // heads)
     vocab = int(getattr(text, "vocab_size", 0) or 32000)
     item = lm.model.dtype.itemsize
-    return (n_tokens * (8 * width + 3 * inner + heads * n_tokens) + vocab) * item * 2
+    return (n_tokens * (8 * width + 3 * inner + heads * n_tokens + 2 * kv) + vocab) * item * 2
 
 
 def rows_per_pass(lm: LoadedModel, n_tokens: int, wanted: int) -> int:
-    """How many variants one forward pass may carry: ``wanted``, fewer when the memory budget
-    says so (the scan is split into more passes); refused in one line when even one row
-    would not fit."""
+    """How many variants one forward pass may carry (its rows at the deepest layer):
+    ``wanted``, fewer when the memory budget says so (the scan is split into more passes);
+    refused in one line when even one row would not fit."""
     per_row = row_bytes(lm, n_tokens)
     limit, _ = memory.budget(lm.device)
     if per_row > limit:
@@ -109,12 +124,31 @@ def rows_per_pass(lm: LoadedModel, n_tokens: int, wanted: int) -> int:
 
 @dataclass
 class _Pass:
-    keys: list[Any]  # one variant per row
-    edits: Edits
+    """One forward pass: its variants, one per row in row order, and the tokens before
+    ``offset`` that come from the corrupted run's prefix instead of being run."""
+
+    keys: list[Any]
+    offset: int = 0
 
 
-def _chunks(keys: list[Any], rows: int) -> list[list[Any]]:
-    return [keys[i : i + rows] for i in range(0, len(keys), rows)]
+#: Builds a pass's edits: (variants in row order, offset of its first token) -> Edits.
+Build = Callable[[list[Any], int], Edits]
+
+
+def _plan(keys: list[Any], rows: int, position: Callable[[Any], int] | None) -> list[_Pass]:
+    """Passes of at most ``rows`` variants. ``keys`` come ordered by the layer their edit
+    starts at; in each pass the last-starting variant is row 0, the reference the others
+    copy when they join (Edits.grow). With ``position`` (patching with a reusable prefix)
+    a pass holds one position's variants and runs from that position."""
+    groups: dict[int, list[Any]] = {}
+    for key in keys:
+        groups.setdefault(position(key) if position else 0, []).append(key)
+    passes = []
+    for offset, group in sorted(groups.items()):
+        for i in range(0, len(group), rows):
+            chunk = group[i : i + rows]
+            passes.append(_Pass([chunk[-1], *chunk[:-1]], offset))
+    return passes
 
 
 def _run(
@@ -122,59 +156,87 @@ def _run(
     sites: ModelSites,
     ids: torch.Tensor,
     keys: list[Any],
-    build: Callable[[list[Any], bool], Edits],
+    build: Build,
     *,
     method: str,
     max_rows: int | None,
     progress: Callable[[int, int], None] | None = None,
+    prefix: Prefix | None = None,
+    position: Callable[[Any], int] | None = None,
 ) -> tuple[dict[Any, torch.Tensor], ScanTiming]:
-    """Logits at the last position (float32, (vocab,)) of every variant in ``keys``."""
+    """Logits at the last position (float32, (vocab,)) of every variant in ``keys``.
+
+    ``prefix`` and ``position``: the corrupted run's keys and values, and the position each
+    variant patches (nothing before it changes), for passes that run only the tokens after
+    (llmlab.interventions.prefix)."""
     if method not in METHODS:
         raise LabError(f"method {method!r}: choose {' or '.join(METHODS)}")
     start = time.perf_counter()
     out: dict[Any, torch.Tensor] = {}
     if method == "loop":
-        passes = [[k] for k in keys]
+        passes, prefix = [_Pass([k]) for k in keys], None
     else:
         rows = rows_per_pass(lm, int(ids.shape[1]), max_rows or MAX_ROWS)
-        passes = _chunks(keys, rows)
-    for i, chunk in enumerate(passes):
-        logits = _pass(lm, sites, ids, chunk, build, batched=method == "batched")
-        if logits.shape[0] == 1 and len(chunk) > 1:
-            raise LabError("the batch did not expand: this family's layers ignore the hook")
-        for key, row in zip(chunk, logits, strict=True):
+        passes = _plan(keys, rows, position if prefix is not None else None)
+    work = 0
+    for i, one in enumerate(passes):
+        logits, layer_tokens = _pass(lm, sites, ids, one, build, method == "batched", prefix)
+        work += layer_tokens
+        if logits.shape[0] != len(one.keys):
+            raise LabError("the batch did not grow: this family's layers ignore the hook")
+        for key, row in zip(one.keys, logits, strict=True):
             out[key] = row
         if progress is not None:
             progress(i + 1, len(passes))
+    full = len(keys) * sites.n_layers * int(ids.shape[1])
     timing = ScanTiming(
         method=method,
         variants=len(keys),
         passes=len(passes),
-        rows_per_pass=max((len(c) for c in passes), default=0),
+        rows_per_pass=max((len(p.keys) for p in passes), default=0),
         seconds=time.perf_counter() - start,
+        work=work / full if full else 1.0,
+        prefix_reused=prefix is not None,
     )
     return out, timing
 
 
-def _pass(lm, sites, ids, chunk, build, *, batched: bool) -> torch.Tensor:
-    """Last-position logits of one pass over the variants ``chunk`` (one per row)."""
+def _pass(
+    lm: LoadedModel,
+    sites: ModelSites,
+    ids: torch.Tensor,
+    one: _Pass,
+    build: Build,
+    batched: bool,
+    prefix: Prefix | None,
+) -> tuple[torch.Tensor, int]:
+    """Last-position logits of one pass (one row per variant, in row order) and the
+    layer × token rows it computed."""
+    n, layers = len(one.keys), sites.n_layers
     if not batched:
-        with applied(sites, build(chunk, False)):
-            return forward(lm, ids, last_only=False)[:, -1]
+        with applied(sites, build(one.keys, 0)):
+            logits = forward(lm, ids, last_only=False)[:, -1]
+        return logits, n * layers * int(ids.shape[1])
+    ids = ids[:, one.offset :]
+    tokens = int(ids.shape[1])
     if sites.can_expand:
+        edits = build(one.keys, one.offset)
+        edits.grow = True
         try:
-            with applied(sites, build(chunk, True)):
-                return forward(lm, ids)[:, -1]
+            with applied(sites, edits):
+                logits = forward(lm, ids, cache=prefix.cache(one.offset) if prefix else None)
+            return logits[:, -1], tokens * sum(edits.rows_in(i) for i in range(layers))
         except RuntimeError:
-            if len(chunk) == 1:
+            if n == 1:
                 raise
             # Per-row tensors built before the first layer (Bloom's ALiBi) cannot meet a
             # batch that grows inside the model: give every row its own copy of the input.
             sites.can_expand = False
-    edits = build(chunk, True)
-    edits.expand_after = None
+    edits = build(one.keys, one.offset)
     with applied(sites, edits):
-        return forward(lm, ids.expand(len(chunk), -1))[:, -1]
+        cache = prefix.cache(one.offset) if prefix else None
+        logits = forward(lm, ids.expand(n, -1), cache=cache)
+    return logits[:, -1], n * layers * tokens
 
 
 def _record(
@@ -233,9 +295,9 @@ def head_importance(
         }
         del record
 
-        def build(chunk: list[tuple[int, int]], batched: bool) -> Edits:
+        def build(chunk: list[tuple[int, int]], offset: int) -> Edits:
             n = len(chunk)
-            edits = Edits(batch=n, expand_after=(chunk[0][0] - 1) if batched else None)
+            edits = Edits(batch=n)
             for row, (layer, head) in enumerate(chunk):
                 keep = edits.head_keep.setdefault(layer, torch.ones(n, sites.n_heads))
                 keep[row, head] = 0.0
@@ -326,6 +388,8 @@ def patching(
     with lm.exclusive("activation patching scan"):
         record, clean_logits = _record(lm, sites, clean_ids)
         corrupt_logits = forward(lm, corrupt_ids)[0, -1]
+        positional = method == "batched" and any(k != "heads" for k in kinds)
+        prefix = prefixes.record(lm, corrupt_ids, sites.n_layers) if positional else None
 
         def diff(logits: torch.Tensor) -> float:
             return float(logits[a] - logits[b])
@@ -349,11 +413,9 @@ def patching(
                 keys = [(layer, h) for layer in sites.head_layers for h in range(sites.n_heads)]
                 source = record.heads
 
-            def build(chunk, batched, kind=kind, source=source) -> Edits:
+            def build(chunk, offset, kind=kind, source=source) -> Edits:
                 rows = len(chunk)
-                first = chunk[0][0]
-                expand = first if kind == "resid" else first - 1
-                edits = Edits(batch=rows, expand_after=expand if batched else None)
+                edits = Edits(batch=rows)
                 if kind == "heads":
                     for row, (layer, head) in enumerate(chunk):
                         keep = edits.head_keep.setdefault(layer, torch.ones(rows, sites.n_heads))
@@ -367,7 +429,8 @@ def patching(
                 for layer, pairs in by_layer.items():
                     rows_t = torch.tensor([r for r, _ in pairs])
                     pos_t = torch.tensor([p for _, p in pairs])
-                    target[layer] = RowSet(rows_t, pos_t, source[layer][0, pos_t])
+                    # Relative to the pass's first token (the prefix holds the ones before).
+                    target[layer] = RowSet(rows_t, pos_t - offset, source[layer][0, pos_t])
                 return edits
 
             logits, timing = _run(
@@ -379,6 +442,8 @@ def patching(
                 method=method,
                 max_rows=max_rows,
                 progress=progress,
+                prefix=prefix if kind != "heads" else None,
+                position=lambda key: key[1],
             )
             timings[kind] = timing
             if kind == "heads":
@@ -391,7 +456,7 @@ def patching(
                 for (layer, p), row in logits.items():
                     grid[layers.index(layer), p] = (diff(row) - ld_corrupt) / span
             grids[kind] = grid
-        del record
+        del record, prefix
     return PatchingResult(
         model=lm.name,
         clean=clean,
@@ -408,15 +473,6 @@ def patching(
         moe_layers=list(sites.moe_layers),
         kinds=list(sites.kinds),
         timings=timings,
-    )
-
-
-def describe_limit(lm: LoadedModel, n_tokens: int) -> str:
-    """What bounds a batch here, in words (for the benchmark)."""
-    rows = rows_per_pass(lm, n_tokens, 10**9)
-    limit, source = memory.budget(lm.device)
-    return (
-        f"memory allows {rows} rows of {n_tokens} tokens per pass ({format_bytes(limit)}, {source})"
     )
 
 

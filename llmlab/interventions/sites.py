@@ -49,7 +49,7 @@ class ModelSites:
     n_experts: int = 0
     top_k: int = 0
     attention_note: str = ""  # why this family has no head interventions ("" when it has)
-    #: Whether a pass may run one row until its first edited layer and copy it there
+    #: Whether a pass's batch may grow inside the model, rows joining at their own layer
     #: (False for families that build per-row tensors up front: Bloom's ALiBi biases).
     can_expand: bool = True
 

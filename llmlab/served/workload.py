@@ -71,16 +71,27 @@ def parse_rates(text: str | Sequence[float]) -> list[float]:
 
 
 def arrival_times(rate: float, count: int, kind: str = "poisson", seed: int = 0) -> list[float]:
-    """Send times (seconds from the level's start) of ``count`` requests at ``rate`` req/s:
-    exponential gaps (a Poisson process, vLLM's default ``--burstiness 1``) or equal gaps."""
+    """Send times (seconds from the level's start) of ``count`` requests at ``rate`` req/s,
+    drawn the way vLLM's ``bench serve`` draws them, so that ``--request-rate R --burstiness 1
+    --seed S`` there and ``rate=R, seed=S`` here send at the same moments (benchmarks compare
+    the two clients on one schedule): every request waits one gap after the previous one (the
+    first too); gaps are exponential ("poisson": numpy's legacy generator seeded with ``seed``,
+    as vLLM's ``np.random.seed``) or equal ("constant"); and the schedule is rescaled so that
+    the last request leaves at ``count / rate``, as vLLM does, so a level offers its rate
+    whatever the seed (16 raw exponential gaps can sum to anywhere in 0.5–1.5× that)."""
+    import numpy as np
+
     if kind not in ARRIVALS:
         raise LabError(f"--arrivals must be one of {', '.join(ARRIVALS)}, got {kind!r}")
-    rng = random.Random(seed)
-    times, t = [], 0.0
-    for _ in range(count):
-        times.append(t)
-        t += rng.expovariate(rate) if kind == "poisson" else 1.0 / rate
-    return times
+    if count <= 0:
+        return []
+    if kind == "poisson":
+        gaps = np.random.RandomState(seed).gamma(1.0, 1.0 / rate, size=count)
+    else:
+        gaps = np.full(count, 1.0 / rate)
+    times = np.cumsum(gaps)
+    times *= (count / rate) / times[-1]
+    return [float(t) for t in times]
 
 
 # -- tokenizers -------------------------------------------------------------------------------
