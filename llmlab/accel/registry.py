@@ -205,6 +205,8 @@ def _lossless(lm: LoadedModel | None) -> Availability:
         return False, problem
     if lm is None or not lm.capabilities.internals:
         return True, ""
+    if lm.dtype != "float32":
+        return False, f"{lm.name} is loaded in {lm.dtype}; the grids are checked on float32 weights"
     if not _on_grid(lm.model):
         return False, NOT_ON_GRID.format(name=lm.name)
     return True, ""
