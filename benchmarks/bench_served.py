@@ -215,12 +215,15 @@ def vs_vllm_bench(url: str, model: str | None, args) -> None:
     dataset = work / "prompts.jsonl"
     dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     tokenizer = sm.endpoint.client().get(f"{url}/models").json()["data"][0].get("root") or model
-    # What vLLM's client spends before its first request (importing vLLM, loading the tokenizer):
-    # one 1-prompt, 1-token run, subtracted from its CPU seconds below ("net").
+    # What vLLM's client spends before its first request (importing vLLM, loading the tokenizer),
+    # said apart: it is in every run's CPU seconds below and varies by seconds from run to run,
+    # so subtracting one measurement of it from another run's total says nothing.
     one = argparse.Namespace(**{**vars(args), "num_prompts": 1, "output_len": 1})
     startup = run_vllm_bench(python, url, model, tokenizer, dataset, one, 1, None, work)
-    args.vllm_startup_cpu = startup["client CPU s"]
-    print(f"vllm bench serve's start-up (1 prompt, 1 token): {args.vllm_startup_cpu:.2f} CPU s")
+    print(
+        f"vllm bench serve's start-up alone (1 prompt, 1 token): {startup['client CPU s']:.2f} "
+        "CPU s, included in its client CPU s below"
+    )
     scenarios = [("concurrency 1", 1, None), ("concurrency 4", 4, None)]
     scenarios.append((f"Poisson {args.rate:g} req/s", None, args.rate))
     for title, concurrency, rate in scenarios:
@@ -272,7 +275,6 @@ def run_vllm_bench(python, url, model, tokenizer, dataset, args, concurrency, ra
         for q in PERCENTILES:
             row[f"{ours} p{q}"] = result.get(f"p{q}_{theirs}_ms")
     row["client CPU s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    row["client CPU s, net"] = row["client CPU s"] - getattr(args, "vllm_startup_cpu", 0.0)
     return row
 
 
@@ -308,7 +310,7 @@ def run_llmlab(sm, prompts, args, concurrency, rate) -> dict:
         for q in PERCENTILES:
             value = spread.quantile(q / 100)
             row[f"{ours} p{q}"] = None if value is None else value * 1000
-    row["client CPU s"] = row["client CPU s, net"] = cpu
+    row["client CPU s"] = cpu
     for w in test.warnings:
         print("llmlab warning:", w)
     return row
