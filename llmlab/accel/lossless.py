@@ -91,24 +91,26 @@ def _f16_candidates(value: torch.Tensor) -> list[torch.Tensor]:
     return [t.float() for t in (h, up, down)]
 
 
-def q4_grid(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """``(q uint8 [N, K], d [N, K/32], m [N, K/32])`` with ``d * q + m == w`` bit for bit in
-    float32 (d, m float16 values), or None when ``w`` is not on such a grid."""
+def _codes(numerator: torch.Tensor, d: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """round(numerator / d) per block, clamped to [lo, hi]; 0 where a block's scale is 0."""
     import torch
 
-    if w.dtype != torch.float32 or w.dim() != 2 or w.shape[1] % BLOCK:
-        return None
-    n, k = w.shape
-    wb = w.reshape(n, k // BLOCK, BLOCK)
-    lo, hi = wb.amin(-1), wb.amax(-1)
-    if not torch.equal(lo.to(torch.float16).float(), lo):
-        return None  # the offset m is a float16 value and is the block minimum (q = 0)
-    best_q, best_d, ok = None, None, None
-    for d in _f16_candidates((hi - lo) / 15):
-        safe = torch.where(d > 0, d, torch.ones_like(d))
-        q = torch.round((wb - lo[..., None]) / safe[..., None]).clamp(0, 15)
-        q = torch.where((d > 0)[..., None], q, torch.zeros_like(q))
-        good = ((d[..., None] * q + lo[..., None]) == wb).all(-1)
+    positive = (d > 0)[..., None]
+    q = torch.round(numerator / torch.where(d > 0, d, torch.ones_like(d))[..., None])
+    return torch.where(positive, q.clamp(lo, hi), torch.zeros_like(q))
+
+
+def _first_fit(
+    candidates: list[torch.Tensor], fit: Any
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per block, the first candidate scale ``d`` whose codes rebuild it bit for bit:
+    ``(q, d)`` for every block, or None when some block fits none. ``fit(d)`` gives the codes
+    and, per block, whether they rebuild it."""
+    import torch
+
+    best_q = best_d = ok = None
+    for d in candidates:
+        q, good = fit(d)
         if best_q is None:
             best_q, best_d, ok = q, d, good
         else:
@@ -117,35 +119,55 @@ def q4_grid(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] 
             best_d = torch.where(take, d, best_d)
             ok = ok | good
         if bool(ok.all()):
-            return best_q.to(torch.uint8).reshape(n, k), best_d.contiguous(), lo.contiguous()
+            return best_q, best_d
     return None
+
+
+def _blocks(w: torch.Tensor) -> torch.Tensor | None:
+    """``w`` [N, K] float32 as [N, K/32, 32] blocks, or None when it cannot be on a grid."""
+    import torch
+
+    if w.dtype != torch.float32 or w.dim() != 2 or w.shape[1] % BLOCK:
+        return None
+    return w.reshape(w.shape[0], w.shape[1] // BLOCK, BLOCK)
+
+
+def q4_grid(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``(q uint8 [N, K], d [N, K/32], m [N, K/32])`` with ``d * q + m == w`` bit for bit in
+    float32 (d, m float16 values), or None when ``w`` is not on such a grid."""
+    import torch
+
+    if (wb := _blocks(w)) is None:
+        return None
+    lo, hi = wb.amin(-1), wb.amax(-1)
+    if not torch.equal(lo.to(torch.float16).float(), lo):
+        return None  # the offset m is a float16 value and is the block minimum (q = 0)
+
+    def fit(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = _codes(wb - lo[..., None], d, 0, 15)
+        return q, ((d[..., None] * q + lo[..., None]) == wb).all(-1)
+
+    if (found := _first_fit(_f16_candidates((hi - lo) / 15), fit)) is None:
+        return None
+    q, d = found
+    return q.to(torch.uint8).reshape(w.shape), d.contiguous(), lo.contiguous()
 
 
 def q8_grid(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(q int8 [N, K], d [N, K/32])`` with ``d * q == w`` bit for bit, or None."""
     import torch
 
-    if w.dtype != torch.float32 or w.dim() != 2 or w.shape[1] % BLOCK:
+    if (wb := _blocks(w)) is None:
         return None
-    n, k = w.shape
-    wb = w.reshape(n, k // BLOCK, BLOCK)
-    amax = wb.abs().amax(-1)
-    best_q, best_d, ok = None, None, None
-    for d in _f16_candidates(amax / 127):
-        safe = torch.where(d > 0, d, torch.ones_like(d))
-        q = torch.round(wb / safe[..., None]).clamp(-127, 127)
-        q = torch.where((d > 0)[..., None], q, torch.zeros_like(q))
-        good = ((d[..., None] * q) == wb).all(-1)
-        if best_q is None:
-            best_q, best_d, ok = q, d, good
-        else:
-            take = good & ~ok
-            best_q = torch.where(take[..., None], q, best_q)
-            best_d = torch.where(take, d, best_d)
-            ok = ok | good
-        if bool(ok.all()):
-            return best_q.to(torch.int8).reshape(n, k), best_d.contiguous()
-    return None
+
+    def fit(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = _codes(wb, d, -127, 127)
+        return q, ((d[..., None] * q) == wb).all(-1)
+
+    if (found := _first_fit(_f16_candidates(wb.abs().amax(-1) / 127), fit)) is None:
+        return None
+    q, d = found
+    return q.to(torch.int8).reshape(w.shape), d.contiguous()
 
 
 def pack_q4(q: torch.Tensor) -> torch.Tensor:

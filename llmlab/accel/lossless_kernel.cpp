@@ -23,14 +23,67 @@ constexpr int64_t BLOCK = 32;
 constexpr int64_t TILE = 4;  // activation rows per pass over a weight row (registers)
 constexpr int64_t GRAIN = 16;  // output rows per parallel task
 
-template <int T>
-void q4_rows(const float* x, int64_t K, const uint8_t* packed, const float* d, const float* m,
-             float* y, int64_t N, int64_t n0, int64_t n1) {
+// The two grids: each rebuilds one block of 32 weights of output row n, as two vectors of 16
+// (AVX-512) or as 32 floats (the portable path, also used to dequantize a whole layer).
+struct Q4Grid {
+  const uint8_t* packed;
+  const float* d;
+  const float* m;
+  int64_t K;
+
+  void block(int64_t n, int64_t b, float* w) const {
+    const uint8_t* p = packed + n * (K / 2) + b * 16;
+    const float db = d[n * (K / BLOCK) + b], mb = m[n * (K / BLOCK) + b];
+    for (int j = 0; j < 16; ++j) {
+      w[j] = static_cast<float>(p[j] & 0x0F) * db + mb;
+      w[j + 16] = static_cast<float>(p[j] >> 4) * db + mb;
+    }
+  }
+#if defined(__AVX512F__)
+  void block(int64_t n, int64_t b, __m512& w0, __m512& w1) const {
+    // The 16 bytes widened once to 32-bit lanes, then split into nibbles there.
+    const __m512i bytes = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + n * (K / 2) + b * 16)));
+    const __m512i lo = _mm512_and_si512(bytes, _mm512_set1_epi32(0x0F));
+    const __m512i hi = _mm512_srli_epi32(bytes, 4);
+    const __m512 vd = _mm512_set1_ps(d[n * (K / BLOCK) + b]);
+    const __m512 vm = _mm512_set1_ps(m[n * (K / BLOCK) + b]);
+    // d * q + m rounds once, as gguf's float32 d * q + m does (d * q is exact in float32).
+    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), vd, vm);
+    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), vd, vm);
+  }
+#endif
+};
+
+struct Q8Grid {
+  const int8_t* q;
+  const float* d;
+  int64_t K;
+
+  void block(int64_t n, int64_t b, float* w) const {
+    const int8_t* qb = q + n * K + b * BLOCK;
+    const float db = d[n * (K / BLOCK) + b];
+    for (int j = 0; j < BLOCK; ++j) w[j] = static_cast<float>(qb[j]) * db;
+  }
+#if defined(__AVX512F__)
+  void block(int64_t n, int64_t b, __m512& w0, __m512& w1) const {
+    const int8_t* qb = q + n * K + b * BLOCK;
+    const __m512 vd = _mm512_set1_ps(d[n * (K / BLOCK) + b]);
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb + 16));
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), vd);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), vd);
+  }
+#endif
+};
+
+// y[t, n] = x[t] . w[n] for T activation rows and output rows n0..n1, each weight block
+// rebuilt once (in registers) for all T rows.
+template <int T, typename Grid>
+void grid_rows(const Grid& g, const float* x, int64_t K, float* y, int64_t N, int64_t n0,
+               int64_t n1) {
   const int64_t nb = K / BLOCK;
   for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* p = packed + n * (K / 2);
-    const float* dn = d + n * nb;
-    const float* mn = m + n * nb;
 #if defined(__AVX512F__)
     // Independent accumulators per activation row (A of them, one per block of a group of
     // A / 2 blocks, two halves each): one chain of dependent FMAs would be latency-bound.
@@ -38,19 +91,10 @@ void q4_rows(const float* x, int64_t K, const uint8_t* packed, const float* d, c
     __m512 acc[T][A];
     for (int t = 0; t < T; ++t)
       for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
-    const __m512i low4 = _mm512_set1_epi32(0x0F);
     for (int64_t b = 0; b < nb; ++b) {
       const int a = static_cast<int>(b % (A / 2)) * 2;
-      // The 16 bytes widened once to 32-bit lanes, then split into nibbles there.
-      const __m512i bytes = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + b * 16)));
-      const __m512i lo = _mm512_and_si512(bytes, low4);
-      const __m512i hi = _mm512_srli_epi32(bytes, 4);
-      const __m512 vd = _mm512_set1_ps(dn[b]);
-      const __m512 vm = _mm512_set1_ps(mn[b]);
-      // d * q + m rounds once, as gguf's float32 d * q + m does (d * q is exact in float32).
-      const __m512 w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), vd, vm);
-      const __m512 w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), vd, vm);
+      __m512 w0, w1;
+      g.block(n, b, w0, w1);
       for (int t = 0; t < T; ++t) {
         const float* xb = x + t * K + b * BLOCK;
         acc[t][a] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][a]);
@@ -66,11 +110,7 @@ void q4_rows(const float* x, int64_t K, const uint8_t* packed, const float* d, c
     float acc[T] = {};
     for (int64_t b = 0; b < nb; ++b) {
       float w[BLOCK];
-      for (int j = 0; j < 16; ++j) {
-        const uint8_t byte = p[b * 16 + j];
-        w[j] = static_cast<float>(byte & 0x0F) * dn[b] + mn[b];
-        w[j + 16] = static_cast<float>(byte >> 4) * dn[b] + mn[b];
-      }
+      g.block(n, b, w);
       for (int t = 0; t < T; ++t) {
         const float* xb = x + t * K + b * BLOCK;
         float s = 0.f;
@@ -83,54 +123,20 @@ void q4_rows(const float* x, int64_t K, const uint8_t* packed, const float* d, c
   }
 }
 
-template <int T>
-void q8_rows(const float* x, int64_t K, const int8_t* q, const float* d, float* y, int64_t N,
-             int64_t n0, int64_t n1) {
-  const int64_t nb = K / BLOCK;
-  for (int64_t n = n0; n < n1; ++n) {
-    const int8_t* qn = q + n * K;
-    const float* dn = d + n * nb;
-#if defined(__AVX512F__)
-    constexpr int A = T == 1 ? 8 : (T == 2 ? 4 : 2);  // see q4_rows
-    __m512 acc[T][A];
-    for (int t = 0; t < T; ++t)
-      for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const int a = static_cast<int>(b % (A / 2)) * 2;
-      const __m512 vd = _mm512_set1_ps(dn[b]);
-      const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qn + b * BLOCK));
-      const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qn + b * BLOCK + 16));
-      const __m512 w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), vd);
-      const __m512 w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), vd);
-      for (int t = 0; t < T; ++t) {
-        const float* xb = x + t * K + b * BLOCK;
-        acc[t][a] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][a]);
-        acc[t][a + 1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t][a + 1]);
-      }
-    }
-    for (int t = 0; t < T; ++t) {
-      __m512 sum = acc[t][0];
-      for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[t][a]);
-      y[t * N + n] = _mm512_reduce_add_ps(sum);
-    }
-#else
-    float acc[T] = {};
-    for (int64_t b = 0; b < nb; ++b) {
-      float w[BLOCK];
-      for (int j = 0; j < BLOCK; ++j) w[j] = static_cast<float>(qn[b * BLOCK + j]) * dn[b];
-      for (int t = 0; t < T; ++t) {
-        const float* xb = x + t * K + b * BLOCK;
-        float s = 0.f;
-        for (int j = 0; j < BLOCK; ++j) s += w[j] * xb[j];
-        acc[t] += s;
-      }
-    }
-    for (int t = 0; t < T; ++t) y[t * N + n] = acc[t];
-#endif
-  }
+// The whole layer as float32 [N, K] (for prefill, where torch's BLAS matmul is faster).
+template <typename Grid>
+torch::Tensor dequant(const Grid& g, int64_t N, const torch::TensorOptions& options) {
+  const int64_t K = g.K, nb = K / BLOCK;
+  auto w = torch::empty({N, K}, options);
+  float* wp = w.data_ptr<float>();
+  at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t b = 0; b < nb; ++b) g.block(n, b, wp + n * K + b * BLOCK);
+  });
+  return w;
 }
 
-// Runs ``rows<T>`` over activation rows in tiles of TILE (then the remainder), output rows in
+// Runs ``rows`` (grid_rows<T> of one grid) over activation rows in tiles of TILE (then the remainder), output rows in
 // parallel on torch's thread pool.
 template <typename F>
 torch::Tensor tiled(const torch::Tensor& x, int64_t N, F&& rows) {
@@ -160,11 +166,9 @@ torch::Tensor q4_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor d, 
   const int64_t N = packed.size(0), K = x.size(1);
   TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.size(1) * 2 == K, "packed [N, K/2] uint8");
   TORCH_CHECK(d.is_contiguous() && m.is_contiguous() && packed.is_contiguous(), "contiguous");
-  const uint8_t* pp = packed.data_ptr<uint8_t>();
-  const float* dp = d.data_ptr<float>();
-  const float* mp = m.data_ptr<float>();
+  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<float>(), m.data_ptr<float>(), K};
   return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
-    q4_rows<decltype(t)::value>(xr, K, pp, dp, mp, yr, N, n0, n1);
+    grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
   });
 }
 
@@ -172,50 +176,19 @@ torch::Tensor q8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d) {
   const int64_t N = q.size(0), K = x.size(1);
   TORCH_CHECK(q.scalar_type() == torch::kInt8 && q.size(1) == K, "q [N, K] int8");
   TORCH_CHECK(d.is_contiguous() && q.is_contiguous(), "contiguous");
-  const int8_t* qp = q.data_ptr<int8_t>();
-  const float* dp = d.data_ptr<float>();
+  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<float>(), K};
   return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
-    q8_rows<decltype(t)::value>(xr, K, qp, dp, yr, N, n0, n1);
+    grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
   });
 }
 
-// The layer as float32 [N, K] (for prefill, where torch's BLAS matmul is faster).
 torch::Tensor q4_dequant(torch::Tensor packed, torch::Tensor d, torch::Tensor m) {
-  const int64_t N = packed.size(0), K = packed.size(1) * 2, nb = K / BLOCK;
-  auto w = torch::empty({N, K}, d.options());
-  const uint8_t* pp = packed.data_ptr<uint8_t>();
-  const float* dp = d.data_ptr<float>();
-  const float* mp = m.data_ptr<float>();
-  float* wp = w.data_ptr<float>();
-  at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* p = pp + n * (K / 2) + b * 16;
-        float* o = wp + n * K + b * BLOCK;
-        const float db = dp[n * nb + b], mb = mp[n * nb + b];
-        for (int j = 0; j < 16; ++j) {
-          o[j] = static_cast<float>(p[j] & 0x0F) * db + mb;
-          o[j + 16] = static_cast<float>(p[j] >> 4) * db + mb;
-        }
-      }
-  });
-  return w;
+  const int64_t K = packed.size(1) * 2;
+  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<float>(), m.data_ptr<float>(), K};
+  return dequant(g, packed.size(0), d.options());
 }
 
 torch::Tensor q8_dequant(torch::Tensor q, torch::Tensor d) {
-  const int64_t N = q.size(0), K = q.size(1), nb = K / BLOCK;
-  auto w = torch::empty({N, K}, d.options());
-  const int8_t* qp = q.data_ptr<int8_t>();
-  const float* dp = d.data_ptr<float>();
-  float* wp = w.data_ptr<float>();
-  at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t b = 0; b < nb; ++b) {
-        const int8_t* qb = qp + n * K + b * BLOCK;
-        float* o = wp + n * K + b * BLOCK;
-        const float db = dp[n * nb + b];
-        for (int j = 0; j < BLOCK; ++j) o[j] = static_cast<float>(qb[j]) * db;
-      }
-  });
-  return w;
+  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<float>(), q.size(1)};
+  return dequant(g, q.size(0), d.options());
 }
