@@ -107,7 +107,7 @@ def test_kernel_matches_the_float32_matmul(quantizer, rows):
     x = torch.randn(2, rows, 160)
     with torch.no_grad():
         ref, out = lin(x), packed(x)
-    assert out.shape == ref.shape
+    assert out.shape == ref.shape and packed.d.dtype == torch.float16  # GGUF's own scales
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
     if rows * 2 > DEQUANT_ROWS:  # the prefill path dequantizes exactly
         assert torch.equal(packed.dequantized(), w)

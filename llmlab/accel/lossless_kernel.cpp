@@ -7,7 +7,8 @@
 // differs from x @ w.T. Each block of a weight row is read once for up to TILE activation rows.
 //
 // Q4 layout: packed[n, b*16 + j] holds q[n, b*32 + j] in its low nibble and q[n, b*32 + 16 + j]
-// in its high nibble; d[n, b], m[n, b] float32. Q8: q int8 [N, K], d [N, K/32] float32.
+// in its high nibble; d[n, b], m[n, b] float16 (what GGUF stores: exact, 0.625 bytes a weight
+// in all). Q8: q int8 [N, K], d [N, K/32] float16.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -27,13 +28,13 @@ constexpr int64_t GRAIN = 16;  // output rows per parallel task
 // (AVX-512) or as 32 floats (the portable path, also used to dequantize a whole layer).
 struct Q4Grid {
   const uint8_t* packed;
-  const float* d;
-  const float* m;
+  const at::Half* d;
+  const at::Half* m;
   int64_t K;
 
   void block(int64_t n, int64_t b, float* w) const {
     const uint8_t* p = packed + n * (K / 2) + b * 16;
-    const float db = d[n * (K / BLOCK) + b], mb = m[n * (K / BLOCK) + b];
+    const float db = d[n * (K / BLOCK) + b], mb = m[n * (K / BLOCK) + b];  // exact
     for (int j = 0; j < 16; ++j) {
       w[j] = static_cast<float>(p[j] & 0x0F) * db + mb;
       w[j + 16] = static_cast<float>(p[j] >> 4) * db + mb;
@@ -46,8 +47,8 @@ struct Q4Grid {
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + n * (K / 2) + b * 16)));
     const __m512i lo = _mm512_and_si512(bytes, _mm512_set1_epi32(0x0F));
     const __m512i hi = _mm512_srli_epi32(bytes, 4);
-    const __m512 vd = _mm512_set1_ps(d[n * (K / BLOCK) + b]);
-    const __m512 vm = _mm512_set1_ps(m[n * (K / BLOCK) + b]);
+    const __m512 vd = _mm512_set1_ps(static_cast<float>(d[n * (K / BLOCK) + b]));
+    const __m512 vm = _mm512_set1_ps(static_cast<float>(m[n * (K / BLOCK) + b]));
     // d * q + m rounds once, as gguf's float32 d * q + m does (d * q is exact in float32).
     w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), vd, vm);
     w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), vd, vm);
@@ -57,7 +58,7 @@ struct Q4Grid {
 
 struct Q8Grid {
   const int8_t* q;
-  const float* d;
+  const at::Half* d;
   int64_t K;
 
   void block(int64_t n, int64_t b, float* w) const {
@@ -68,7 +69,7 @@ struct Q8Grid {
 #if defined(__AVX512F__)
   void block(int64_t n, int64_t b, __m512& w0, __m512& w1) const {
     const int8_t* qb = q + n * K + b * BLOCK;
-    const __m512 vd = _mm512_set1_ps(d[n * (K / BLOCK) + b]);
+    const __m512 vd = _mm512_set1_ps(static_cast<float>(d[n * (K / BLOCK) + b]));
     const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb));
     const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb + 16));
     w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), vd);
@@ -166,7 +167,8 @@ torch::Tensor q4_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor d, 
   const int64_t N = packed.size(0), K = x.size(1);
   TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.size(1) * 2 == K, "packed [N, K/2] uint8");
   TORCH_CHECK(d.is_contiguous() && m.is_contiguous() && packed.is_contiguous(), "contiguous");
-  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<float>(), m.data_ptr<float>(), K};
+  TORCH_CHECK(d.scalar_type() == torch::kHalf && m.scalar_type() == torch::kHalf, "d, m float16");
+  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<at::Half>(), m.data_ptr<at::Half>(), K};
   return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
     grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
   });
@@ -176,7 +178,8 @@ torch::Tensor q8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d) {
   const int64_t N = q.size(0), K = x.size(1);
   TORCH_CHECK(q.scalar_type() == torch::kInt8 && q.size(1) == K, "q [N, K] int8");
   TORCH_CHECK(d.is_contiguous() && q.is_contiguous(), "contiguous");
-  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<float>(), K};
+  TORCH_CHECK(d.scalar_type() == torch::kHalf, "d float16");
+  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<at::Half>(), K};
   return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
     grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
   });
@@ -184,11 +187,11 @@ torch::Tensor q8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d) {
 
 torch::Tensor q4_dequant(torch::Tensor packed, torch::Tensor d, torch::Tensor m) {
   const int64_t K = packed.size(1) * 2;
-  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<float>(), m.data_ptr<float>(), K};
-  return dequant(g, packed.size(0), d.options());
+  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<at::Half>(), m.data_ptr<at::Half>(), K};
+  return dequant(g, packed.size(0), d.options().dtype(torch::kFloat32));
 }
 
 torch::Tensor q8_dequant(torch::Tensor q, torch::Tensor d) {
-  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<float>(), q.size(1)};
-  return dequant(g, q.size(0), d.options());
+  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<at::Half>(), q.size(1)};
+  return dequant(g, q.size(0), d.options().dtype(torch::kFloat32));
 }

@@ -103,7 +103,7 @@ def _ok(lm: LoadedModel | None) -> Availability:
     return True, ""
 
 
-def _rollback_cache(lm: LoadedModel | None) -> Availability:
+def can_roll_back_cache(lm: LoadedModel | None) -> Availability:
     """Speculative decoding crops the cache back after rejected drafts: refuse families whose
     state transformers cannot crop (found by trying every causal-LM family, docs/families.md)."""
     import inspect
@@ -378,11 +378,11 @@ ACCELERATIONS: dict[str, Acceleration] = {
                 "draft:NAME": "drafts with another loaded model (same tokenizer)",
             },
             value_checks={
-                "prompt-lookup": _rollback_cache,
-                "self-int4": _all(_rollback_cache, _needs_cpu, _int4_shapes, _one_device),
-                "hybrid": _all(_rollback_cache, _needs_cpu, _int4_shapes, _one_device),
-                "self-int8": _all(_rollback_cache, _needs_cpu, _one_device),
-                DRAFT_PREFIX: _rollback_cache,
+                "prompt-lookup": can_roll_back_cache,
+                "self-int4": _all(can_roll_back_cache, _needs_cpu, _int4_shapes, _one_device),
+                "hybrid": _all(can_roll_back_cache, _needs_cpu, _int4_shapes, _one_device),
+                "self-int8": _all(can_roll_back_cache, _needs_cpu, _one_device),
+                DRAFT_PREFIX: can_roll_back_cache,
             },
         ),
         Acceleration(

@@ -65,9 +65,9 @@ def reusable(lm: LoadedModel) -> bool:
     """Whether the family's cache is a plain per-layer KV cache transformers can crop."""
     # The check speculative decoding makes before it crops a cache back: one rule for "this
     # family's cache can be cut at a position", not a second family list.
-    from llmlab.accel.registry import _rollback_cache
+    from llmlab.accel.registry import can_roll_back_cache
 
-    ok, _ = _rollback_cache(lm)
+    ok, _ = can_roll_back_cache(lm)
     return ok
 
 
