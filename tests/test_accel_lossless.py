@@ -163,6 +163,79 @@ def test_snapped_tiny_model_keeps_greedy_tokens_and_is_left_unchanged(tiny_llama
     assert_same_model(before, lm)
 
 
+# -- fused decoder layers (fast tier) ----------------------------------------------------------
+def decode_logits(model, ids: torch.Tensor, steps: int = 5) -> list[torch.Tensor]:
+    """Logits of a prefill, ``steps`` one-token steps and a 3-token pass on the cache (what
+    draft verification runs), greedy."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        out = model(input_ids=ids, cache=cache, use_cache=True)
+        logits = [out.logits]
+        token = out.logits[:, -1:].argmax(-1)
+        for _ in range(steps):
+            out = model(input_ids=token, cache=cache, use_cache=True)
+            logits.append(out.logits)
+            token = out.logits[:, -1:].argmax(-1)
+        logits.append(model(input_ids=token.repeat(1, 3), cache=cache, use_cache=True).logits)
+    return logits
+
+
+def unfused(model) -> None:
+    for layer in model.get_decoder().layers:
+        layer.__dict__.pop("forward", None)
+
+
+@needs_compiler
+@pytest.mark.parametrize("family", ["llama", "qwen2"])  # qwen2: q/k/v carry a bias
+def test_fused_layers_match_the_module_path(family, monkeypatch):
+    from llmlab.accel import lossless
+    from llmlab.models.registry import load_model
+
+    kernels = lossless._kernels()
+    calls: list[int] = []
+    native = kernels.layer_attn_input
+    monkeypatch.setattr(kernels, "layer_attn_input", lambda *a: calls.append(1) or native(*a))
+    lm = snapped(load_model(f"tiny:{family}"))
+    ids = torch.tensor([[5, 17, 9, 33, 2, 41, 8, 12, 30, 7, 19, 4]])
+    with variant(lm, "quant=lossless") as vlm:
+        layers = vlm.model.get_decoder().layers
+        assert all(hasattr(layer, "_llmlab_fused") for layer in layers)
+        attn = layers[0].self_attn
+        # q, k and v read rows of one stacked grid: stored once.
+        assert attn.k_proj.packed.untyped_storage().data_ptr() == (
+            attn.q_proj.packed.untyped_storage().data_ptr()
+        )
+        fused = decode_logits(vlm.model, ids)
+        assert len(calls) == len(layers) * 7  # prefill, 5 steps, the 3-token pass: all fused
+        unfused(vlm.model)
+        reference = decode_logits(vlm.model, ids)
+    for got, ref in zip(fused, reference, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+def test_fused_layers_step_aside_for_hooks_and_batches(tiny_llama):
+    lm = snapped(tiny_llama)
+    ids = torch.tensor([[5, 17, 9, 33, 2, 41]])
+    with variant(lm, "quant=lossless") as vlm:
+        layers = vlm.model.get_decoder().layers
+        seen: list[str] = []
+        # A hook on a submodule (what the views and interventions add) gets its call...
+        handle = layers[1].mlp.register_forward_hook(lambda *_: seen.append("mlp"))
+        # ...and a hook on the layer itself fires on the fused path too.
+        outer = layers[2].register_forward_hook(lambda *_: seen.append("layer"))
+        decode_logits(vlm.model, ids, steps=2)
+        handle.remove()
+        outer.remove()
+        assert seen.count("mlp") == 4 and seen.count("layer") == 4  # prefill, 2 steps, verify
+        batch = decode_logits(vlm.model, ids.repeat(2, 1), steps=2)  # two rows: module path
+        single = decode_logits(vlm.model, ids, steps=2)
+    for got, ref in zip(batch, single, strict=True):
+        torch.testing.assert_close(got[:1], ref, rtol=1e-5, atol=1e-5)
+
+
 # -- the real default model (slow tier) --------------------------------------------------------
 PROMPTS = [
     "What is the capital of France?",

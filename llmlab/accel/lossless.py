@@ -33,6 +33,8 @@ DEQUANT_ROWS = 32
 #: Rows of each layer the cheap availability check looks at.
 SAMPLE_ROWS = 8
 
+SOURCES = ("lossless_kernel.cpp", "lossless_layer.cpp")
+
 _build_error: str | None = None
 
 
@@ -50,12 +52,21 @@ def _kernels() -> Any:
         raise LabError(_build_error)
     from torch.utils.cpp_extension import load_inline
 
-    source = (Path(__file__).with_name("lossless_kernel.cpp")).read_text()
+    here = Path(__file__).parent
+    # One unit: the fused decoder layer (lossless_layer.cpp) calls the grid kernels.
+    source = "\n".join((here / name).read_text() for name in SOURCES)
     try:
         return load_inline(
             name="llmlab_lossless",
             cpp_sources=[source],
-            functions=["q4_linear", "q8_linear", "q4_dequant", "q8_dequant"],
+            functions=[
+                "q4_linear",
+                "q8_linear",
+                "q4_dequant",
+                "q8_dequant",
+                "layer_attn_input",
+                "layer_attn_output_mlp",
+            ],
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
@@ -189,8 +200,10 @@ def unpack_q4(packed: torch.Tensor) -> torch.Tensor:
 # --- modules ----------------------------------------------------------------------------------
 
 
+@functools.cache
 def _module_classes():
-    # Defined inside a function so that importing llmlab.accel does not import torch.
+    # Defined inside a function so that importing llmlab.accel does not import torch; cached
+    # so that isinstance checks see one class each.
     import torch
 
     class _GridLinear(torch.nn.Module):
@@ -263,7 +276,8 @@ def grid_module(linear: nn.Module) -> nn.Module | None:
 def quantize_lossless(model: nn.Module) -> nn.Module:
     """Swap every ``nn.Linear`` of ``model`` (a private copy) whose weight lies on a grid for
     its packed form, in place; the output head too (a tied embedding keeps its float32 table,
-    only the head module is replaced). Raises LabError when no layer is on a grid."""
+    only the head module is replaced); then fuse the decoder layers that have the llama layout
+    (:mod:`llmlab.accel.lossless_layers`). Raises LabError when no layer is on a grid."""
     import torch
 
     _kernels()  # one line, not a traceback, when the kernel cannot be built
@@ -275,6 +289,9 @@ def quantize_lossless(model: nn.Module) -> nn.Module:
                 swapped += 1
     if not swapped:
         raise LabError(NOT_ON_GRID.format(name=type(model).__name__))
+    from llmlab.accel.lossless_layers import fuse_decoder_layers
+
+    fuse_decoder_layers(model)
     return model
 
 

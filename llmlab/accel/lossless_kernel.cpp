@@ -137,17 +137,10 @@ torch::Tensor dequant(const Grid& g, int64_t N, const torch::TensorOptions& opti
   return w;
 }
 
-// Runs ``rows`` (grid_rows<T> of one grid) over activation rows in tiles of TILE (then the remainder), output rows in
-// parallel on torch's thread pool.
+// Runs ``rows`` (grid_rows<T> of one grid) over M activation rows x [M, K] into y [M, N]: in
+// tiles of TILE rows (then the remainder), output rows in parallel on torch's thread pool.
 template <typename F>
-torch::Tensor tiled(const torch::Tensor& x, int64_t N, F&& rows) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32, "x must be [M, K] float32");
-  const auto xc = x.contiguous();
-  const int64_t M = xc.size(0), K = xc.size(1);
-  TORCH_CHECK(K % BLOCK == 0, "K must be a multiple of 32");
-  auto y = torch::empty({M, N}, xc.options());
-  const float* xp = xc.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
+void tiled_into(const float* xp, int64_t M, int64_t K, float* yp, int64_t N, F&& rows) {
   at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
     int64_t r = 0;
     for (; r + TILE <= M; r += TILE) rows(std::integral_constant<int, TILE>{}, xp + r * K, yp + r * N, n0, n1);
@@ -158,6 +151,16 @@ torch::Tensor tiled(const torch::Tensor& x, int64_t N, F&& rows) {
       default: break;
     }
   });
+}
+
+template <typename F>
+torch::Tensor tiled(const torch::Tensor& x, int64_t N, F&& rows) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32, "x must be [M, K] float32");
+  const auto xc = x.contiguous();
+  const int64_t M = xc.size(0), K = xc.size(1);
+  TORCH_CHECK(K % BLOCK == 0, "K must be a multiple of 32");
+  auto y = torch::empty({M, N}, xc.options());
+  tiled_into(xc.data_ptr<float>(), M, K, y.data_ptr<float>(), N, rows);
   return y;
 }
 
