@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 BLOCK = 32
 #: Above this many activation rows (a prefill), the call dequantizes the layer once and uses
 #: torch's float32 matmul: there the work is compute-bound and the BLAS kernel wins
-#: (benchmarks/bench_lossless.py measures the crossover).
-DEQUANT_ROWS = 32
+#: (benchmarks/bench_lossless.py measures the crossover: about 20 rows here, 1 thread).
+DEQUANT_ROWS = 24
 #: Rows of each layer the cheap availability check looks at.
 SAMPLE_ROWS = 8
 

@@ -12,6 +12,7 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cstdint>
 
 #if defined(__AVX512F__)
@@ -24,8 +25,19 @@ constexpr int64_t BLOCK = 32;
 constexpr int64_t TILE = 4;  // activation rows per pass over a weight row (registers)
 constexpr int64_t GRAIN = 16;  // output rows per parallel task
 
+#if defined(__AVX512F__)
+// float32 copies of ``count`` (<= 16) float16 scales: one conversion for 16 blocks, so that
+// each block then broadcasts its scale with a plain load (converting and broadcasting one
+// float16 per block was a quarter of the kernel's time).
+inline void widen(const at::Half* h, int count, float* out) {
+  const __mmask16 lanes = static_cast<__mmask16>((1u << count) - 1u);
+  _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, h)));
+}
+#endif
+
 // The two grids: each rebuilds one block of 32 weights of output row n, as two vectors of 16
-// (AVX-512) or as 32 floats (the portable path, also used to dequantize a whole layer).
+// (AVX-512, from the block's scale and offset as floats) or as 32 floats (the portable path,
+// also used to dequantize a whole layer).
 struct Q4Grid {
   const uint8_t* packed;
   const at::Half* d;
@@ -41,17 +53,21 @@ struct Q4Grid {
     }
   }
 #if defined(__AVX512F__)
-  void block(int64_t n, int64_t b, __m512& w0, __m512& w1) const {
-    // The 16 bytes widened once to 32-bit lanes, then split into nibbles there.
+  void scales(int64_t n, int64_t b0, int count, float* ds, float* ms) const {
+    widen(d + n * (K / BLOCK) + b0, count, ds);
+    widen(m + n * (K / BLOCK) + b0, count, ms);
+  }
+  void block(int64_t n, int64_t b, float db, float mb, __m512& w0, __m512& w1) const {
+    // The block has only 16 distinct weights, d * q + m for q = 0..15: build them once (one
+    // FMA, rounding once as gguf's float32 d * q + m does; d * q is exact in float32) and pick
+    // each weight with a permute, which reads the low 4 bits of each 32-bit lane.
     const __m512i bytes = _mm512_cvtepu8_epi32(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + n * (K / 2) + b * 16)));
-    const __m512i lo = _mm512_and_si512(bytes, _mm512_set1_epi32(0x0F));
-    const __m512i hi = _mm512_srli_epi32(bytes, 4);
-    const __m512 vd = _mm512_set1_ps(static_cast<float>(d[n * (K / BLOCK) + b]));
-    const __m512 vm = _mm512_set1_ps(static_cast<float>(m[n * (K / BLOCK) + b]));
-    // d * q + m rounds once, as gguf's float32 d * q + m does (d * q is exact in float32).
-    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), vd, vm);
-    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), vd, vm);
+    const __m512 levels = _mm512_fmadd_ps(
+        _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_ps(db), _mm512_set1_ps(mb));
+    w0 = _mm512_permutexvar_ps(bytes, levels);
+    w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), levels);
   }
 #endif
 };
@@ -67,9 +83,12 @@ struct Q8Grid {
     for (int j = 0; j < BLOCK; ++j) w[j] = static_cast<float>(qb[j]) * db;
   }
 #if defined(__AVX512F__)
-  void block(int64_t n, int64_t b, __m512& w0, __m512& w1) const {
+  void scales(int64_t n, int64_t b0, int count, float* ds, float*) const {
+    widen(d + n * (K / BLOCK) + b0, count, ds);
+  }
+  void block(int64_t n, int64_t b, float db, float, __m512& w0, __m512& w1) const {
     const int8_t* qb = q + n * K + b * BLOCK;
-    const __m512 vd = _mm512_set1_ps(static_cast<float>(d[n * (K / BLOCK) + b]));
+    const __m512 vd = _mm512_set1_ps(db);
     const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb));
     const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qb + 16));
     w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), vd);
@@ -88,18 +107,45 @@ void grid_rows(const Grid& g, const float* x, int64_t K, float* y, int64_t N, in
 #if defined(__AVX512F__)
     // Independent accumulators per activation row (A of them, one per block of a group of
     // A / 2 blocks, two halves each): one chain of dependent FMAs would be latency-bound.
+    // Their indices are compile-time constants and nothing else in the loop is written
+    // through a pointer, so they stay in registers (else every FMA waits on a store and a
+    // reload from the stack).
     constexpr int A = T == 1 ? 8 : (T == 2 ? 4 : 2);
+    constexpr int G = A / 2;
     __m512 acc[T][A];
     for (int t = 0; t < T; ++t)
       for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const int a = static_cast<int>(b % (A / 2)) * 2;
-      __m512 w0, w1;
-      g.block(n, b, w0, w1);
-      for (int t = 0; t < T; ++t) {
-        const float* xb = x + t * K + b * BLOCK;
-        acc[t][a] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][a]);
-        acc[t][a + 1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t][a + 1]);
+    // The row in segments whose scales fit a stack buffer (one segment below K = 32768).
+    constexpr int64_t SEGMENT = 1024;
+    alignas(64) float ds[SEGMENT], ms[SEGMENT];
+    for (int64_t s0 = 0; s0 < nb; s0 += SEGMENT) {
+      const int64_t len = std::min(SEGMENT, nb - s0);
+      for (int64_t c = 0; c < len; c += 16)
+        g.scales(n, s0 + c, static_cast<int>(std::min<int64_t>(16, len - c)), ds + c, ms + c);
+      int64_t i = 0;
+      for (; i + G <= len; i += G) {
+#pragma GCC unroll 8
+        for (int v = 0; v < G; ++v) {
+          __m512 w0, w1;
+          const int64_t b = s0 + i + v;
+          g.block(n, b, ds[i + v], ms[i + v], w0, w1);
+#pragma GCC unroll 4
+          for (int t = 0; t < T; ++t) {
+            const float* xb = x + t * K + b * BLOCK;
+            acc[t][2 * v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][2 * v]);
+            acc[t][2 * v + 1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t][2 * v + 1]);
+          }
+        }
+      }
+      for (; i < len; ++i) {
+        __m512 w0, w1;
+        const int64_t b = s0 + i;
+        g.block(n, b, ds[i], ms[i], w0, w1);
+        for (int t = 0; t < T; ++t) {
+          const float* xb = x + t * K + b * BLOCK;
+          acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[t][0]);
+          acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), acc[t][1]);
+        }
       }
     }
     for (int t = 0; t < T; ++t) {
@@ -131,8 +177,23 @@ torch::Tensor dequant(const Grid& g, int64_t N, const torch::TensorOptions& opti
   auto w = torch::empty({N, K}, options);
   float* wp = w.data_ptr<float>();
   at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
+    for (int64_t n = n0; n < n1; ++n) {
+#if defined(__AVX512F__)
+      alignas(64) float ds[16], ms[16];
+      for (int64_t c = 0; c < nb; c += 16) {
+        const int count = static_cast<int>(std::min<int64_t>(16, nb - c));
+        g.scales(n, c, count, ds, ms);
+        for (int u = 0; u < count; ++u) {
+          __m512 w0, w1;
+          g.block(n, c + u, ds[u], ms[u], w0, w1);
+          _mm512_storeu_ps(wp + n * K + (c + u) * BLOCK, w0);
+          _mm512_storeu_ps(wp + n * K + (c + u) * BLOCK + 16, w1);
+        }
+      }
+#else
       for (int64_t b = 0; b < nb; ++b) g.block(n, b, wp + n * K + b * BLOCK);
+#endif
+    }
   });
   return w;
 }
