@@ -110,7 +110,7 @@ void grid_rows(const Grid& g, const float* x, int64_t K, float* y, int64_t N, in
     // Their indices are compile-time constants and nothing else in the loop is written
     // through a pointer, so they stay in registers (else every FMA waits on a store and a
     // reload from the stack).
-    constexpr int A = T == 1 ? 8 : (T == 2 ? 4 : 2);
+    constexpr int A = T == 1 ? 4 : 2;
     constexpr int G = A / 2;
     __m512 acc[T][A];
     for (int t = 0; t < T; ++t)

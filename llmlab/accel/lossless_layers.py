@@ -54,7 +54,10 @@ class FusedPlan:
     head_dim: int
     scaling: float
     layer_idx: int
-    watched: tuple[nn.Module, ...]  # submodules whose hooks send the pass to the module path
+    #: The hook dicts of the layer's submodules: one not empty sends the pass to the module
+    #: path. torch adds hooks to these dicts in place (it never replaces them after __init__),
+    #: so holding them is a per-call check of ~26 dicts without walking the modules.
+    hooks: tuple[dict, ...]
 
 
 def fuse_decoder_layers(model: nn.Module) -> int:
@@ -153,20 +156,24 @@ def _plan(layer: nn.Module, attn_name: str, mlp_name: str) -> FusedPlan | None:
         head_dim=attn.head_dim,
         scaling=float(attn.scaling),
         layer_idx=attn.layer_idx,
-        watched=tuple(m for m in layer.modules() if m is not layer),
+        hooks=tuple(
+            hooks
+            for m in layer.modules()
+            if m is not layer
+            for hooks in (m._forward_hooks, m._forward_pre_hooks)
+        ),
     )
 
 
-def _hooked(modules: tuple[nn.Module, ...]) -> bool:
+def _hooked(hooks: tuple[dict, ...]) -> bool:
     from torch.nn.modules import module as nn_module
 
-    if (
+    return bool(
         nn_module._global_forward_hooks
         or nn_module._global_forward_pre_hooks
         or nn_module._global_backward_hooks
-    ):
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+        or any(hooks)
+    )
 
 
 def _fused_forward(
@@ -191,7 +198,7 @@ def _fused_forward(
         or self.training
         or hidden_states.dtype != torch.float32
         or torch.is_grad_enabled()
-        or _hooked(plan.watched)
+        or _hooked(plan.hooks)
     ):
         return type(self).forward(
             self,
