@@ -11,7 +11,9 @@ Beside llmlab it runs llama.cpp (llama-cpp-python, built by scripts/llama_server
 GGUF the default model is converted from, with the same thread count, the same prompt token ids
 (llmlab's chat template applied once, the ids handed to both) and greedy decoding, interleaved
 with the baseline runs; every configuration's decode tok/s and TTFT are also printed as a ratio
-to llama.cpp's (decode: higher is better; TTFT: lower is better).
+to llama.cpp's (decode: higher is better; TTFT: lower is better): its ratio to the baseline
+times the baseline's to llama.cpp, each taken pair by pair, so that the machine's drift between
+the llama.cpp runs and the configuration's runs cancels out.
 
 Default model, greedy, one process. The machine may be shared and noisy, so every
 configuration is measured in *pairs* with the baseline (baseline run, config run) per prompt,
@@ -201,17 +203,22 @@ def measure_kind(
         if llama is not None:
             ids = encode_prompt(lm, prompt)[0].tolist()
             llama.run(ids, 4)  # warm-up
-            runs = []
+            runs, decode_vs, ttft_vs = [], [], []
             for _ in range(pairs):  # interleaved with llmlab's baseline
                 runs.append(llama.run(ids, settings.max_new_tokens))
-                generate(lm, prompt, settings)
+                base = generate(lm, prompt, settings).stats
+                decode_vs.append(base.decode_tokens_per_s / runs[-1][1])
+                ttft_vs.append(base.ttft_s / runs[-1][0])
             ttft = statistics.median(r[0] for r in runs)
             ltps = statistics.median(r[1] for r in runs)
-            ref_llama[name] = (ttft, ltps)
+            # The baseline against llama.cpp, pair by pair: a configuration's ratio to llama.cpp
+            # is its ratio to the baseline (also pair by pair) times this, so the machine's
+            # drift between the two measurements cancels out of both.
+            ref_llama[name] = (statistics.median(ttft_vs), statistics.median(decode_vs))
             line += (
                 f" (TTFT {s.ttft_s * 1000:.0f} ms); llama.cpp {ltps:.1f} tok/s, TTFT "
-                f"{ttft * 1000:.0f} ms: baseline decode {tps / ltps:.2f}x, TTFT "
-                f"{s.ttft_s / ttft:.2f}x llama.cpp's"
+                f"{ttft * 1000:.0f} ms: baseline decode {ref_llama[name][1]:.2f}x, TTFT "
+                f"{ref_llama[name][0]:.2f}x llama.cpp's (pair by pair)"
             )
         print(line, flush=True)
     vs = f" {'dec/llama':>9} {'TTFT/llama':>10}" if llama is not None else ""
@@ -234,15 +241,17 @@ def measure_kind(
             generate_accelerated(lm, prompt, GenerationSettings(max_new_tokens=4), cfg,
                                  prefix_cache=PrefixCache())  # fmt: skip
             warm = max(warm, time.perf_counter() - start)
-            ratios = []
+            ratios, ttft_ratios = [], []
             for _ in range(pairs):
                 base = generate(lm, prompt, settings)
                 res = generate_accelerated(lm, prompt, settings, cfg, prefix_cache=PrefixCache())
                 ratios.append(res.stats.decode_tokens_per_s / base.stats.decode_tokens_per_s)
+                ttft_ratios.append(res.stats.ttft_s / base.stats.ttft_s)
             per_prompt.append(statistics.median(ratios))
             if name in ref_llama:
-                vs_llama_decode.append(res.stats.decode_tokens_per_s / ref_llama[name][1])
-                vs_llama_ttft.append(res.stats.ttft_s / ref_llama[name][0])
+                ttft_vs, decode_vs = ref_llama[name]
+                vs_llama_decode.append(per_prompt[-1] * decode_vs)
+                vs_llama_ttft.append(statistics.median(ttft_ratios) * ttft_vs)
             same &= res.token_ids == refs[name].token_ids
             if "acceptance_rate" in res.stats.extra:
                 accept.append(res.stats.extra["acceptance_rate"])
@@ -305,7 +314,7 @@ def explain_bandwidth(lm, label: str, settings) -> None:
     from llmlab.models.facts import weight_bytes
 
     prompt = next(iter(PROMPTS["open"].values()))
-    bw = memory_bandwidth("cpu")
+    bw = memory_bandwidth("cpu", refresh=True)  # now, beside the figures it bounds
     for text in ("baseline", label):
         cfg = parse_config(text, device=lm.device)
         res = generate_accelerated(lm, prompt, settings, cfg)
@@ -363,7 +372,7 @@ def explain_decode_step(lm, label: str, settings, llama: LlamaCpp | None, steps:
     prompt = PROMPTS["open"]["story"]
     ids = encode_prompt(lm, prompt)
     cfg = parse_config(label, device=lm.device)
-    bw = memory_bandwidth("cpu")
+    bw = memory_bandwidth("cpu", refresh=True)  # now, beside the figures it bounds
     print(f"\n== where a decode step's time goes: {label} (prompt 'story') ==")
     models = {"target": lm.model}
     if cfg.get("spec") not in ("off", "prompt-lookup"):
