@@ -11,10 +11,11 @@ vLLM server, on the same prompts (synthetic, exactly --input-len tokens in the s
 written to a JSONL file vLLM's "custom" dataset reads), the same lengths (--output-len with
 ignore_eos, greedy), /v1/completions for both, at concurrency 1 and 4 and one Poisson rate
 (seed 0 for both: llmlab draws its arrival times as vLLM does, so both send on one schedule).
-Prints every figure side by side with llmlab / vLLM, and each client's CPU seconds.
+Prints every figure side by side with llmlab / vLLM, each client's CPU seconds, and how far
+apart the two clients' send times were (vLLM's saved start_times against llmlab's records).
 
   .venv/bin/python benchmarks/bench_served.py --vs-vllm-bench [--num-prompts 16]
-      [--input-len 128] [--output-len 32] [--rate 2] [--rounds 2]
+      [--input-len 128] [--output-len 32] [--rate 2] [--rounds 2] [--only-poisson]
 
 --saturate: a saturation search on the server (the highest Poisson rate meeting --slo).
 
@@ -65,6 +66,9 @@ def main() -> None:
     parser.add_argument("--output-len", type=int, default=32)
     parser.add_argument("--rate", type=float, default=2.0, help="the Poisson level, req/s")
     parser.add_argument("--rounds", type=int, default=2, help="alternations per scenario")
+    parser.add_argument(
+        "--only-poisson", action="store_true", help="--vs-vllm-bench: the Poisson level only"
+    )
     parser.add_argument("--saturate", action="store_true")
     parser.add_argument("--slo", default="ttft=1s,itl=200ms")
     parser.add_argument("--engine-configs", action="store_true")
@@ -226,6 +230,8 @@ def vs_vllm_bench(url: str, model: str | None, args) -> None:
     )
     scenarios = [("concurrency 1", 1, None), ("concurrency 4", 4, None)]
     scenarios.append((f"Poisson {args.rate:g} req/s", None, args.rate))
+    if args.only_poisson:
+        scenarios = scenarios[-1:]
     for title, concurrency, rate in scenarios:
         rows: dict[str, list[dict]] = {"llmlab": [], "vllm": []}
         for round_ in range(args.rounds):  # alternate, so drift on a busy machine hits both
@@ -275,7 +281,14 @@ def run_vllm_bench(python, url, model, tokenizer, dataset, args, concurrency, ra
         for q in PERCENTILES:
             row[f"{ours} p{q}"] = result.get(f"p{q}_{theirs}_ms")
     row["client CPU s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    row["sent"] = offsets(result.get("start_times") or [])
     return row
+
+
+def offsets(times: list[float]) -> list[float]:
+    """Send times as seconds after the first request, in sending order."""
+    times = sorted(times)
+    return [t - times[0] for t in times] if times else []
 
 
 def run_llmlab(sm, prompts, args, concurrency, rate) -> dict:
@@ -311,6 +324,7 @@ def run_llmlab(sm, prompts, args, concurrency, rate) -> dict:
             value = spread.quantile(q / 100)
             row[f"{ours} p{q}"] = None if value is None else value * 1000
     row["client CPU s"] = cpu
+    row["sent"] = offsets([r.sent_s for r in level.records])
     for w in test.warnings:
         print("llmlab warning:", w)
     return row
@@ -323,7 +337,7 @@ def print_comparison(title: str, rows: dict[str, list[dict]], args) -> None:
         values = [r[key] for r in rows[client] if r.get(key) is not None]
         return statistics.fmean(values) if values else None
 
-    keys = [k for k in rows["vllm"][0] if k != "completed"]
+    keys = [k for k in rows["vllm"][0] if k not in ("completed", "sent")]
     print(
         f"\n{title}: {args.num_prompts} prompts of {args.input_len} tokens, {args.output_len} "
         f"output tokens (ignore_eos, greedy), mean of {args.rounds} alternating runs each"
@@ -336,6 +350,17 @@ def print_comparison(title: str, rows: dict[str, list[dict]], args) -> None:
         print(f"{key:<16}{fmt(ours):>12}{fmt(theirs):>12}{ratio:>8}")
     n = args.num_prompts
     print(f"(per-request percentiles rest on {n} requests: p99 of {n} is their maximum)")
+    # Did both clients send on one schedule? Their send times, each after its first request.
+    gaps = [
+        abs(a - b)
+        for ours, theirs in zip(rows["llmlab"], rows["vllm"], strict=False)
+        for a, b in zip(ours["sent"], theirs["sent"], strict=False)
+    ]
+    if gaps and max(max(r["sent"], default=0) for r in rows["vllm"]) > 0:
+        print(
+            f"send times after the first request, llmlab vs vllm bench: mean |difference| "
+            f"{1000 * sum(gaps) / len(gaps):.1f} ms, largest {1000 * max(gaps):.1f} ms"
+        )
 
 
 if __name__ == "__main__":
