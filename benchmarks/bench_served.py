@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import tempfile
 import time
@@ -245,7 +246,7 @@ def vs_vllm_bench(url: str, model: str | None, args) -> None:
                     )
                 else:
                     rows[client].append(run_llmlab(sm, prompts, args, concurrency, rate))
-        print_comparison(title, rows, args)
+        print_comparison(title, rows, args, rate)
 
 
 def run_vllm_bench(python, url, model, tokenizer, dataset, args, concurrency, rate, work) -> dict:
@@ -259,7 +260,7 @@ def run_vllm_bench(python, url, model, tokenizer, dataset, args, concurrency, ra
         "--num-prompts", str(args.num_prompts), "--temperature", "0",
         "--percentile-metrics", "ttft,tpot,itl,e2el",
         "--metric-percentiles", ",".join(map(str, PERCENTILES)),
-        "--save-result", "--result-dir", str(work), "--result-filename", name,
+        "--save-result", "--save-detailed", "--result-dir", str(work), "--result-filename", name,
         "--request-rate", str(rate) if rate else "inf", "--burstiness", "1", "--seed", "0",
     ]  # fmt: skip
     if concurrency:
@@ -330,9 +331,9 @@ def run_llmlab(sm, prompts, args, concurrency, rate) -> dict:
     return row
 
 
-def print_comparison(title: str, rows: dict[str, list[dict]], args) -> None:
-    import statistics
-
+def print_comparison(
+    title: str, rows: dict[str, list[dict]], args, rate: float | None = None
+) -> None:
     def mean(client: str, key: str) -> float | None:
         values = [r[key] for r in rows[client] if r.get(key) is not None]
         return statistics.fmean(values) if values else None
@@ -350,17 +351,23 @@ def print_comparison(title: str, rows: dict[str, list[dict]], args) -> None:
         print(f"{key:<16}{fmt(ours):>12}{fmt(theirs):>12}{ratio:>8}")
     n = args.num_prompts
     print(f"(per-request percentiles rest on {n} requests: p99 of {n} is their maximum)")
-    # Did both clients send on one schedule? Their send times, each after its first request.
-    gaps = [
-        abs(a - b)
-        for ours, theirs in zip(rows["llmlab"], rows["vllm"], strict=False)
-        for a, b in zip(ours["sent"], theirs["sent"], strict=False)
-    ]
-    if gaps and max(max(r["sent"], default=0) for r in rows["vllm"]) > 0:
-        print(
-            f"send times after the first request, llmlab vs vllm bench: mean |difference| "
-            f"{1000 * sum(gaps) / len(gaps):.1f} ms, largest {1000 * max(gaps):.1f} ms"
-        )
+    if rate is not None:
+        schedule_check(rows, args.num_prompts, rate)
+
+
+def schedule_check(rows: dict[str, list[dict]], count: int, rate: float) -> None:
+    """Did both clients send on the schedule both draw? Each client's send times (after its
+    first request) against the drawn arrival times (after the first arrival)."""
+    from llmlab.served.workload import arrival_times
+
+    drawn = offsets(arrival_times(rate, count, "poisson", 0))
+    for client, runs in rows.items():
+        late = [b - a for run in runs for a, b in zip(drawn, run["sent"], strict=False)]
+        if late:
+            print(
+                f"{client} sent after the drawn schedule by {1000 * statistics.fmean(late):+.1f} "
+                f"ms on average (most {1000 * max(late, key=abs):+.1f} ms)"
+            )
 
 
 if __name__ == "__main__":

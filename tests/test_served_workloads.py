@@ -135,6 +135,7 @@ def test_rate_levels_send_on_schedule_and_index_by_rate(fake):
     sent = sorted(r.sent_s for r in level.records)
     planned = arrival_times(20.0, 8, "poisson", seed=3)
     assert all(abs(s - p) < 0.25 for s, p in zip(sent, planned))  # open loop: on schedule
+    assert all(s >= p for s, p in zip(sent, planned))  # handed over early, never sent early
     assert "poisson arrivals (seed 3)" in test.to_html() and "rate req/s" in test.to_html()
 
 
