@@ -32,6 +32,7 @@ Nothing loops unbounded: each level sends exactly ``requests`` requests, each en
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 import threading
@@ -698,6 +699,12 @@ class _LoadJob:
         else:
             schedule = [0.0] * units
         pool = ThreadPoolExecutor(max_workers=min(cap, units), thread_name_prefix="llmlab-load")
+        # The objects that exist now (torch, transformers, the notebook's) leave the garbage
+        # collector's scans for the level: a full collection over them (~350k objects once
+        # torch and transformers are imported) stops every thread for ~160 ms, which delayed
+        # sends and chunk timestamps (llmlab sent up to 137 ms late where vllm bench serve, a
+        # small process, was within 2 ms).
+        gc.freeze()
         start = time.perf_counter()
         futures = []
         try:
@@ -727,6 +734,8 @@ class _LoadJob:
             self.sm.endpoint.close()  # ...and queued ones now: their connections are closed
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        finally:
+            gc.unfreeze()
         pool.shutdown(wait=True)
         return LoadLevel(
             cap, records, duration, test.slo, rate, test.arrivals if rate is not None else None
