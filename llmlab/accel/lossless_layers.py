@@ -125,11 +125,7 @@ def _stack(mods: list[nn.Module]) -> list[torch.Tensor] | None:
 def _plan(layer: nn.Module, attn_name: str, mlp_name: str) -> FusedPlan | None:
     attn, mlp = getattr(layer, attn_name, None), getattr(layer, mlp_name, None)
     norms = [getattr(layer, n, None) for n in ("input_layernorm", "post_attention_layernorm")]
-    if (
-        attn is None
-        or mlp is None
-        or any(type(n).__name__.endswith("RMSNorm") is False for n in norms)
-    ):
+    if attn is None or mlp is None or not all(type(n).__name__.endswith("RMSNorm") for n in norms):
         return None
     projections = [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
     mlp_parts = [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
