@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 
 
 def timed(fn, repeat: int = 5) -> float:
     """Median seconds of ``fn()`` over ``repeat`` runs after one warm-up."""
-    fn()
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+    from llmlab.measure.latency import time_call
+
+    return time_call(fn, repeats=repeat, warmup=1).median
 
 
 def main() -> None:

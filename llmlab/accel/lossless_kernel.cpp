@@ -24,6 +24,7 @@ namespace {
 constexpr int64_t BLOCK = 32;
 constexpr int64_t TILE = 4;  // activation rows per pass over a weight row (registers)
 constexpr int64_t GRAIN = 16;  // output rows per parallel task
+constexpr int64_t SEGMENT = 1024;  // blocks whose scales a stack buffer holds (K = 32768)
 
 #if defined(__AVX512F__)
 // float32 copies of ``count`` (<= 16) float16 scales: one conversion for 16 blocks, so that
@@ -97,6 +98,15 @@ struct Q8Grid {
 #endif
 };
 
+#if defined(__AVX512F__)
+// Row n's scales (and offsets) for ``len`` (<= SEGMENT) blocks from b0, as float32.
+template <typename Grid>
+void row_scales(const Grid& g, int64_t n, int64_t b0, int64_t len, float* ds, float* ms) {
+  for (int64_t c = 0; c < len; c += 16)
+    g.scales(n, b0 + c, static_cast<int>(std::min<int64_t>(16, len - c)), ds + c, ms + c);
+}
+#endif
+
 // y[t, n] = x[t] . w[n] for T activation rows and output rows n0..n1, each weight block
 // rebuilt once (in registers) for all T rows.
 template <int T, typename Grid>
@@ -116,12 +126,10 @@ void grid_rows(const Grid& g, const float* x, int64_t K, float* y, int64_t N, in
     for (int t = 0; t < T; ++t)
       for (int a = 0; a < A; ++a) acc[t][a] = _mm512_setzero_ps();
     // The row in segments whose scales fit a stack buffer (one segment below K = 32768).
-    constexpr int64_t SEGMENT = 1024;
     alignas(64) float ds[SEGMENT], ms[SEGMENT];
     for (int64_t s0 = 0; s0 < nb; s0 += SEGMENT) {
       const int64_t len = std::min(SEGMENT, nb - s0);
-      for (int64_t c = 0; c < len; c += 16)
-        g.scales(n, s0 + c, static_cast<int>(std::min<int64_t>(16, len - c)), ds + c, ms + c);
+      row_scales(g, n, s0, len, ds, ms);
       int64_t i = 0;
       for (; i + G <= len; i += G) {
 #pragma GCC unroll 8
@@ -179,15 +187,15 @@ torch::Tensor dequant(const Grid& g, int64_t N, const torch::TensorOptions& opti
   at::parallel_for(0, N, GRAIN, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
 #if defined(__AVX512F__)
-      alignas(64) float ds[16], ms[16];
-      for (int64_t c = 0; c < nb; c += 16) {
-        const int count = static_cast<int>(std::min<int64_t>(16, nb - c));
-        g.scales(n, c, count, ds, ms);
-        for (int u = 0; u < count; ++u) {
+      alignas(64) float ds[SEGMENT], ms[SEGMENT];
+      for (int64_t s0 = 0; s0 < nb; s0 += SEGMENT) {
+        const int64_t len = std::min(SEGMENT, nb - s0);
+        row_scales(g, n, s0, len, ds, ms);
+        for (int64_t i = 0; i < len; ++i) {
           __m512 w0, w1;
-          g.block(n, c + u, ds[u], ms[u], w0, w1);
-          _mm512_storeu_ps(wp + n * K + (c + u) * BLOCK, w0);
-          _mm512_storeu_ps(wp + n * K + (c + u) * BLOCK + 16, w1);
+          g.block(n, s0 + i, ds[i], ms[i], w0, w1);
+          _mm512_storeu_ps(wp + n * K + (s0 + i) * BLOCK, w0);
+          _mm512_storeu_ps(wp + n * K + (s0 + i) * BLOCK + 16, w1);
         }
       }
 #else
@@ -214,14 +222,23 @@ void tiled_into(const float* xp, int64_t M, int64_t K, float* yp, int64_t N, F&&
   });
 }
 
-template <typename F>
-torch::Tensor tiled(const torch::Tensor& x, int64_t N, F&& rows) {
+// y [M, N] = x [M, K] @ w.T for the grid g's N weight rows.
+template <typename Grid>
+void grid_into(const Grid& g, const float* x, int64_t M, int64_t K, float* y, int64_t N) {
+  tiled_into(x, M, K, y, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
+    grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
+  });
+}
+
+// The same from and into tensors (x checked).
+template <typename Grid>
+torch::Tensor grid_linear(const Grid& g, const torch::Tensor& x, int64_t N) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32, "x must be [M, K] float32");
   const auto xc = x.contiguous();
   const int64_t M = xc.size(0), K = xc.size(1);
   TORCH_CHECK(K % BLOCK == 0, "K must be a multiple of 32");
   auto y = torch::empty({M, N}, xc.options());
-  tiled_into(xc.data_ptr<float>(), M, K, y.data_ptr<float>(), N, rows);
+  grid_into(g, xc.data_ptr<float>(), M, K, y.data_ptr<float>(), N);
   return y;
 }
 
@@ -232,10 +249,8 @@ torch::Tensor q4_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor d, 
   TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.size(1) * 2 == K, "packed [N, K/2] uint8");
   TORCH_CHECK(d.is_contiguous() && m.is_contiguous() && packed.is_contiguous(), "contiguous");
   TORCH_CHECK(d.scalar_type() == torch::kHalf && m.scalar_type() == torch::kHalf, "d, m float16");
-  const Q4Grid g{packed.data_ptr<uint8_t>(), d.data_ptr<at::Half>(), m.data_ptr<at::Half>(), K};
-  return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
-    grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
-  });
+  return grid_linear(
+      Q4Grid{packed.data_ptr<uint8_t>(), d.data_ptr<at::Half>(), m.data_ptr<at::Half>(), K}, x, N);
 }
 
 torch::Tensor q8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d) {
@@ -243,10 +258,7 @@ torch::Tensor q8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d) {
   TORCH_CHECK(q.scalar_type() == torch::kInt8 && q.size(1) == K, "q [N, K] int8");
   TORCH_CHECK(d.is_contiguous() && q.is_contiguous(), "contiguous");
   TORCH_CHECK(d.scalar_type() == torch::kHalf, "d float16");
-  const Q8Grid g{q.data_ptr<int8_t>(), d.data_ptr<at::Half>(), K};
-  return tiled(x, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
-    grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
-  });
+  return grid_linear(Q8Grid{q.data_ptr<int8_t>(), d.data_ptr<at::Half>(), K}, x, N);
 }
 
 torch::Tensor q4_dequant(torch::Tensor packed, torch::Tensor d, torch::Tensor m) {

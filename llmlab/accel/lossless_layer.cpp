@@ -26,17 +26,12 @@ void linear_into(const Linear& lin, const float* x, int64_t M, int64_t K, float*
   const int64_t N = codes.size(0);
   if (codes.scalar_type() == torch::kUInt8) {
     TORCH_CHECK(codes.size(1) * 2 == K, "Q4 codes must be [N, K/2]");
-    const Q4Grid g{codes.data_ptr<uint8_t>(), lin[1].data_ptr<at::Half>(),
-                   lin[2].data_ptr<at::Half>(), K};
-    tiled_into(x, M, K, y, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
-      grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
-    });
+    grid_into(Q4Grid{codes.data_ptr<uint8_t>(), lin[1].data_ptr<at::Half>(),
+                     lin[2].data_ptr<at::Half>(), K},
+              x, M, K, y, N);
   } else {
     TORCH_CHECK(codes.scalar_type() == torch::kInt8 && codes.size(1) == K, "Q8 codes [N, K]");
-    const Q8Grid g{codes.data_ptr<int8_t>(), lin[1].data_ptr<at::Half>(), K};
-    tiled_into(x, M, K, y, N, [&](auto t, const float* xr, float* yr, int64_t n0, int64_t n1) {
-      grid_rows<decltype(t)::value>(g, xr, K, yr, N, n0, n1);
-    });
+    grid_into(Q8Grid{codes.data_ptr<int8_t>(), lin[1].data_ptr<at::Half>(), K}, x, M, K, y, N);
   }
   if (lin[3].numel()) {
     const float* b = lin[3].data_ptr<float>();
